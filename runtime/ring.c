@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "ring.h"
+
+struct gt_blob *gt_blob_new(uint64_t gen, size_t len)
+{
+        struct gt_blob *b = malloc(sizeof(*b) + len);
+        if (!b)
+                return NULL;
+        b->refs = 1;
+        b->gen = gen;
+        b->len = len;
+        return b;
+}
+
+struct gt_blob *gt_blob_ref(struct gt_blob *b)
+{
+        b->refs++;
+        return b;
+}
+
+void gt_blob_unref(struct gt_blob *b)
+{
+        if (b && --b->refs == 0)
+                free(b);
+}
+
+int gt_ring_init(struct gt_ring *r, uint32_t max_count, uint64_t max_bytes)
+{
+        *r = (struct gt_ring){.max_count = max_count ? max_count : 1, .max_bytes = max_bytes};
+        r->slots = calloc(r->max_count, sizeof(*r->slots));
+        return r->slots ? 0 : -ENOMEM;
+}
+
+void gt_ring_done(struct gt_ring *r)
+{
+        if (!r->slots)
+                return;
+        for (uint32_t i = 0; i < r->count; i++)
+                gt_blob_unref(r->slots[(r->head + i) % r->max_count]);
+        free(r->slots);
+        r->slots = NULL;
+        r->count = 0;
+}
+
+static void ring_evict_oldest(struct gt_ring *r)
+{
+        struct gt_blob *b = r->slots[r->head];
+        r->slots[r->head] = NULL;
+        r->head = (r->head + 1) % r->max_count;
+        r->count--;
+        r->bytes -= b->len;
+        r->gens_evicted++;
+        if (r->unsent > r->count) {
+                /* It was never pushed: a real loss, recorded in the next generation. */
+                r->unsent = r->count;
+                r->gens_dropped++;
+                r->bytes_dropped += b->len;
+        }
+        gt_blob_unref(b);
+}
+
+void gt_ring_push(struct gt_ring *r, struct gt_blob *b)
+{
+        atomic_store_explicit(&r->busy, 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst); /* the crash handler runs on this thread too */
+        while (r->count > 0 && (r->count == r->max_count || r->bytes + b->len > r->max_bytes))
+                ring_evict_oldest(r);
+        r->slots[(r->head + r->count) % r->max_count] = b;
+        r->count++;
+        r->bytes += b->len;
+        r->unsent++;
+        atomic_signal_fence(memory_order_seq_cst);
+        atomic_store_explicit(&r->busy, 0, memory_order_relaxed);
+}
+
+struct gt_blob *gt_ring_at(const struct gt_ring *r, uint32_t i)
+{
+        return i < r->count ? r->slots[(r->head + i) % r->max_count] : NULL;
+}
+
+struct gt_blob *gt_ring_first_unsent(const struct gt_ring *r)
+{
+        return r->unsent ? gt_ring_at(r, (uint32_t)(r->count - r->unsent)) : NULL;
+}
+
+void gt_ring_mark_sent(struct gt_ring *r)
+{
+        if (r->unsent)
+                r->unsent--;
+}
+
+uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes)
+{
+        uint64_t n = r->gens_dropped;
+        if (ret_bytes)
+                *ret_bytes = r->bytes_dropped;
+        r->gens_dropped = 0;
+        r->bytes_dropped = 0;
+        return n;
+}

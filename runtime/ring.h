@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The in-process generation ring: the last N finished generations, at most
+ * M bytes, oldest evicted first.  It is the runtime's flight recorder when no
+ * daemon is reachable, and the queue of generations not yet pushed to
+ * gtraced when one is.
+ *
+ * Owned by the advance thread: only it pushes, pops and iterates.  The one
+ * exception is the crash handler, which reads the ring without locking after
+ * checking ring->busy (see crash.c); writers keep busy set while they mutate.
+ *
+ * Blobs are reference counted (plain counts: single owner thread) so the
+ * daemon connection can keep sending a blob the ring has since evicted.
+ */
+#ifndef GT_RING_H
+#define GT_RING_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gt_blob {
+        unsigned refs;
+        uint64_t gen;
+        size_t len;
+        uint8_t data[];
+};
+
+struct gt_blob *gt_blob_new(uint64_t gen, size_t len); /* refs = 1; NULL on ENOMEM */
+struct gt_blob *gt_blob_ref(struct gt_blob *b);
+void gt_blob_unref(struct gt_blob *b); /* NULL ok */
+
+struct gt_ring {
+        struct gt_blob **slots; /* circular, capacity max_count */
+        uint32_t max_count;
+        uint64_t max_bytes;
+        uint32_t head;          /* index of the oldest */
+        uint32_t count;
+        uint64_t bytes;
+        uint64_t unsent;        /* the newest `unsent` entries are not yet pushed to gtraced */
+        uint64_t gens_dropped;  /* evicted before being pushed anywhere (unsent) */
+        uint64_t bytes_dropped;
+        uint64_t gens_evicted;  /* evicted at all, sent or not */
+        atomic_int busy;        /* 1 while the owner mutates; the crash handler skips the ring */
+};
+
+int gt_ring_init(struct gt_ring *r, uint32_t max_count, uint64_t max_bytes);
+void gt_ring_done(struct gt_ring *r);
+
+/* Appends b (the ring takes the caller's reference), evicting oldest entries
+ * until both bounds hold.  A blob larger than max_bytes alone is still kept
+ * (as the only entry) so the newest data is never refused. */
+void gt_ring_push(struct gt_ring *r, struct gt_blob *b);
+
+/* The i-th entry, 0 = oldest; NULL past the end.  Borrowed. */
+struct gt_blob *gt_ring_at(const struct gt_ring *r, uint32_t i);
+
+/* The oldest entry not yet pushed to gtraced, or NULL.  Borrowed. */
+struct gt_blob *gt_ring_first_unsent(const struct gt_ring *r);
+/* Marks that entry as pushed. */
+void gt_ring_mark_sent(struct gt_ring *r);
+
+/* Generations dropped unsent since the last call (and their bytes); resets. */
+uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes);
+
+#endif

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* Placeholder until the runtime lands (issue 2). */
+#include "gtrace/gtrace.h"
