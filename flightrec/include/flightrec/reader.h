@@ -74,6 +74,8 @@ struct fr_event {
                                                  (cast to int64_t); PA_TS is replaced by the
                                                  absolute time; PA_BYTES: the length */
         const char *str[PROTO_MAX_ARGS];      /* PA_STR args resolved (NULL for id 0) */
+        const uint8_t *bytes[PROTO_MAX_ARGS]; /* PA_BYTES args: the data (args[i] bytes long,
+                                                 not NUL-terminated) */
 };
 
 struct fr_callbacks {
