@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Builds gtrace three ways and runs the test suite on each:
+#
+#   1. Release (warnings as errors, hardening flags): every test.
+#   2. ASan + UBSan: every test.
+#   3. TSan: the tests labelled "concurrency".
+#
+# Build trees live under the checkout in build-test/ (override with
+# GTRACE_TEST_BUILD_ROOT), so a fresh clone needs nothing but this script.
+# Installs missing Debian packages first when run as root.
+#
+#   scripts/test.sh                 all three
+#   scripts/test.sh release|asan|tsan ...   only the named ones
+#
+# Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_root=${GTRACE_TEST_BUILD_ROOT:-$root/build-test}
+jobs=${JOBS:-2}
+# shellcheck disable=SC2206 # word splitting of CTEST_ARGS is the point
+extra_ctest=(${CTEST_ARGS:-})
+
+if [ "$#" -gt 0 ]; then
+        variants=("$@")
+else
+        variants=(release asan tsan)
+fi
+for v in "${variants[@]}"; do
+        case "$v" in
+        release | asan | tsan) ;;
+        *)
+                echo "usage: $0 [release|asan|tsan]..." >&2
+                exit 2
+                ;;
+        esac
+done
+
+"$root/scripts/deps.sh"
+
+# Sanitizer reports must fail the test that triggered them, with a stack.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
+summary=()
+failed=0
+total_pass=0
+total_fail=0
+
+# TSan maps its shadow memory at fixed addresses; kernels with a high
+# vm.mmap_rnd_bits can place a mapping there and TSan dies with "unexpected
+# memory mapping".  Probe once with a tiny program and, if it fails that way,
+# run the TSan tests with ASLR off (setarch -R; the personality is inherited
+# by every process ctest starts).
+tsan_prefix=()
+tsan_probe() {
+        local dir out
+        dir=$(mktemp -d)
+        printf '#include <pthread.h>\nstatic void *f(void *a) { return a; }\nint main(void) { pthread_t t; pthread_create(&t, 0, f, 0); return pthread_join(t, 0); }\n' >"$dir/probe.c"
+        if ! cc -fsanitize=thread -pthread "$dir/probe.c" -o "$dir/probe" 2>"$dir/cc.log"; then
+                echo "test: cannot build a TSan program:" >&2
+                cat "$dir/cc.log" >&2
+                rm -rf "$dir"
+                return 1
+        fi
+        if out=$("$dir/probe" 2>&1); then
+                :
+        elif printf '%s' "$out" | grep -q 'unexpected memory mapping' &&
+                setarch "$(uname -m)" -R "$dir/probe" >/dev/null 2>&1; then
+                echo "test: TSan needs ASLR off on this kernel: running TSan tests under setarch -R"
+                tsan_prefix=(setarch "$(uname -m)" -R)
+        else
+                echo "test: TSan probe failed:" >&2
+                printf '%s\n' "$out" >&2
+                rm -rf "$dir"
+                return 1
+        fi
+        rm -rf "$dir"
+}
+
+# run_variant NAME CMAKE_ARGS... -- CTEST_ARGS...
+run_variant() {
+        local name=$1 dir log line
+        shift
+        local cmake_args=() ctest_args=()
+        while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
+                cmake_args+=("$1")
+                shift
+        done
+        [ "$#" -gt 0 ] && shift
+        ctest_args=("$@")
+        dir=$build_root/$name
+        log=$build_root/$name-ctest.log
+
+        echo "=== $name: configure and build ($dir)"
+        cmake -S "$root" -B "$dir" -DGTRACE_WERROR=ON "${cmake_args[@]}" >"$build_root/$name-cmake.log" ||
+                { cat "$build_root/$name-cmake.log"; return 1; }
+        cmake --build "$dir" -j "$jobs"
+
+        echo "=== $name: ctest ${ctest_args[*]}"
+        local prefix=()
+        [ "$name" = tsan ] && prefix=("${tsan_prefix[@]}")
+        local rc=0
+        (cd "$dir" && "${prefix[@]}" ctest --output-on-failure -j "$jobs" "${ctest_args[@]}" "${extra_ctest[@]}") 2>&1 |
+                tee "$log" || rc=$?
+        # ctest's own closing line, e.g. "100% tests passed, 0 tests failed out of 12".
+        line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+        if [ -z "$line" ]; then
+                if grep -q 'No tests were found' "$log"; then
+                        line="no tests selected"
+                else
+                        line="ctest produced no summary (exit $rc)"
+                        [ "$rc" -eq 0 ] && rc=1
+                fi
+        else
+                local nfail ntotal
+                nfail=$(printf '%s\n' "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
+                ntotal=$(printf '%s\n' "$line" | sed -E 's/.* failed out of ([0-9]+).*/\1/')
+                total_fail=$((total_fail + nfail))
+                total_pass=$((total_pass + ntotal - nfail))
+        fi
+        summary+=("$name: $line")
+        if [ "$rc" -ne 0 ]; then
+                failed=1
+        fi
+        return 0
+}
+
+mkdir -p "$build_root"
+for v in "${variants[@]}"; do
+        case "$v" in
+        release)
+                run_variant release -DCMAKE_BUILD_TYPE=Release --
+                ;;
+        asan)
+                run_variant asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGTRACE_SANITIZE=address,undefined --
+                ;;
+        tsan)
+                tsan_probe
+                run_variant tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGTRACE_SANITIZE=thread -- -L concurrency
+                ;;
+        esac
+done
+
+echo
+echo "=== summary"
+for s in "${summary[@]}"; do
+        echo "$s"
+done
+echo "tests: $total_pass passed, $total_fail failed"
+exit "$failed"
