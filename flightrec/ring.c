@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-process generation rings with fair global eviction (contract in
+ * flightrec/ring.h).
+ *
+ * A ring is a circular array of buffer pointers, capacity = the generations
+ * bound.  The set keeps a list of rings and running totals.  The state a
+ * ring can be in is simple and checked by fr_rings_check():
+ *
+ *     count <= generations,  bytes == sum of held lengths,
+ *     bytes <= max_process_bytes unless count == 1 (the newest generation is
+ *     never refused, however large: the daemon limits frame sizes instead),
+ *     set bytes == sum over rings <= max_total_bytes unless every ring that
+ *     holds anything holds exactly one generation.
+ *
+ * Global eviction scans the rings for the biggest holder.  That is linear in
+ * the number of processes (bounded by gtraced --max-processes), paid only
+ * when the global bound is exceeded; a heap would save little at the sizes
+ * the daemon allows and would need updating on every push.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flightrec/ring.h"
+#include "proto/event.h"
+#include "proto/varint.h"
+
+struct fr_ring {
+        struct fr_rings *set;
+        struct fr_ring *prev, *next; /* in set->rings */
+        uint64_t pid;
+        uint64_t start_time;
+        struct fr_genbuf **slots; /* circular, capacity set->limits.generations */
+        uint32_t head;            /* oldest */
+        uint32_t count;
+        uint64_t bytes;
+        uint64_t evicted;
+};
+
+struct fr_rings {
+        struct fr_limits limits;
+        struct fr_ring *rings;
+        size_t nrings;
+        uint64_t bytes;
+        uint64_t generations;
+};
+
+/* ---- buffers --------------------------------------------------------------- */
+
+struct fr_genbuf *fr_genbuf_new(size_t len)
+{
+        if (len > SIZE_MAX - sizeof(struct fr_genbuf))
+                return NULL;
+        struct fr_genbuf *b = malloc(sizeof(*b) + len);
+        if (!b)
+                return NULL;
+        memset(b, 0, sizeof(*b));
+        atomic_init(&b->refs, 1);
+        b->len = len;
+        return b;
+}
+
+struct fr_genbuf *fr_genbuf_ref(struct fr_genbuf *b)
+{
+        /* Relaxed: taking a reference needs no ordering, the caller already
+         * holds one (the usual reference-count argument). */
+        atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+        return b;
+}
+
+void fr_genbuf_unref(struct fr_genbuf *b)
+{
+        if (!b)
+                return;
+        /* acq_rel pairs with the other threads' releasing decrements: the
+         * last owner frees only after every other owner's reads are done. */
+        if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+                free(b);
+}
+
+static int scan_fail(char *err, size_t err_len, size_t off, const char *what)
+{
+        if (err && err_len)
+                snprintf(err, err_len, "generation blob: %s at byte %zu", what, off);
+        return -EBADMSG;
+}
+
+/* Wall-clock ns of clock-unit time t per a CLOCK record; 0 if unusable. */
+static uint64_t clock_wall(const uint64_t *clk, uint64_t t)
+{
+        uint64_t freq = clk[0], ref = clk[1], wall = clk[3];
+        if (!freq)
+                return 0;
+        __int128 d = (__int128)t - (__int128)ref;
+        __int128 ns = (__int128)wall + d * 1000000000 / (__int128)freq;
+        return ns < 0 || ns > (__int128)UINT64_MAX ? 0 : (uint64_t)ns;
+}
+
+int fr_genbuf_scan(struct fr_genbuf *b, char *err, size_t err_len)
+{
+        const uint8_t *p = b->data, *end = b->data + b->len;
+        uint64_t clk[6] = {0};
+        int have_clock = 0, ended = 0;
+
+        b->gen = b->pid = b->first_wall_ns = b->last_wall_ns = 0;
+        b->events_lost = b->gens_lost = 0;
+        while (p < end) {
+                size_t off = (size_t)(p - b->data);
+                if (ended)
+                        return scan_fail(err, err_len, off, "bytes after END_OF_GENERATION");
+                uint8_t type = *p++;
+                const struct proto_event_spec *spec = proto_event_spec(type);
+                if (!spec || spec->where != 'S')
+                        return scan_fail(err, err_len, off, "not a top-level record");
+                if (off == 0 && type != PROTO_EV_GENERATION)
+                        return scan_fail(err, err_len, off, "first record is not GENERATION");
+                uint64_t a[PROTO_MAX_ARGS] = {0};
+                for (unsigned i = 0; i < spec->nargs; i++) {
+                        if (proto_get_uvarint(&p, end, &a[i]) < 0)
+                                return scan_fail(err, err_len, off, "truncated record");
+                        if (spec->args[i].kind == PA_BYTES) {
+                                if (a[i] > (uint64_t)(end - p))
+                                        return scan_fail(err, err_len, off,
+                                                         "byte string past the end");
+                                p += a[i];
+                        }
+                }
+                switch (type) {
+                case PROTO_EV_GENERATION:
+                        if (off != 0)
+                                return scan_fail(err, err_len, off, "second GENERATION");
+                        b->gen = a[0];
+                        b->pid = a[1];
+                        break;
+                case PROTO_EV_CLOCK:
+                        memcpy(clk, a, sizeof(clk));
+                        have_clock = 1;
+                        break;
+                case PROTO_EV_GENS_LOST:
+                        b->gens_lost = a[0];
+                        break;
+                case PROTO_EV_END_OF_GENERATION:
+                        if (a[0] != b->gen)
+                                return scan_fail(err, err_len, off,
+                                                 "END_OF_GENERATION names another generation");
+                        b->events_lost = a[3];
+                        ended = 1;
+                        break;
+                default:
+                        break;
+                }
+        }
+        if (!ended)
+                return scan_fail(err, err_len, b->len, "no END_OF_GENERATION");
+        if (have_clock) {
+                b->first_wall_ns = clock_wall(clk, clk[4]);
+                b->last_wall_ns = clock_wall(clk, clk[5]);
+        }
+        return 0;
+}
+
+/* ---- the set ----------------------------------------------------------------- */
+
+struct fr_rings *fr_rings_new(const struct fr_limits *limits)
+{
+        if (!limits->generations || !limits->max_process_bytes || !limits->max_total_bytes)
+                return NULL;
+        struct fr_rings *s = calloc(1, sizeof(*s));
+        if (!s)
+                return NULL;
+        s->limits = *limits;
+        return s;
+}
+
+void fr_rings_free(struct fr_rings *s)
+{
+        if (!s)
+                return;
+        while (s->rings)
+                fr_ring_free(s->rings);
+        free(s);
+}
+
+const struct fr_limits *fr_rings_limits(const struct fr_rings *s)
+{
+        return &s->limits;
+}
+
+uint64_t fr_rings_bytes(const struct fr_rings *s)
+{
+        return s->bytes;
+}
+
+uint64_t fr_rings_generations(const struct fr_rings *s)
+{
+        return s->generations;
+}
+
+size_t fr_rings_count(const struct fr_rings *s)
+{
+        return s->nrings;
+}
+
+void fr_rings_check(const struct fr_rings *s)
+{
+        uint64_t bytes = 0, gens = 0;
+        size_t n = 0;
+        int all_single = 1;
+        for (const struct fr_ring *r = s->rings; r; r = r->next) {
+                uint64_t rb = 0;
+                assert(r->set == s);
+                assert(r->count <= s->limits.generations);
+                for (uint32_t i = 0; i < r->count; i++)
+                        rb += fr_ring_at(r, i)->len;
+                assert(rb == r->bytes);
+                assert(r->count <= 1 || r->bytes <= s->limits.max_process_bytes);
+                if (r->count > 1)
+                        all_single = 0;
+                bytes += rb;
+                gens += r->count;
+                n++;
+        }
+        assert(n == s->nrings);
+        assert(bytes == s->bytes);
+        assert(gens == s->generations);
+        assert(all_single || s->bytes <= s->limits.max_total_bytes);
+        (void)all_single;
+}
+
+/* ---- one ring ---------------------------------------------------------------- */
+
+struct fr_ring *fr_ring_new(struct fr_rings *s, uint64_t pid, uint64_t start_time)
+{
+        struct fr_ring *r = calloc(1, sizeof(*r));
+        if (!r)
+                return NULL;
+        r->slots = calloc(s->limits.generations, sizeof(*r->slots));
+        if (!r->slots) {
+                free(r);
+                return NULL;
+        }
+        r->set = s;
+        r->pid = pid;
+        r->start_time = start_time;
+        r->next = s->rings;
+        if (s->rings)
+                s->rings->prev = r;
+        s->rings = r;
+        s->nrings++;
+        return r;
+}
+
+static void ring_evict_oldest(struct fr_ring *r)
+{
+        struct fr_rings *s = r->set;
+        struct fr_genbuf *b = r->slots[r->head];
+        r->slots[r->head] = NULL;
+        r->head = (r->head + 1) % s->limits.generations;
+        r->count--;
+        r->bytes -= b->len;
+        r->evicted++;
+        s->bytes -= b->len;
+        s->generations--;
+        fr_genbuf_unref(b);
+}
+
+void fr_ring_free(struct fr_ring *r)
+{
+        if (!r)
+                return;
+        struct fr_rings *s = r->set;
+        while (r->count)
+                ring_evict_oldest(r);
+        if (r->prev)
+                r->prev->next = r->next;
+        else
+                s->rings = r->next;
+        if (r->next)
+                r->next->prev = r->prev;
+        s->nrings--;
+        free(r->slots);
+        free(r);
+}
+
+struct fr_ring *fr_ring_find(const struct fr_rings *s, uint64_t pid, uint64_t start_time)
+{
+        for (struct fr_ring *r = s->rings; r; r = r->next)
+                if (r->pid == pid && r->start_time == start_time)
+                        return r;
+        return NULL;
+}
+
+/* The ring global eviction takes from next: the biggest holder with more
+ * than one generation; failing that the biggest other holder; failing that
+ * the pushing ring itself. */
+static struct fr_ring *pick_victim(struct fr_rings *s, struct fr_ring *pusher)
+{
+        struct fr_ring *multi = NULL, *other = NULL;
+        for (struct fr_ring *r = s->rings; r; r = r->next) {
+                if (r->count > 1 && (!multi || r->bytes > multi->bytes))
+                        multi = r;
+                if (r->count >= 1 && r != pusher && (!other || r->bytes > other->bytes))
+                        other = r;
+        }
+        if (multi)
+                return multi;
+        if (other)
+                return other;
+        return pusher->count ? pusher : NULL;
+}
+
+void fr_ring_push(struct fr_ring *r, struct fr_genbuf *b)
+{
+        struct fr_rings *s = r->set;
+        const struct fr_limits *l = &s->limits;
+
+        while (r->count > 0 &&
+               (r->count == l->generations || r->bytes + b->len > l->max_process_bytes))
+                ring_evict_oldest(r);
+        r->slots[(r->head + r->count) % l->generations] = b;
+        r->count++;
+        r->bytes += b->len;
+        s->bytes += b->len;
+        s->generations++;
+
+        while (s->bytes > l->max_total_bytes) {
+                struct fr_ring *victim = pick_victim(s, r);
+                /* The pusher's only generation is the one just pushed: keep it
+                 * (a frame never exceeds the total bound, see gtraced). */
+                if (!victim || (victim == r && r->count == 1))
+                        break;
+                ring_evict_oldest(victim);
+        }
+}
+
+uint64_t fr_ring_pid(const struct fr_ring *r)
+{
+        return r->pid;
+}
+
+uint64_t fr_ring_start_time(const struct fr_ring *r)
+{
+        return r->start_time;
+}
+
+uint32_t fr_ring_count(const struct fr_ring *r)
+{
+        return r->count;
+}
+
+uint64_t fr_ring_bytes(const struct fr_ring *r)
+{
+        return r->bytes;
+}
+
+uint64_t fr_ring_evicted(const struct fr_ring *r)
+{
+        return r->evicted;
+}
+
+struct fr_genbuf *fr_ring_at(const struct fr_ring *r, uint32_t i)
+{
+        return i < r->count ? r->slots[(r->head + i) % r->set->limits.generations] : NULL;
+}
+
+uint32_t fr_ring_snapshot(const struct fr_ring *r, struct fr_genbuf **out, uint32_t cap)
+{
+        uint32_t n = r->count < cap ? r->count : cap;
+        /* The newest n, if cap is short. */
+        for (uint32_t i = 0; i < n; i++)
+                out[i] = fr_genbuf_ref(fr_ring_at(r, r->count - n + i));
+        return n;
+}

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/* The daemon's generation rings: scan, retention by count and bytes, the
+ * global cap's fairness, references held by dumps. */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include "daemon-blob.h"
+#include "flightrec/ring.h"
+
+static struct fr_genbuf *blob(size_t len, uint64_t gen)
+{
+        struct fr_genbuf *b = fr_genbuf_new(len);
+        ck_assert_ptr_nonnull(b);
+        daemon_blob_fill(b->data, len, gen, 77, 1700000000000000000ull + gen * 1000000000ull);
+        ck_assert_int_eq(fr_genbuf_scan(b, NULL, 0), 0);
+        ck_assert_uint_eq(b->gen, gen);
+        return b;
+}
+
+START_TEST(test_blob_sizes_exact)
+{
+        for (size_t len = DAEMON_BLOB_MIN; len < 20000; len += (len < 400 ? 1 : 97)) {
+                struct fr_genbuf *b = blob(len, len);
+                ck_assert_uint_eq(b->len, len);
+                ck_assert_uint_eq(b->pid, 77);
+                fr_genbuf_unref(b);
+        }
+}
+END_TEST
+
+START_TEST(test_scan_summary)
+{
+        struct fr_genbuf *b = blob(1000, 9);
+        ck_assert_uint_eq(b->first_wall_ns, 1700000009000000000ull);
+        ck_assert_uint_eq(b->last_wall_ns, 1700000009000001000ull);
+        ck_assert_uint_eq(b->events_lost, 0);
+        fr_genbuf_unref(b);
+}
+END_TEST
+
+START_TEST(test_scan_rejects)
+{
+        char err[128];
+        struct fr_genbuf *b = blob(500, 3);
+        /* Every truncation fails. */
+        size_t len = b->len;
+        for (size_t n = 0; n < len; n += 7) {
+                b->len = n;
+                ck_assert_int_eq(fr_genbuf_scan(b, err, sizeof(err)), -EBADMSG);
+        }
+        b->len = len;
+        /* A batch event at the top level. */
+        uint8_t save = b->data[0];
+        b->data[0] = PROTO_EV_REGION_BEGIN;
+        ck_assert_int_eq(fr_genbuf_scan(b, err, sizeof(err)), -EBADMSG);
+        b->data[0] = save;
+        /* Garbage */
+        for (size_t i = 0; i < len; i++)
+                b->data[i] = (uint8_t)(i * 131 + 7);
+        ck_assert_int_eq(fr_genbuf_scan(b, err, sizeof(err)), -EBADMSG);
+        fr_genbuf_unref(b);
+}
+END_TEST
+
+START_TEST(test_retention_by_count)
+{
+        struct fr_limits l = {.generations = 3, .max_process_bytes = 1u << 30,
+                              .max_total_bytes = 1u << 30};
+        struct fr_rings *s = fr_rings_new(&l);
+        struct fr_ring *r = fr_ring_new(s, 1, 100);
+        for (uint64_t g = 1; g <= 10; g++) {
+                fr_ring_push(r, blob(100, g));
+                fr_rings_check(s);
+        }
+        ck_assert_uint_eq(fr_ring_count(r), 3);
+        ck_assert_uint_eq(fr_ring_at(r, 0)->gen, 8);
+        ck_assert_uint_eq(fr_ring_at(r, 2)->gen, 10);
+        ck_assert_ptr_null(fr_ring_at(r, 3));
+        ck_assert_uint_eq(fr_ring_evicted(r), 7);
+        ck_assert_uint_eq(fr_rings_bytes(s), 300);
+        ck_assert_ptr_eq(fr_ring_find(s, 1, 100), r);
+        ck_assert_ptr_null(fr_ring_find(s, 1, 101)); /* same pid, other process */
+        fr_rings_free(s);
+}
+END_TEST
+
+START_TEST(test_retention_by_bytes)
+{
+        struct fr_limits l = {.generations = 100, .max_process_bytes = 1000,
+                              .max_total_bytes = 1u << 30};
+        struct fr_rings *s = fr_rings_new(&l);
+        struct fr_ring *r = fr_ring_new(s, 1, 1);
+        for (uint64_t g = 1; g <= 10; g++)
+                fr_ring_push(r, blob(300, g));
+        ck_assert_uint_eq(fr_ring_count(r), 3);
+        ck_assert_uint_eq(fr_ring_bytes(r), 900);
+        /* One generation bigger than the bound is still kept, alone. */
+        fr_ring_push(r, blob(5000, 11));
+        fr_rings_check(s);
+        ck_assert_uint_eq(fr_ring_count(r), 1);
+        ck_assert_uint_eq(fr_ring_at(r, 0)->gen, 11);
+        fr_rings_free(s);
+}
+END_TEST
+
+START_TEST(test_global_cap_fair)
+{
+        struct fr_limits l = {.generations = 1000, .max_process_bytes = 1u << 30,
+                              .max_total_bytes = 10000};
+        struct fr_rings *s = fr_rings_new(&l);
+        struct fr_ring *quiet[3];
+        for (int i = 0; i < 3; i++) {
+                quiet[i] = fr_ring_new(s, 10 + (uint64_t)i, 0);
+                for (uint64_t g = 1; g <= 5; g++)
+                        fr_ring_push(quiet[i], blob(200, g)); /* 1000 bytes each */
+        }
+        struct fr_ring *chatty = fr_ring_new(s, 99, 0);
+        for (uint64_t g = 1; g <= 500; g++) {
+                fr_ring_push(chatty, blob(500, g));
+                fr_rings_check(s);
+                ck_assert_uint_le(fr_rings_bytes(s), 10000);
+        }
+        /* The quiet processes keep all their history; the chatty one got
+         * what was left. */
+        for (int i = 0; i < 3; i++)
+                ck_assert_uint_eq(fr_ring_count(quiet[i]), 5);
+        ck_assert_uint_eq(fr_ring_bytes(chatty), 7000);
+        ck_assert_uint_eq(fr_ring_at(chatty, fr_ring_count(chatty) - 1)->gen, 500);
+
+        /* Two heavy processes share fairly: each ends near half. */
+        struct fr_ring *other = fr_ring_new(s, 98, 0);
+        for (uint64_t g = 1; g <= 500; g++) {
+                fr_ring_push(other, blob(500, g));
+                fr_ring_push(chatty, blob(500, 500 + g));
+                fr_rings_check(s);
+        }
+        ck_assert_uint_ge(fr_ring_bytes(other), 3000);
+        ck_assert_uint_ge(fr_ring_bytes(chatty), 3000);
+        fr_rings_free(s);
+}
+END_TEST
+
+START_TEST(test_global_cap_keeps_newest)
+{
+        struct fr_limits l = {.generations = 10, .max_process_bytes = 1u << 30,
+                              .max_total_bytes = 1000};
+        struct fr_rings *s = fr_rings_new(&l);
+        struct fr_ring *a = fr_ring_new(s, 1, 0), *b = fr_ring_new(s, 2, 0);
+        fr_ring_push(a, blob(600, 1));
+        fr_ring_push(b, blob(600, 1)); /* total 1200: a (other) loses its only one */
+        fr_rings_check(s);
+        ck_assert_uint_eq(fr_ring_count(a), 0);
+        ck_assert_uint_eq(fr_ring_count(b), 1);
+        fr_rings_free(s);
+}
+END_TEST
+
+START_TEST(test_snapshot_refs_outlive_ring)
+{
+        struct fr_limits l = {.generations = 4, .max_process_bytes = 1u << 20,
+                              .max_total_bytes = 1u << 20};
+        struct fr_rings *s = fr_rings_new(&l);
+        struct fr_ring *r = fr_ring_new(s, 5, 5);
+        for (uint64_t g = 1; g <= 4; g++)
+                fr_ring_push(r, blob(128, g));
+        struct fr_genbuf *snap[4];
+        ck_assert_uint_eq(fr_ring_snapshot(r, snap, 4), 4);
+        /* The ring moves on and is then freed; the snapshot stays intact. */
+        for (uint64_t g = 5; g <= 12; g++)
+                fr_ring_push(r, blob(128, g));
+        fr_ring_free(r);
+        ck_assert_uint_eq(fr_rings_count(s), 0);
+        ck_assert_uint_eq(fr_rings_bytes(s), 0);
+        for (uint64_t i = 0; i < 4; i++) {
+                ck_assert_uint_eq(snap[i]->gen, i + 1);
+                ck_assert_int_eq(fr_genbuf_scan(snap[i], NULL, 0), 0);
+                fr_genbuf_unref(snap[i]);
+        }
+        /* A short cap takes the newest. */
+        r = fr_ring_new(s, 5, 5);
+        for (uint64_t g = 1; g <= 4; g++)
+                fr_ring_push(r, blob(128, g));
+        ck_assert_uint_eq(fr_ring_snapshot(r, snap, 2), 2);
+        ck_assert_uint_eq(snap[0]->gen, 3);
+        fr_genbuf_unref(snap[0]);
+        fr_genbuf_unref(snap[1]);
+        fr_rings_free(s);
+}
+END_TEST
+
+START_TEST(test_limits_invalid)
+{
+        struct fr_limits l = {.generations = 0, .max_process_bytes = 1, .max_total_bytes = 1};
+        ck_assert_ptr_null(fr_rings_new(&l));
+        fr_rings_free(NULL);
+        fr_ring_free(NULL);
+        fr_genbuf_unref(NULL);
+}
+END_TEST
+
+static Suite *ring_suite(void)
+{
+        Suite *s = suite_create("ring");
+        TCase *scan = tcase_create("scan");
+        tcase_add_test(scan, test_blob_sizes_exact);
+        tcase_add_test(scan, test_scan_summary);
+        tcase_add_test(scan, test_scan_rejects);
+        suite_add_tcase(s, scan);
+        TCase *core = tcase_create("retention");
+        tcase_add_test(core, test_retention_by_count);
+        tcase_add_test(core, test_retention_by_bytes);
+        tcase_add_test(core, test_global_cap_fair);
+        tcase_add_test(core, test_global_cap_keeps_newest);
+        tcase_add_test(core, test_snapshot_refs_outlive_ring);
+        tcase_add_test(core, test_limits_invalid);
+        suite_add_tcase(s, core);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(ring_suite());
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
