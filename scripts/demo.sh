@@ -75,8 +75,8 @@ show_dump() { # the file tools on one dump
         local dump=$1
         step "gtracectl stats"
         "$gtracectl" stats "$dump"
-        step "gtracectl view --last 20 (the newest events)"
-        "$gtracectl" view --last 20 "$dump" 2>/dev/null || "$gtracectl" view "$dump" | tail -n 20
+        step "gtracectl view --last (what every thread and fiber was doing at the end)"
+        "$gtracectl" view "$dump" --last 2>/dev/null || "$gtracectl" view "$dump" | tail -n 30
         step "gtracectl validate"
         "$gtracectl" validate "$dump" && echo "valid"
         step "gtracectl export --format chrome"

@@ -37,3 +37,7 @@ foreach(check layout systemd)
     FIXTURES_REQUIRED infra_install ENVIRONMENT "${infra_env}" TIMEOUT 120
     SKIP_RETURN_CODE 77)
 endforeach()
+
+# House style: no sprintf/strcpy/strcat/gets in any C source.
+add_test(NAME test-style-banned-functions
+  COMMAND bash ${CMAKE_SOURCE_DIR}/scripts/check-banned.sh ${CMAKE_SOURCE_DIR})
