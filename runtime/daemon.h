@@ -29,6 +29,7 @@ struct gt_proc_info {
         uint64_t clock_freq;    /* the trace clock, as in CLOCK records */
         char command[64];
         char executable[1024];
+        char host[256];
 };
 
 struct gt_daemon;

@@ -88,8 +88,10 @@ struct gt_blob *gt_ring_first_unsent(const struct gt_ring *r)
 
 void gt_ring_mark_sent(struct gt_ring *r)
 {
-        if (r->unsent)
+        if (r->unsent) {
                 r->unsent--;
+                r->sent_total++;
+        }
 }
 
 uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes)

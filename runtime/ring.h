@@ -41,6 +41,7 @@ struct gt_ring {
         uint64_t gens_dropped;  /* evicted before being pushed anywhere (unsent) */
         uint64_t bytes_dropped;
         uint64_t gens_evicted;  /* evicted at all, sent or not */
+        uint64_t sent_total;    /* entries marked sent */
         atomic_int busy;        /* 1 while the owner mutates; the crash handler skips the ring */
 };
 

@@ -1,3 +1,1246 @@
 /* SPDX-License-Identifier: MIT */
-/* Placeholder until the runtime lands (issue 2). */
-#include "gtrace/gtrace.h"
+/*
+ * # libgtrace: the execution tracer
+ *
+ * ## Design
+ *
+ * Every thread that emits an event owns a trace buffer: a struct gt_thread,
+ * reached through a thread-local pointer, holding two *slots*, one per
+ * generation parity.  A generation is a global epoch, gt.gen; an event goes
+ * into slot[gen & 1] of its thread.  The background advance thread (the
+ * advancer, advance.c) ends a generation by storing gen + 1, waiting until
+ * no thread can still be writing the old generation, and then reading the
+ * old slots out into one self-contained blob (docs/format.md) that goes to
+ * the sinks: gtraced and the in-process ring.
+ *
+ * Each thread brackets every event with a *write section*: a per-thread
+ * sequence counter, odd while inside.  The advancer uses it as in a seqlock:
+ * after publishing the new generation it waits, for each thread whose
+ * counter is odd, until the counter changes.  From then on that thread
+ * either has left its write section or entered a new one that read the new
+ * generation, so the old slot is the advancer's alone.
+ *
+ * That argument needs the thread's "counter := odd" store to be ordered
+ * before its load of gt.gen, and the advancer's "gen := gen + 1" store
+ * before its loads of the counters (both store->load orders, which x86 and
+ * ARM both relax).  A fence on the event path would cost more than the rest
+ * of the event, so the thread uses only a compiler barrier and the advancer
+ * calls membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) between its store and
+ * its loads: that forces a full barrier on every CPU running one of our
+ * threads, which promotes every thread's compiler barrier to a real one at
+ * that moment (a thread not running has passed through a context switch,
+ * itself a full barrier).  Where membarrier is missing (old kernel,
+ * seccomp), the thread falls back to a seq_cst fence; under TSan, which
+ * cannot see membarrier, to seq_cst accesses.
+ *
+ * The resulting fast path (a region, counter or log on a thread that already
+ * has a buffer) takes no lock, makes no system call, allocates nothing and
+ * performs no atomic read-modify-write: two plain stores to its own counter,
+ * one load of gt.gen, a cycle-counter read and a few bytes of varints.
+ *
+ * Strings are interned process-wide (strtab.c); a thread-local cache keyed
+ * by pointer (checked against the content) makes a repeated name cost one
+ * short compare.  Stacks likewise.
+ *
+ * ### Self-contained generations
+ *
+ * A reader of one generation must know what every thread and fiber was
+ * doing when it began.  So each generation starts, per thread, with status
+ * events (open regions, running fiber, open blocking call) and, per live
+ * fiber and task, with their status.  Who writes a thread's status for
+ * generation G is settled by a handshake on t->status_gen: the thread, at
+ * its first event in G, and the advancer, right after the switch to G,
+ * both try to move it to G with a CAS; the winner writes.  The advancer
+ * reads the thread's state *before* its CAS and throws the reading away if
+ * it loses; the thread CASes *before* changing any state in G.  So a winning
+ * advancer read a state the thread had not yet changed (its reads happen
+ * before the thread's failing CAS, which reads from the advancer's), and a
+ * winning thread writes its own state.  Fibers use their scan bit the same
+ * way Go uses _Gscan.
+ *
+ * ### Drops
+ *
+ * Memory is bounded: chunks come from a fixed pool.  When a thread cannot
+ * get a chunk it drops every further event of that generation (and counts
+ * them), so its stream is a consistent prefix; a fiber whose transition was
+ * dropped has its further transitions in that generation dropped too.  The
+ * next generation's status events restate the truth.
+ *
+ * ## Invariants
+ *
+ * 1. A thread that holds trace buffers MUST be on gt.threads or gt.exited
+ *    until its buffers are flushed.
+ *    Otherwise the advancer could miss buffers it must flush (and leak them).
+ *
+ * 2. Trace buffers MUST be mutated only by their owning thread inside its
+ *    write section, or by the advancer for a generation no thread can still
+ *    write.
+ *    Otherwise the advancer may read a chunk while it is being written.
+ *
+ * 3. The advancer MUST NOT hand a generation to the sinks until every buffer
+ *    of it is flushed.
+ *    Otherwise a dump taken right after a flush could miss events emitted
+ *    before the flush request.
+ *
+ * 4. A fiber's transition event MUST be emitted by the thread that owns the
+ *    transition: the thread running it, or the holder of its scan bit.
+ *    Otherwise two threads could emit conflicting transitions in an order the
+ *    reader cannot reconstruct.
+ *
+ * 5. A write section MUST NOT cover acquiring ownership of something not yet
+ *    owned, except a fiber's scan bit, which is taken inside the section
+ *    that emits the transition and released before it ends.
+ *    Otherwise a thread could read generation G, lose a race for ownership
+ *    to an event already in G + 1, and emit its own event into G after it.
+ *
+ * 6. Fiber transitions, except into Running, MUST happen inside the write
+ *    section that emits the event; transitions into Running emit the event
+ *    after the transition, in the same section.
+ *    Otherwise the advancer could observe a state and write a status that
+ *    disagrees with the events around it.
+ *
+ * 7. The application MUST NOT wait on the daemon, the socket or the disk,
+ *    and the runtime's memory MUST stay within its configured bounds.
+ *    Otherwise tracing could stall or exhaust the process it observes.
+ *
+ * ## Corner cases
+ *
+ * - Reentrancy: an event from a signal handler that interrupted a write
+ *   section on the same thread is dropped (counted), never nested.
+ * - Thread exit: a TLS destructor moves the thread to gt.exited; the
+ *   advancer frees it once both slots are flushed.  Events the thread emits
+ *   from later destructors are dropped.
+ * - fork(): the child inherits a half-finished world (no advance thread,
+ *   maybe a lock held mid-operation, the parent's socket).  It forgets all of
+ *   it and restarts tracing lazily, with the parent's options, at its first
+ *   event (gt_fork_child_reset).
+ */
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "proto/event.h"
+#include "proto/varint.h"
+
+struct gt_state gt;
+__thread struct gt_thread *gt_self __attribute__((tls_model("initial-exec")));
+/* Set by the TLS destructor: this thread is gone for the tracer. */
+static __thread bool gt_dead __attribute__((tls_model("initial-exec")));
+static pthread_key_t gt_key;
+static pthread_once_t gt_key_once = PTHREAD_ONCE_INIT;
+
+/* ---- chunk pool -------------------------------------------------------- */
+
+#define CHUNK_HDR offsetof(struct gt_chunk, data)
+
+static struct gt_chunk *chunk_at(uint32_t i)
+{
+        return (struct gt_chunk *)(gt.pool + (size_t)i * gt.chunk_bytes);
+}
+
+static struct gt_chunk *chunk_take(uint32_t idx)
+{
+        struct gt_chunk *c = chunk_at(idx);
+        atomic_fetch_add_explicit(&gt.in_use, 1, memory_order_relaxed);
+        c->next = NULL;
+        c->index = idx;
+        atomic_store_explicit(&c->used, 0, memory_order_relaxed);
+        return c;
+}
+
+/* Slow path (a new chunk).  Lock-free: pop the free stack (the tag in the
+ * head's high half defeats ABA), else take a never-used chunk. */
+static struct gt_chunk *chunk_get(void)
+{
+        uint64_t head = atomic_load_explicit(&gt.free_head, memory_order_acquire);
+        while ((uint32_t)head) {
+                uint32_t idx = (uint32_t)head - 1;
+                uint32_t next = atomic_load_explicit(&gt.free_next[idx], memory_order_relaxed);
+                uint64_t want = ((head >> 32) + 1) << 32 | next;
+                if (atomic_compare_exchange_weak_explicit(&gt.free_head, &head, want,
+                                                          memory_order_acquire,
+                                                          memory_order_acquire))
+                        return chunk_take(idx);
+        }
+        if (atomic_load_explicit(&gt.fresh, memory_order_relaxed) >= gt.nchunks)
+                return NULL;
+        uint32_t idx = atomic_fetch_add_explicit(&gt.fresh, 1, memory_order_relaxed);
+        if (idx >= gt.nchunks)
+                return NULL;
+        return chunk_take(idx);
+}
+
+void gt_chunk_put(struct gt_chunk *c)
+{
+        uint64_t head = atomic_load_explicit(&gt.free_head, memory_order_relaxed);
+        do {
+                atomic_store_explicit(&gt.free_next[c->index], (uint32_t)head, memory_order_relaxed);
+        } while (!atomic_compare_exchange_weak_explicit(
+                &gt.free_head, &head, ((head >> 32) + 1) << 32 | (c->index + 1u),
+                memory_order_release, memory_order_relaxed));
+        atomic_fetch_sub_explicit(&gt.in_use, 1, memory_order_relaxed);
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+static void thread_destructor(void *arg);
+
+static void key_create(void)
+{
+        (void)pthread_key_create(&gt_key, thread_destructor);
+}
+
+int gt_threads_init(void)
+{
+        return pthread_once(&gt_key_once, key_create) == 0 ? 0 : -EAGAIN;
+}
+
+static struct gt_thread *thread_register(void)
+{
+        if (gt_dead)
+                return NULL;
+        if (atomic_load_explicit(&gt.gen, memory_order_acquire) == 0) {
+                if (atomic_load_explicit(&gt.restart_after_fork, memory_order_relaxed) &&
+                    atomic_exchange(&gt.restart_after_fork, 0))
+                        (void)gtrace_start(&gt.fork_opts);
+                if (atomic_load_explicit(&gt.gen, memory_order_acquire) == 0)
+                        return NULL;
+        }
+        struct gt_thread *t = calloc(1, sizeof(*t));
+        if (!t)
+                return NULL;
+        t->tid = (uint64_t)syscall(SYS_gettid);
+        pthread_attr_t attr;
+        if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+                void *addr;
+                size_t size;
+                if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+                        t->stack_lo = (uintptr_t)addr;
+                        t->stack_hi = (uintptr_t)addr + size;
+                }
+                pthread_attr_destroy(&attr);
+        }
+        pthread_mutex_lock(&gt.threads_lock);
+        t->next = gt.threads;
+        gt.threads = t;
+        pthread_mutex_unlock(&gt.threads_lock);
+        (void)pthread_setspecific(gt_key, t);
+        gt_self = t;
+        return t;
+}
+
+static void thread_destructor(void *arg)
+{
+        struct gt_thread *t = arg;
+        gt_dead = true;
+        gt_self = NULL;
+        pthread_mutex_lock(&gt.threads_lock);
+        for (struct gt_thread **pp = &gt.threads; *pp; pp = &(*pp)->next) {
+                if (*pp == t) {
+                        *pp = t->next;
+                        break;
+                }
+        }
+        if (atomic_load_explicit(&gt.gen, memory_order_acquire) != 0 || t->slot[0].head ||
+            t->slot[1].head) {
+                /* Invariant 1: still reachable until the advancer flushed it. */
+                t->exited = true;
+                t->next = gt.exited;
+                gt.exited = t;
+                t = NULL;
+        }
+        pthread_mutex_unlock(&gt.threads_lock);
+        free(t);
+}
+
+static void slot_release(struct gt_slot *s)
+{
+        for (struct gt_chunk *c = s->head, *n; c; c = n) {
+                n = c->next;
+                gt_chunk_put(c);
+        }
+        memset(s, 0, sizeof(*s));
+}
+
+void gt_flush_threads(uint64_t gen, void (*fn)(void *ctx, struct gt_thread *t, struct gt_slot *s),
+                      void *ctx)
+{
+        pthread_mutex_lock(&gt.threads_lock);
+        for (int list = 0; list < 2; list++) {
+                struct gt_thread **pp = list ? &gt.exited : &gt.threads;
+                while (*pp) {
+                        struct gt_thread *t = *pp;
+                        struct gt_slot *s = &t->slot[gen & 1];
+                        if (s->gen == gen) {
+                                if (fn)
+                                        fn(ctx, t, s);
+                                slot_release(s);
+                        } else if (s->gen && s->gen < gen) {
+                                /* Left over from a generation that was never
+                                 * flushed (a stop mid-way): just release. */
+                                slot_release(s);
+                        }
+                        if (list && !t->slot[0].gen && !t->slot[1].gen) {
+                                *pp = t->next;
+                                free(t);
+                                continue;
+                        }
+                        pp = &t->next;
+                }
+        }
+        pthread_mutex_unlock(&gt.threads_lock);
+}
+
+void gt_threads_done(void)
+{
+        /* Tracing is off and every slot was flushed: free what exited, reset
+         * what lives (their structs stay: a live thread may be about to read
+         * gt.gen through its own pointer, see gtrace_stop). */
+        pthread_mutex_lock(&gt.threads_lock);
+        for (struct gt_thread *t = gt.exited, *n; t; t = n) {
+                n = t->next;
+                free(t);
+        }
+        gt.exited = NULL;
+        for (struct gt_thread *t = gt.threads; t; t = t->next) {
+                memset(t->slot, 0, sizeof(t->slot));
+                atomic_store_explicit(&t->status_gen, 0, memory_order_relaxed);
+                atomic_store_explicit(&t->depth, 0, memory_order_relaxed);
+                atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
+                atomic_store_explicit(&t->syscall, NULL, memory_order_relaxed);
+                atomic_store_explicit(&t->name, NULL, memory_order_relaxed);
+                memset(t->strcache, 0, sizeof(t->strcache));
+        }
+        pthread_mutex_unlock(&gt.threads_lock);
+}
+
+void gt_wait_writers(void)
+{
+        if (gt.use_membarrier)
+                (void)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+        pthread_mutex_lock(&gt.threads_lock);
+        for (int list = 0; list < 2; list++) {
+                for (struct gt_thread *t = list ? gt.exited : gt.threads; t; t = t->next) {
+                        uint64_t s = atomic_load_explicit(&t->seq, memory_order_seq_cst);
+                        /* Odd: inside a write section that may have read the old
+                         * generation.  Sections are a few hundred instructions;
+                         * yield rather than burn the CPU of a preempted writer. */
+                        for (unsigned spins = 0;
+                             (s & 1) && atomic_load_explicit(&t->seq, memory_order_acquire) == s;
+                             spins++) {
+                                if (spins > 64)
+                                        sched_yield();
+                        }
+                }
+        }
+        pthread_mutex_unlock(&gt.threads_lock);
+}
+
+/* ---- the write section ---------------------------------------------------- */
+
+static inline bool wr_enter(struct gt_thread *t, uint64_t *ret_gen)
+{
+        if (unlikely(t->in_write))
+                return false; /* a signal handler interrupted an event: drop */
+        t->in_write = true;
+        atomic_signal_fence(memory_order_seq_cst);
+        uint64_t s = atomic_load_explicit(&t->seq, memory_order_relaxed);
+        uint64_t gen;
+#if defined(GTRACE_TSAN)
+        atomic_store_explicit(&t->seq, s + 1, memory_order_seq_cst);
+        gen = atomic_load_explicit(&gt.gen, memory_order_seq_cst);
+#else
+        atomic_store_explicit(&t->seq, s + 1, memory_order_relaxed);
+        if (likely(gt.use_membarrier))
+                atomic_signal_fence(memory_order_seq_cst); /* paired with membarrier() */
+        else
+                atomic_thread_fence(memory_order_seq_cst);
+        gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
+#endif
+        if (unlikely(!gen)) {
+                atomic_store_explicit(&t->seq, s + 2, memory_order_release);
+                atomic_signal_fence(memory_order_seq_cst);
+                t->in_write = false;
+                return false;
+        }
+        *ret_gen = gen;
+        return true;
+}
+
+static inline void wr_exit(struct gt_thread *t)
+{
+        /* Release: everything written in the section happens before the
+         * advancer's acquire load that sees this value (invariant 2). */
+        atomic_store_explicit(&t->seq, atomic_load_explicit(&t->seq, memory_order_relaxed) + 1,
+                              memory_order_release);
+        atomic_signal_fence(memory_order_seq_cst);
+        t->in_write = false;
+}
+
+static inline bool ev_enter(struct gt_thread **ret_t, uint64_t *ret_gen)
+{
+        struct gt_thread *t = gt_self;
+        if (unlikely(!t) && !(t = thread_register()))
+                return false;
+        *ret_t = t;
+        return wr_enter(t, ret_gen);
+}
+
+static inline uint8_t *put_u(uint8_t *p, uint64_t v)
+{
+        return proto_put_uvarint(p, v);
+}
+
+/* Marks e as used in gen through the thread's cache. */
+static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_t gen)
+{
+        if (unlikely(!s))
+                s = "";
+        struct gt_strcache *c = &t->strcache[((uintptr_t)s >> 4 ^ (uintptr_t)s >> 12) &
+                                             (GT_STRCACHE_SIZE - 1)];
+        struct gt_str *e = c->e;
+        /* Same pointer is not enough: the caller may reuse a buffer. */
+        if (likely(c->ptr == s && e)) {
+                const char *a = e->data;
+                const char *b = s;
+                while (*a && *a == *b) {
+                        a++;
+                        b++;
+                }
+                if (likely(*a == *b)) {
+                        if (unlikely(c->gen != gen)) {
+                                gt_str_mark(e, gen);
+                                c->gen = gen;
+                        }
+                        return e;
+                }
+        }
+        e = gt_str_intern(s, strnlen(s, 4096));
+        gt_str_mark(e, gen);
+        c->ptr = s;
+        c->e = e;
+        c->gen = gen;
+        return e;
+}
+
+static inline uint64_t ts_delta(struct gt_slot *s, uint64_t now)
+{
+        /* Deltas are unsigned: a thread moved to a CPU whose counter reads a
+         * hair behind gets a zero delta instead of a negative one. */
+        uint64_t d = now > s->last ? now - s->last : 0;
+        if (now > s->last)
+                s->last = now;
+        return d;
+}
+
+static inline void ev_commit(struct gt_slot *s, uint8_t *p)
+{
+        s->pos = p;
+        atomic_store_explicit(&s->tail->used, (uint32_t)(p - s->tail->data), memory_order_relaxed);
+        s->nevents++;
+}
+
+static uint8_t *write_thread_status(struct gt_thread *t, struct gt_slot *s, uint8_t *p,
+                                    uint64_t gen, uint64_t now);
+
+/*
+ * Slow path: the first event of a generation on this thread, or the current
+ * chunk is full.  Returns the slot with at least `need` bytes free, or NULL
+ * when the event must be dropped (counted).
+ */
+static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread *t, uint64_t gen,
+                                                                size_t need, uint64_t now)
+{
+        struct gt_slot *s = &t->slot[gen & 1];
+        bool first = s->gen != gen;
+
+        if (first) {
+                /* By invariant 3 the advancer emptied this slot before
+                 * publishing gen; a leftover means an older generation that a
+                 * stop abandoned: its chunks go back. */
+                if (s->head)
+                        slot_release(s);
+                memset(s, 0, sizeof(*s));
+                s->gen = gen;
+        } else if (!s->tail) {
+                goto drop; /* lossy for the rest of this generation */
+        }
+        struct gt_chunk *c = chunk_get();
+        if (!c) {
+                if (first)
+                        s->tail = NULL;
+                s->end = s->pos; /* no room: every further event here drops */
+                goto drop;
+        }
+        uint32_t used = atomic_load_explicit(&gt.in_use, memory_order_relaxed);
+        if (unlikely(used > gt.kick_chunks) &&
+            !atomic_exchange_explicit(&gt.kick, 1, memory_order_relaxed))
+                gt_advance_wake();
+        c->base = first ? now : s->last;
+        if (first)
+                s->last = now;
+        if (s->tail)
+                s->tail->next = c;
+        else
+                s->head = c;
+        s->tail = c;
+        s->nchunks++;
+        s->pos = c->data;
+        s->end = (uint8_t *)c + gt.chunk_bytes;
+
+        if (first) {
+                /* The status handshake (see the design notes): CAS before any
+                 * state of this generation changes. */
+                uint64_t prev = atomic_load_explicit(&t->status_gen, memory_order_relaxed);
+                if (prev < gen && atomic_compare_exchange_strong_explicit(
+                                          &t->status_gen, &prev, gen, memory_order_acq_rel,
+                                          memory_order_acquire)) {
+                        uint8_t *p = write_thread_status(t, s, s->pos, gen, now);
+                        s->pos = p;
+                        atomic_store_explicit(&c->used, (uint32_t)(p - c->data),
+                                              memory_order_relaxed);
+                }
+        }
+        if ((size_t)(s->end - s->pos) < need)
+                goto drop; /* cannot happen with chunk_bytes >= 4 KiB; be safe */
+        return s;
+drop:
+        s->lost++;
+        s->lost_total++;
+        return NULL;
+}
+
+static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_t need,
+                                        uint64_t now)
+{
+        struct gt_slot *s = &t->slot[gen & 1];
+        if (likely(s->gen == gen && (size_t)(s->end - s->pos) >= need))
+                return s;
+        return slot_room_slow(t, gen, need, now);
+}
+
+/* ---- stacks ---------------------------------------------------------------- */
+
+static __attribute__((noinline)) uint64_t stack_id(struct gt_thread *t, enum gtrace_event_kind k,
+                                                   uint64_t gen)
+{
+        if (!(gt.stack_mask & (1u << k)))
+                return 0;
+        uint64_t pcs[GT_MAX_STACK_DEPTH];
+        uint32_t n = gt_unwind(pcs, gt.stack_depth, t->stack_lo, t->stack_hi);
+        if (!n)
+                return 0;
+        struct gt_stack *e = gt_stack_intern(pcs, n);
+        if (!e)
+                return 0;
+        gt_stack_mark(e, gen);
+        return e->id;
+}
+
+/* ---- status events -------------------------------------------------------- */
+
+static uint8_t fiber_status_state(struct gt_thread *t, uint32_t state)
+{
+        state &= ~GT_FIBER_SCAN;
+        if (state == PROTO_FIBER_RUNNING && t && atomic_load_explicit(&t->syscall, memory_order_relaxed))
+                return PROTO_FIBER_SYSCALL;
+        return (uint8_t)state;
+}
+
+/* The thread's own status set, written into its first chunk of gen. */
+static uint8_t *write_thread_status(struct gt_thread *t, struct gt_slot *s, uint8_t *p,
+                                    uint64_t gen, uint64_t now)
+{
+        struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
+        struct gt_str *sys = atomic_load_explicit(&t->syscall, memory_order_relaxed);
+        if (sys)
+                gt_str_mark(sys, gen);
+        *p++ = PROTO_EV_THREAD_STATUS;
+        p = put_u(p, ts_delta(s, now));
+        p = put_u(p, f ? atomic_load_explicit(&f->id, memory_order_relaxed) : 0);
+        p = put_u(p, sys ? sys->id : 0);
+        p = put_u(p, sys ? atomic_load_explicit(&t->syscall_start, memory_order_relaxed) : 0);
+        s->nevents++;
+        uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
+        if (depth > GT_MAX_REGION_DEPTH)
+                depth = GT_MAX_REGION_DEPTH;
+        for (uint32_t i = 0; i < depth; i++) {
+                struct gt_str *n = atomic_load_explicit(&t->regions[i].name, memory_order_relaxed);
+                gt_str_mark(n, gen);
+                *p++ = PROTO_EV_REGION_STATUS;
+                p = put_u(p, 0);
+                p = put_u(p, n->id);
+                p = put_u(p, atomic_load_explicit(&t->regions[i].start, memory_order_relaxed));
+                s->nevents++;
+        }
+        if (f) {
+                /* The running fiber's status is part of its thread's. */
+                struct gt_str *fn = atomic_load_explicit(&f->name, memory_order_relaxed);
+                gt_str_mark(fn, gen);
+                *p++ = PROTO_EV_FIBER_STATUS;
+                p = put_u(p, 0);
+                p = put_u(p, atomic_load_explicit(&f->id, memory_order_relaxed));
+                p = put_u(p, fiber_status_state(t, PROTO_FIBER_RUNNING));
+                p = put_u(p, fn->id);
+                p = put_u(p, 0);
+                atomic_store_explicit(&f->status_gen, gen, memory_order_relaxed);
+                s->nevents++;
+        }
+        return p;
+}
+
+/* Bytes the status set above may take. */
+#define THREAD_STATUS_BYTES (4 * 11 + GT_MAX_REGION_DEPTH * 24 + 6 * 11)
+
+void gt_threads_status(uint64_t gen)
+{
+        pthread_mutex_lock(&gt.threads_lock);
+        for (struct gt_thread *t = gt.threads; t; t = t->next) {
+                uint64_t prev = atomic_load_explicit(&t->status_gen, memory_order_acquire);
+                if (prev >= gen)
+                        continue;
+                /* Read first, then try to claim: see the design notes. */
+                struct gt_region regions[GT_MAX_REGION_DEPTH];
+                uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
+                if (depth > GT_MAX_REGION_DEPTH)
+                        depth = GT_MAX_REGION_DEPTH;
+                for (uint32_t i = 0; i < depth; i++) {
+                        atomic_init(&regions[i].name, atomic_load_explicit(&t->regions[i].name,
+                                                                           memory_order_relaxed));
+                        atomic_init(&regions[i].start, atomic_load_explicit(&t->regions[i].start,
+                                                                            memory_order_relaxed));
+                }
+                struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
+                struct gt_str *sys = atomic_load_explicit(&t->syscall, memory_order_relaxed);
+                uint64_t sys_start = atomic_load_explicit(&t->syscall_start, memory_order_relaxed);
+                if (f)
+                        atomic_store_explicit(&f->status_gen, gen, memory_order_relaxed);
+                if (!atomic_compare_exchange_strong_explicit(&t->status_gen, &prev, gen,
+                                                             memory_order_acq_rel,
+                                                             memory_order_acquire))
+                        continue; /* the thread wrote its own */
+                gt_status_thread(gen, t->tid, atomic_load_explicit(&t->name, memory_order_relaxed),
+                                 f, sys, sys_start, regions, depth);
+        }
+        pthread_mutex_unlock(&gt.threads_lock);
+}
+
+/* ---- fibers and tasks: fixed tables ----------------------------------------- */
+
+static inline uint32_t id_hash(uint64_t id, uint32_t mask)
+{
+        id *= 0x9e3779b97f4a7c15ull;
+        return (uint32_t)(id >> 32) & mask;
+}
+
+static struct gt_fiber *fiber_find(uint64_t id)
+{
+        if (!id || !gt.fibers)
+                return NULL;
+        for (uint32_t i = 0, h = id_hash(id, gt.fiber_mask); i <= gt.fiber_mask; i++) {
+                struct gt_fiber *f = &gt.fibers[(h + i) & gt.fiber_mask];
+                uint64_t cur = atomic_load_explicit(&f->id, memory_order_acquire);
+                if (cur == id)
+                        return f;
+                if (cur == 0)
+                        return NULL;
+        }
+        return NULL;
+}
+
+static struct gt_fiber *fiber_insert(uint64_t id)
+{
+        for (uint32_t i = 0, h = id_hash(id, gt.fiber_mask); i <= gt.fiber_mask; i++) {
+                struct gt_fiber *f = &gt.fibers[(h + i) & gt.fiber_mask];
+                uint64_t cur = atomic_load_explicit(&f->id, memory_order_relaxed);
+                /* A reserved slot: id stays GT_TOMB - 1 until published. */
+                if ((cur == 0 || cur == GT_TOMB) &&
+                    atomic_compare_exchange_strong_explicit(&f->id, &cur, GT_TOMB - 1,
+                                                            memory_order_acquire,
+                                                            memory_order_relaxed))
+                        return f;
+        }
+        return NULL;
+}
+
+/* Takes f's scan bit (invariant 4); returns the state it had. */
+static uint32_t fiber_lock(struct gt_fiber *f)
+{
+        uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+        for (unsigned spins = 0;; spins++) {
+                if (!(s & GT_FIBER_SCAN) &&
+                    atomic_compare_exchange_weak_explicit(&f->state, &s, s | GT_FIBER_SCAN,
+                                                          memory_order_acquire,
+                                                          memory_order_relaxed))
+                        return s;
+                if (spins > 64)
+                        sched_yield();
+                s = atomic_load_explicit(&f->state, memory_order_relaxed);
+        }
+}
+
+static void fiber_unlock(struct gt_fiber *f, uint32_t state)
+{
+        atomic_store_explicit(&f->state, state, memory_order_release);
+}
+
+void gt_fibers_status(uint64_t gen)
+{
+        for (uint32_t i = 0; gt.fibers && i <= gt.fiber_mask; i++) {
+                struct gt_fiber *f = &gt.fibers[i];
+                uint64_t id = atomic_load_explicit(&f->id, memory_order_acquire);
+                if (id == 0 || id >= GT_TOMB - 1)
+                        continue;
+                uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+                if ((s & ~GT_FIBER_SCAN) == PROTO_FIBER_RUNNING)
+                        continue; /* its thread's status covers it */
+                s = fiber_lock(f);
+                if (atomic_load_explicit(&f->id, memory_order_relaxed) == id &&
+                    s != PROTO_FIBER_RUNNING &&
+                    atomic_load_explicit(&f->status_gen, memory_order_relaxed) < gen) {
+                        gt_status_fiber(gen, f, s);
+                        atomic_store_explicit(&f->status_gen, gen, memory_order_relaxed);
+                }
+                fiber_unlock(f, s);
+        }
+}
+
+static struct gt_task *task_find(uint64_t id)
+{
+        if (!id || !gt.tasks)
+                return NULL;
+        for (uint32_t i = 0, h = id_hash(id, gt.task_mask); i <= gt.task_mask; i++) {
+                struct gt_task *k = &gt.tasks[(h + i) & gt.task_mask];
+                uint64_t cur = atomic_load_explicit(&k->id, memory_order_acquire);
+                if (cur == id)
+                        return k;
+                if (cur == 0)
+                        return NULL;
+        }
+        return NULL;
+}
+
+void gt_tasks_status(uint64_t gen)
+{
+        for (uint32_t i = 0; gt.tasks && i <= gt.task_mask; i++) {
+                struct gt_task *k = &gt.tasks[i];
+                uint64_t id = atomic_load_explicit(&k->id, memory_order_acquire);
+                if (id == 0 || id >= GT_TOMB - 1)
+                        continue;
+                uint64_t bg = atomic_load_explicit(&k->begin_gen, memory_order_relaxed) &
+                              ~GT_TASK_BEGIN_LOST;
+                uint64_t parent = atomic_load_explicit(&k->parent, memory_order_relaxed);
+                struct gt_str *name = atomic_load_explicit(&k->name, memory_order_relaxed);
+                uint64_t start = atomic_load_explicit(&k->start, memory_order_relaxed);
+                uint64_t sg = atomic_load_explicit(&k->status_gen, memory_order_relaxed);
+                /* Read, then claim (as for threads): the thread ending the task
+                 * in this generation may write its status first. */
+                if (bg >= gen || sg >= gen || atomic_load_explicit(&k->id, memory_order_acquire) != id ||
+                    !name)
+                        continue;
+                if (!atomic_compare_exchange_strong_explicit(&k->status_gen, &sg, gen,
+                                                             memory_order_acq_rel,
+                                                             memory_order_relaxed))
+                        continue;
+                gt_status_task(gen, id, parent, name, start);
+        }
+}
+
+/* ---- public event functions -------------------------------------------------- */
+
+GTRACE_API void gtrace_region_begin(const char *name)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        uint64_t now = gt_clock_now();
+        uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
+        if (likely(depth < GT_MAX_REGION_DEPTH)) {
+                struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+                struct gt_str *e = str_get(t, name, gen);
+                if (likely(s)) {
+                        uint8_t *p = s->pos;
+                        *p++ = PROTO_EV_REGION_BEGIN;
+                        p = put_u(p, ts_delta(s, now));
+                        p = put_u(p, e->id);
+                        ev_commit(s, p);
+                }
+                atomic_store_explicit(&t->regions[depth].name, e, memory_order_relaxed);
+                atomic_store_explicit(&t->regions[depth].start, now, memory_order_relaxed);
+        } else {
+                /* Deeper than tracked: neither begin nor end is recorded. */
+                struct gt_slot *s = &t->slot[gen & 1];
+                if (s->gen == gen) {
+                        s->lost_total++;
+                }
+        }
+        atomic_store_explicit(&t->depth, depth + 1, memory_order_relaxed);
+        wr_exit(t);
+}
+
+GTRACE_API void gtrace_region_end(void)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
+        if (likely(depth > 0 && depth <= GT_MAX_REGION_DEPTH)) {
+                uint64_t now = gt_clock_now();
+                struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+                if (likely(s)) {
+                        uint8_t *p = s->pos;
+                        *p++ = PROTO_EV_REGION_END;
+                        p = put_u(p, ts_delta(s, now));
+                        ev_commit(s, p);
+                }
+        }
+        if (depth > 0)
+                atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
+        wr_exit(t);
+}
+
+GTRACE_API void gtrace_counter(const char *name, int64_t value)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        uint64_t now = gt_clock_now();
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+        if (likely(s)) {
+                struct gt_str *e = str_get(t, name, gen);
+                uint8_t *p = s->pos;
+                *p++ = PROTO_EV_COUNTER;
+                p = put_u(p, ts_delta(s, now));
+                p = put_u(p, e->id);
+                p = put_u(p, proto_zigzag(value));
+                ev_commit(s, p);
+        }
+        wr_exit(t);
+}
+
+GTRACE_API void gtrace_log(const char *category, const char *message)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        if (!message)
+                message = "";
+        size_t len = strnlen(message, GT_MAX_LOG_BYTES);
+        uint64_t now = gt_clock_now();
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len, now);
+        if (likely(s)) {
+                struct gt_str *e = str_get(t, category, gen);
+                uint64_t stk = stack_id(t, GTRACE_KIND_LOG, gen);
+                uint8_t *p = s->pos;
+                *p++ = PROTO_EV_LOG;
+                p = put_u(p, ts_delta(s, now));
+                p = put_u(p, e->id);
+                p = put_u(p, len);
+                memcpy(p, message, len);
+                p += len;
+                p = put_u(p, stk);
+                ev_commit(s, p);
+        }
+        wr_exit(t);
+}
+
+GTRACE_API void gtrace_thread_name(const char *name)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        uint64_t now = gt_clock_now();
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+        char buf[64];
+        size_t n = strnlen(name ? name : "", sizeof(buf) - 1);
+        memcpy(buf, name ? name : "", n);
+        buf[n] = '\0';
+        struct gt_str *e = gt_str_intern(buf, n);
+        gt_str_mark(e, gen);
+        atomic_store_explicit(&t->name, e, memory_order_relaxed);
+        if (likely(s)) {
+                uint8_t *p = s->pos;
+                *p++ = PROTO_EV_THREAD_NAME;
+                p = put_u(p, ts_delta(s, now));
+                p = put_u(p, e->id);
+                ev_commit(s, p);
+        }
+        wr_exit(t);
+}
+
+GTRACE_API void gtrace_syscall_begin(const char *name)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        if (atomic_load_explicit(&t->syscall, memory_order_relaxed)) {
+                wr_exit(t); /* already in one: nesting is not modelled */
+                return;
+        }
+        uint64_t now = gt_clock_now();
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+        struct gt_str *e = str_get(t, name, gen);
+        if (likely(s)) {
+                uint64_t stk = stack_id(t, GTRACE_KIND_SYSCALL, gen);
+                uint8_t *p = s->pos;
+                *p++ = PROTO_EV_SYSCALL_BEGIN;
+                p = put_u(p, ts_delta(s, now));
+                p = put_u(p, e->id);
+                p = put_u(p, stk);
+                ev_commit(s, p);
+        }
+        atomic_store_explicit(&t->syscall_start, now, memory_order_relaxed);
+        atomic_store_explicit(&t->syscall, e, memory_order_relaxed);
+        wr_exit(t);
+}
+
+GTRACE_API void gtrace_syscall_end(void)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        if (atomic_load_explicit(&t->syscall, memory_order_relaxed)) {
+                uint64_t now = gt_clock_now();
+                struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+                if (likely(s)) {
+                        uint8_t *p = s->pos;
+                        *p++ = PROTO_EV_SYSCALL_END;
+                        p = put_u(p, ts_delta(s, now));
+                        ev_commit(s, p);
+                }
+                atomic_store_explicit(&t->syscall, NULL, memory_order_relaxed);
+        }
+        wr_exit(t);
+}
+
+GTRACE_API uint64_t gtrace_task_begin(const char *name, uint64_t parent)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return 0;
+        uint64_t id = atomic_fetch_add_explicit(&gt.next_task, 1, memory_order_relaxed);
+        uint64_t now = gt_clock_now();
+        struct gt_str *e = str_get(t, name, gen);
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+        /* Track it for TASK_STATUS in later generations. */
+        struct gt_task *k = NULL;
+        for (uint32_t i = 0, h = id_hash(id, gt.task_mask); i <= gt.task_mask; i++) {
+                struct gt_task *c = &gt.tasks[(h + i) & gt.task_mask];
+                uint64_t cur = atomic_load_explicit(&c->id, memory_order_relaxed);
+                if ((cur == 0 || cur == GT_TOMB) &&
+                    atomic_compare_exchange_strong_explicit(&c->id, &cur, GT_TOMB - 1,
+                                                            memory_order_acquire,
+                                                            memory_order_relaxed)) {
+                        k = c;
+                        break;
+                }
+        }
+        if (k) {
+                atomic_store_explicit(&k->parent, parent, memory_order_relaxed);
+                atomic_store_explicit(&k->name, e, memory_order_relaxed);
+                atomic_store_explicit(&k->start, now, memory_order_relaxed);
+                /* A dropped begin counts as "before this generation", so the
+                 * next generation's TASK_STATUS still introduces the task. */
+                atomic_store_explicit(&k->begin_gen, s ? gen : gen | GT_TASK_BEGIN_LOST,
+                                      memory_order_relaxed);
+                atomic_store_explicit(&k->status_gen, s ? gen : gen - 1, memory_order_relaxed);
+                atomic_store_explicit(&k->id, id, memory_order_release);
+        } else {
+                atomic_fetch_add_explicit(&gt.tasks_untracked, 1, memory_order_relaxed);
+        }
+        if (likely(s)) {
+                uint64_t stk = stack_id(t, GTRACE_KIND_TASK, gen);
+                uint8_t *p = s->pos;
+                *p++ = PROTO_EV_TASK_BEGIN;
+                p = put_u(p, ts_delta(s, now));
+                p = put_u(p, id);
+                p = put_u(p, parent);
+                p = put_u(p, e->id);
+                p = put_u(p, stk);
+                ev_commit(s, p);
+        }
+        wr_exit(t);
+        return id;
+}
+
+GTRACE_API void gtrace_task_end(uint64_t task)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        struct gt_task *k = task_find(task);
+        if (k) {
+                uint64_t bg = atomic_load_explicit(&k->begin_gen, memory_order_relaxed);
+                /* A begin dropped in this very generation has neither an event
+                 * nor a status here, so its end must go too (counted). */
+                bool orphan = bg == (gen | GT_TASK_BEGIN_LOST);
+                uint64_t now = gt_clock_now();
+                struct gt_slot *s = orphan ? NULL : slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES, now);
+                if (orphan && t->slot[gen & 1].gen == gen) {
+                        t->slot[gen & 1].lost_total++;
+                } else if (likely(s)) {
+                        uint8_t *p = s->pos;
+                        uint64_t sg = atomic_load_explicit(&k->status_gen, memory_order_relaxed);
+                        if (sg < gen && atomic_compare_exchange_strong_explicit(
+                                                &k->status_gen, &sg, gen, memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+                                /* Begun in an older generation and not yet
+                                 * restated in this one: say it was live. */
+                                struct gt_str *name = atomic_load_explicit(&k->name, memory_order_relaxed);
+                                gt_str_mark(name, gen);
+                                *p++ = PROTO_EV_TASK_STATUS;
+                                p = put_u(p, ts_delta(s, now));
+                                p = put_u(p, task);
+                                p = put_u(p, atomic_load_explicit(&k->parent, memory_order_relaxed));
+                                p = put_u(p, name->id);
+                                p = put_u(p, atomic_load_explicit(&k->start, memory_order_relaxed));
+                                s->nevents++;
+                        }
+                        *p++ = PROTO_EV_TASK_END;
+                        p = put_u(p, ts_delta(s, now));
+                        p = put_u(p, task);
+                        ev_commit(s, p);
+                }
+                atomic_store_explicit(&k->id, GT_TOMB, memory_order_release);
+        }
+        wr_exit(t);
+}
+
+/* ---- fibers -------------------------------------------------------------------- */
+
+/*
+ * Emits a transition of f (whose scan bit, or running ownership, the caller
+ * holds; `prior` is the state before) into s.  Writes f's status first if
+ * this is f's first event of the generation.  A drop after f already has
+ * events in this generation makes f lossy for the rest of it (see "Drops").
+ */
+static void fiber_emit(struct gt_slot *s, struct gt_fiber *f, uint32_t prior, uint64_t gen,
+                       uint64_t now, uint8_t type, uint64_t reason, uint64_t stack)
+{
+        bool announced = atomic_load_explicit(&f->status_gen, memory_order_relaxed) >= gen;
+        if (!s || (announced && f->lossy_gen == gen)) {
+                if (announced)
+                        f->lossy_gen = gen;
+                if (s) {
+                        s->lost++;
+                        s->lost_total++;
+                }
+                return;
+        }
+        if (f->seq_gen != gen) {
+                f->seq_gen = gen;
+                f->seq = 0;
+        }
+        uint8_t *p = s->pos;
+        uint64_t id = atomic_load_explicit(&f->id, memory_order_relaxed);
+        if (!announced) {
+                struct gt_str *fn = atomic_load_explicit(&f->name, memory_order_relaxed);
+                struct gt_str *why = prior == PROTO_FIBER_WAITING
+                                             ? atomic_load_explicit(&f->reason, memory_order_relaxed)
+                                             : NULL;
+                gt_str_mark(fn, gen);
+                if (why)
+                        gt_str_mark(why, gen);
+                *p++ = PROTO_EV_FIBER_STATUS;
+                p = put_u(p, ts_delta(s, now));
+                p = put_u(p, id);
+                p = put_u(p, fiber_status_state(NULL, prior));
+                p = put_u(p, fn->id);
+                p = put_u(p, why ? why->id : 0);
+                s->nevents++;
+                atomic_store_explicit(&f->status_gen, gen, memory_order_relaxed);
+                f->seq = 0;
+        }
+        f->seq++;
+        *p++ = type;
+        p = put_u(p, ts_delta(s, now));
+        p = put_u(p, id);
+        p = put_u(p, f->seq);
+        if (type == PROTO_EV_FIBER_BLOCK)
+                p = put_u(p, reason);
+        if (type == PROTO_EV_FIBER_BLOCK || type == PROTO_EV_FIBER_READY)
+                p = put_u(p, stack);
+        ev_commit(s, p);
+}
+
+GTRACE_API uint64_t gtrace_fiber_create(const char *name)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return 0;
+        uint64_t id = atomic_fetch_add_explicit(&gt.next_fiber, 1, memory_order_relaxed);
+        uint64_t now = gt_clock_now();
+        struct gt_str *e = str_get(t, name, gen);
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+        struct gt_fiber *f = fiber_insert(id);
+        if (!f) {
+                atomic_fetch_add_explicit(&gt.fibers_untracked, 1, memory_order_relaxed);
+                wr_exit(t);
+                return id; /* untracked: its transitions are ignored */
+        }
+        atomic_store_explicit(&f->name, e, memory_order_relaxed);
+        atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
+        atomic_store_explicit(&f->state, PROTO_FIBER_RUNNABLE, memory_order_relaxed);
+        f->seq = 0;
+        f->seq_gen = gen;
+        f->lossy_gen = 0;
+        if (likely(s)) {
+                uint64_t stk = stack_id(t, GTRACE_KIND_FIBER, gen);
+                uint8_t *p = s->pos;
+                *p++ = PROTO_EV_FIBER_CREATE;
+                p = put_u(p, ts_delta(s, now));
+                p = put_u(p, id);
+                p = put_u(p, e->id);
+                p = put_u(p, stk);
+                ev_commit(s, p);
+                atomic_store_explicit(&f->status_gen, gen, memory_order_relaxed);
+        } else {
+                /* Not announced: whoever transitions it first in this
+                 * generation writes its status, else the next generation's
+                 * status introduces it. */
+                atomic_store_explicit(&f->status_gen, gen - 1, memory_order_relaxed);
+        }
+        atomic_store_explicit(&f->id, id, memory_order_release);
+        wr_exit(t);
+        return id;
+}
+
+GTRACE_API void gtrace_fiber_run(uint64_t fiber)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        struct gt_fiber *f = fiber_find(fiber);
+        if (f && !atomic_load_explicit(&t->fiber, memory_order_relaxed)) {
+                uint32_t prior = fiber_lock(f);
+                if (prior == PROTO_FIBER_RUNNABLE) {
+                        uint64_t now = gt_clock_now();
+                        struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES, now);
+                        /* Invariant 6: into Running, the event follows the
+                         * transition (both inside this section). */
+                        atomic_store_explicit(&t->fiber, f, memory_order_relaxed);
+                        fiber_emit(s, f, prior, gen, now, PROTO_EV_FIBER_RUN, 0, 0);
+                        fiber_unlock(f, PROTO_FIBER_RUNNING);
+                } else {
+                        fiber_unlock(f, prior); /* not runnable: misuse, ignored */
+                }
+        }
+        wr_exit(t);
+}
+
+/* block / yield / exit: transitions out of Running by the running thread. */
+static void fiber_leave(uint8_t type, uint32_t new_state, const char *reason)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
+        if (f) {
+                uint64_t now = gt_clock_now();
+                struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES, now);
+                struct gt_str *why = reason ? str_get(t, reason, gen) : NULL;
+                uint64_t stk = s && type == PROTO_EV_FIBER_BLOCK ? stack_id(t, GTRACE_KIND_FIBER, gen) : 0;
+                uint32_t prior = fiber_lock(f);
+                fiber_emit(s, f, prior, gen, now, type, why ? why->id : 0, stk);
+                atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
+                if (type == PROTO_EV_FIBER_EXIT) {
+                        atomic_store_explicit(&f->id, GT_TOMB, memory_order_release);
+                        fiber_unlock(f, PROTO_FIBER_RUNNABLE);
+                } else {
+                        atomic_store_explicit(&f->reason, why, memory_order_relaxed);
+                        fiber_unlock(f, new_state);
+                }
+        }
+        wr_exit(t);
+}
+
+GTRACE_API void gtrace_fiber_block(const char *reason)
+{
+        fiber_leave(PROTO_EV_FIBER_BLOCK, PROTO_FIBER_WAITING, reason ? reason : "");
+}
+
+GTRACE_API void gtrace_fiber_yield(void)
+{
+        fiber_leave(PROTO_EV_FIBER_YIELD, PROTO_FIBER_RUNNABLE, NULL);
+}
+
+GTRACE_API void gtrace_fiber_exit(void)
+{
+        fiber_leave(PROTO_EV_FIBER_EXIT, 0, NULL);
+}
+
+GTRACE_API void gtrace_fiber_ready(uint64_t fiber)
+{
+        struct gt_thread *t;
+        uint64_t gen;
+        if (!ev_enter(&t, &gen))
+                return;
+        struct gt_fiber *f = fiber_find(fiber);
+        if (f) {
+                uint64_t now = gt_clock_now();
+                struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES, now);
+                uint64_t stk = s ? stack_id(t, GTRACE_KIND_FIBER, gen) : 0;
+                uint32_t prior = fiber_lock(f);
+                if (prior == PROTO_FIBER_WAITING) {
+                        fiber_emit(s, f, prior, gen, now, PROTO_EV_FIBER_READY, 0, stk);
+                        atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
+                        fiber_unlock(f, PROTO_FIBER_RUNNABLE);
+                } else {
+                        fiber_unlock(f, prior);
+                }
+        }
+        wr_exit(t);
+}
+
+/* ---- fork ---------------------------------------------------------------------- */
+
+void gt_fork_child_reset(void)
+{
+        /* Runs in the child right after fork(), on the only thread.  Nothing
+         * of the parent's tracer is used again: the memory is abandoned (it
+         * is the parent's data), locks are re-initialised, and tracing
+         * restarts lazily with the parent's options. */
+        atomic_store_explicit(&gt.gen, 0, memory_order_relaxed);
+        pthread_mutex_init(&gt.threads_lock, NULL);
+        pthread_mutex_init(&gt.req_lock, NULL);
+        pthread_mutex_init(&gt.ring_lock, NULL);
+        pthread_cond_init(&gt.req_cond, NULL);
+        gt.threads = NULL;
+        gt.exited = NULL;
+        gt_self = NULL;
+        if (gt.wake_fd >= 0)
+                close(gt.wake_fd);
+        gt.wake_fd = -1;
+        if (gt.daemon) {
+                short ev;
+                int to;
+                int fd = gt_daemon_pollfd(gt.daemon, &ev, &to);
+                if (fd >= 0)
+                        close(fd); /* the parent's connection, not ours */
+                gt.daemon = NULL;
+        }
+        memset(&gt.ring, 0, sizeof(gt.ring));
+        gt.pool = NULL;
+        gt.fibers = NULL;
+        gt.tasks = NULL;
+        gt.dump_reqs = NULL;
+        gt.status_buf = NULL;
+        gt.status_len = gt.status_cap = 0;
+}

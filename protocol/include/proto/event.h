@@ -103,7 +103,7 @@ enum proto_fiber_state {
         X(REGION_BEGIN, 0x20, 'B', "Open a region (a nested span) on this thread.",             \
           A(PA_TS, ts) A(PA_STR, name))                                                         \
         X(REGION_END, 0x21, 'B', "Close this thread's innermost open region.", A(PA_TS, ts))    \
-        X(LOG, 0x22, 'B', "A log message; the text is inline (messages are rarely repeated).",                                                     \
+        X(LOG, 0x22, 'B', "A log message; its text is inline (messages rarely repeat).",          \
           A(PA_TS, ts) A(PA_STR, category) A(PA_BYTES, message) A(PA_STACK, stack))             \
         X(COUNTER, 0x23, 'B', "A counter sample.",                                              \
           A(PA_TS, ts) A(PA_STR, name) A(PA_SINT, value))                                       \

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The trace clock (docs/format.md, "Clock").  gt_clock_now() is on every
+ * event's fast path: one predictable branch, then rdtsc (x86-64 with an
+ * invariant TSC), cntvct_el0 (arm64), or clock_gettime(CLOCK_MONOTONIC).
+ */
+#ifndef GT_CLOCK_H
+#define GT_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
+enum gt_clock_source {
+        GT_CLOCK_MONOTONIC = 0,
+        GT_CLOCK_TSC = 1,     /* x86-64 rdtsc, invariant TSC only */
+        GT_CLOCK_CNTVCT = 2,  /* arm64 virtual counter */
+};
+
+struct gt_clock {
+        int source;           /* enum gt_clock_source */
+        unsigned shift;       /* clock units = raw counter >> shift */
+        /* Calibration baseline, taken at gt_clock_init(). */
+        uint64_t base_units;
+        uint64_t base_mono_ns;
+};
+
+/* Read-mostly; written only by gt_clock_init() before tracing starts. */
+extern struct gt_clock gt_clock;
+
+static inline uint64_t gt_mono_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t gt_clock_now(void)
+{
+#if defined(__x86_64__)
+        if (__builtin_expect(gt_clock.source == GT_CLOCK_TSC, 1))
+                return __rdtsc() >> gt_clock.shift;
+#elif defined(__aarch64__)
+        if (__builtin_expect(gt_clock.source == GT_CLOCK_CNTVCT, 1)) {
+                uint64_t v;
+                __asm__ volatile("isb; mrs %0, cntvct_el0" : "=r"(v)::"memory");
+                return v >> gt_clock.shift;
+        }
+#endif
+        return gt_mono_ns();
+}
+
+/* Chooses the source (GTRACE_CLOCK=monotonic forces the fallback) and takes
+ * the calibration baseline.  Called by gtrace_start(). */
+void gt_clock_init(void);
+
+/* A calibrated reading: clock units, CLOCK_MONOTONIC and CLOCK_REALTIME taken
+ * as close together as the machine allows, and the frequency (units per
+ * second) measured from the baseline to this reading. */
+struct gt_clock_ref {
+        uint64_t units;
+        uint64_t mono_ns;
+        uint64_t wall_ns;
+        uint64_t freq;
+};
+void gt_clock_reference(struct gt_clock_ref *ret);
+
+#endif

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fatal-signal handler (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT).
+ *
+ * When the process is about to die, the most valuable data is the current,
+ * unfinished generation: the last moments before the crash.  The handler
+ * seals it without locks or allocation -- every thread's committed bytes
+ * (chunk->used only ever covers complete events, so each thread contributes a
+ * consistent prefix of its stream), the status events the advancer wrote for
+ * this generation, the strings and stacks it references -- and hands it,
+ * with the ring, to gtraced (CRASH) or writes a crash dump itself.
+ *
+ * Then it gets out of the way: the previous disposition is restored and the
+ * signal is delivered again (a fault re-executes; a sent signal is
+ * re-raised), or a previous handler is called, so exit status and core dumps
+ * are what they would have been without gtrace.
+ *
+ * The memory for the sealed blob is reserved at gtrace_start() with
+ * MAP_NORESERVE: it costs nothing until a crash touches it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "proto/event.h"
+#include "proto/varint.h"
+
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+#define NFATAL (sizeof(fatal_signals) / sizeof(fatal_signals[0]))
+static struct sigaction previous[NFATAL];
+static bool installed;
+static atomic_int crashing;
+static uint8_t *seal_buf;
+static size_t seal_cap;
+
+/* ---- sealing: a bounded writer over a fixed buffer ------------------------ */
+
+struct sbuf {
+        uint8_t *p;
+        size_t len, cap;
+        bool full;
+};
+
+static void sb_raw(struct sbuf *b, const void *d, size_t n)
+{
+        if (b->full || b->len + n > b->cap) {
+                b->full = true;
+                return;
+        }
+        memcpy(b->p + b->len, d, n);
+        b->len += n;
+}
+
+static void sb_u8(struct sbuf *b, uint8_t v)
+{
+        sb_raw(b, &v, 1);
+}
+
+static void sb_uv(struct sbuf *b, uint64_t v)
+{
+        uint8_t tmp[PROTO_VARINT_MAX];
+        sb_raw(b, tmp, (size_t)(proto_put_uvarint(tmp, v) - tmp));
+}
+
+static void sb_bytes(struct sbuf *b, const void *d, size_t n)
+{
+        sb_uv(b, n);
+        sb_raw(b, d, n);
+}
+
+static void seal_string(void *ctx, const struct gt_str *e)
+{
+        struct sbuf *b = ctx;
+        sb_u8(b, PROTO_EV_STRING);
+        sb_uv(b, e->id);
+        sb_bytes(b, e->data, e->len);
+}
+
+static void seal_stack(void *ctx, const struct gt_stack *e)
+{
+        struct sbuf *b = ctx;
+        uint8_t frames[GT_MAX_STACK_DEPTH * PROTO_VARINT_MAX];
+        uint8_t *p = frames;
+        for (uint32_t i = 0; i < e->n; i++)
+                p = proto_put_uvarint(p, e->pcs[i]);
+        sb_u8(b, PROTO_EV_STACK);
+        sb_uv(b, e->id);
+        sb_bytes(b, frames, (size_t)(p - frames));
+}
+
+/* Counts the events in a run of complete batch events (the END totals
+ * must be exact; the slot's own counter may be mid-update). */
+static uint64_t count_events(const uint8_t *p, const uint8_t *end)
+{
+        uint64_t n = 0;
+        while (p < end) {
+                const struct proto_event_spec *sp = proto_event_spec(*p++);
+                if (!sp)
+                        break;
+                for (unsigned i = 0; i < sp->nargs; i++) {
+                        uint64_t v;
+                        if (proto_get_uvarint(&p, end, &v) < 0)
+                                return n;
+                        if (sp->args[i].kind == PA_BYTES) {
+                                if (v > (uint64_t)(end - p))
+                                        return n;
+                                p += v;
+                        }
+                }
+                n++;
+        }
+        return n;
+}
+
+size_t gt_seal_current(uint8_t *buf, size_t cap)
+{
+        uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
+        struct sbuf b = {.p = buf, .cap = cap};
+        uint64_t nbatches = 0, nevents = 0, lost = 0;
+
+        if (!gen || !buf)
+                return 0;
+        struct gt_clock_ref ref;
+        ref.units = gt_clock_now();
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ref.mono_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ref.wall_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        /* No time to calibrate: extrapolate from the start baseline. */
+        uint64_t dn = ref.mono_ns - gt_clock.base_mono_ns;
+        uint64_t du = ref.units - gt_clock.base_units;
+        ref.freq = gt_clock.source == GT_CLOCK_MONOTONIC || dn == 0
+                           ? 1000000000u
+                           : (uint64_t)((double)du * 1e9 / (double)dn);
+        uint8_t head[128];
+        sb_raw(&b, head, gt_encode_generation_header(head, gen, &ref, ref.units));
+
+        /* The threads' lists may be mid-update on another thread: try the
+         * lock, and walk them anyway if it is held (we are dying; a torn
+         * list is read, never written). */
+        bool locked = pthread_mutex_trylock(&gt.threads_lock) == 0;
+        for (int list = 0; list < 2; list++)
+                for (struct gt_thread *t = list ? gt.exited : gt.threads; t; t = t->next) {
+                        struct gt_str *n = atomic_load_explicit(&t->name, memory_order_relaxed);
+                        if (n)
+                                gt_str_mark(n, gen);
+                }
+        gt_str_foreach(gen, seal_string, &b);
+        gt_stack_foreach(gen, seal_stack, &b);
+        /* Every known thread (status batches may name silent ones) and the
+         * tracer's pseudo-thread 0. */
+        sb_u8(&b, PROTO_EV_THREAD);
+        sb_uv(&b, 0);
+        sb_uv(&b, 0);
+        for (int list = 0; list < 2; list++)
+                for (struct gt_thread *t = list ? gt.exited : gt.threads; t; t = t->next) {
+                        struct gt_str *n = atomic_load_explicit(&t->name, memory_order_relaxed);
+                        sb_u8(&b, PROTO_EV_THREAD);
+                        sb_uv(&b, t->tid);
+                        sb_uv(&b, n ? n->id : 0);
+                }
+        /* The advancer's status records for this generation, unless it is
+         * writing them right now; then only threads that wrote their own
+         * status (their first chunk starts with it) can be included. */
+        const uint8_t *st;
+        size_t stlen;
+        uint64_t stb, ste;
+        bool have_status = gt_status_records(gen, &st, &stlen, &stb, &ste);
+        if (have_status) {
+                sb_raw(&b, st, stlen);
+                nbatches += stb;
+                nevents += ste;
+        }
+        for (int list = 0; list < 2; list++)
+                for (struct gt_thread *t = list ? gt.exited : gt.threads; t; t = t->next) {
+                        struct gt_slot *s = &t->slot[gen & 1];
+                        if (s->gen != gen)
+                                continue;
+                        if (!have_status && (!s->head || !atomic_load(&s->head->used) ||
+                                             s->head->data[0] != PROTO_EV_THREAD_STATUS))
+                                continue;
+                        for (struct gt_chunk *c = s->head; c; c = c->next) {
+                                uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
+                                sb_u8(&b, PROTO_EV_BATCH);
+                                sb_uv(&b, t->tid);
+                                sb_uv(&b, c->base);
+                                sb_uv(&b, c->next ? 0 : s->lost_total);
+                                sb_bytes(&b, c->data, used);
+                                nbatches++;
+                                nevents += count_events(c->data, c->data + used);
+                        }
+                        lost += s->lost_total;
+                }
+        if (locked)
+                pthread_mutex_unlock(&gt.threads_lock);
+        sb_u8(&b, PROTO_EV_END_OF_GENERATION);
+        sb_uv(&b, gen);
+        sb_uv(&b, nbatches);
+        sb_uv(&b, nevents);
+        sb_uv(&b, lost);
+        return b.full ? 0 : b.len;
+}
+
+/* ---- the handler ------------------------------------------------------------ */
+
+static const char *signal_name(int sig)
+{
+        switch (sig) {
+        case SIGSEGV: return "SIGSEGV";
+        case SIGBUS: return "SIGBUS";
+        case SIGILL: return "SIGILL";
+        case SIGFPE: return "SIGFPE";
+        case SIGABRT: return "SIGABRT";
+        default: return "signal";
+        }
+}
+
+static void chain(int sig, siginfo_t *info, void *uctx)
+{
+        for (size_t i = 0; i < NFATAL; i++) {
+                if (fatal_signals[i] != sig)
+                        continue;
+                struct sigaction *old = &previous[i];
+                sigaction(sig, old, NULL);
+                if (old->sa_flags & SA_SIGINFO) {
+                        if (old->sa_sigaction)
+                                old->sa_sigaction(sig, info, uctx);
+                        return;
+                }
+                if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+                        old->sa_handler(sig);
+                        return;
+                }
+                /* Default: a signal that was sent (kill, raise, abort) must be
+                 * sent again; a fault comes back by itself when the faulting
+                 * instruction re-executes. */
+                if (info->si_code <= 0 || sig == SIGABRT)
+                        raise(sig);
+                return;
+        }
+}
+
+static void crash_handler(int sig, siginfo_t *info, void *uctx)
+{
+        int saved_errno = errno;
+        if (atomic_exchange(&crashing, 1) == 0 && atomic_load(&gt.gen) != 0) {
+                /* Nothing this thread does from here may be traced. */
+                struct gt_thread *self = gt_self;
+                if (self)
+                        self->in_write = true;
+                size_t len = gt_seal_current(seal_buf, seal_cap);
+                char reason[64] = "crash: ";
+                size_t rl = strlen(reason);
+                const char *name = signal_name(sig);
+                memcpy(reason + rl, name, strlen(name) + 1);
+                if (gt.daemon && gt_daemon_connected(gt.daemon)) {
+                        gt_daemon_crash(gt.daemon, sig, seal_buf, len, 1000);
+                } else if (!atomic_load_explicit(&gt.ring.busy, memory_order_relaxed)) {
+                        struct iovec iov = {seal_buf, len};
+                        (void)gt_dump_write_local(gt.cfg.dump_dir, reason, "crash", sig, &iov,
+                                                  NULL, 0);
+                }
+        }
+        errno = saved_errno;
+        chain(sig, info, uctx);
+}
+
+void gt_crash_install(void)
+{
+        if (installed)
+                return;
+        /* Room for the current generation: every chunk, plus tables. */
+        seal_cap = gt.pool_bytes + (8u << 20);
+        void *p = mmap(NULL, seal_cap, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        seal_buf = p == MAP_FAILED ? NULL : p;
+        struct sigaction sa = {0};
+        sa.sa_sigaction = crash_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        for (size_t i = 0; i < NFATAL; i++)
+                sigaction(fatal_signals[i], &sa, &previous[i]);
+        atomic_store(&crashing, 0);
+        installed = true;
+}
+
+void gt_crash_uninstall(void)
+{
+        if (!installed)
+                return;
+        for (size_t i = 0; i < NFATAL; i++) {
+                struct sigaction cur;
+                /* Only undo ours: the application may have installed its own since. */
+                if (sigaction(fatal_signals[i], NULL, &cur) == 0 &&
+                    (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == crash_handler)
+                        sigaction(fatal_signals[i], &previous[i], NULL);
+        }
+        if (seal_buf)
+                munmap(seal_buf, seal_cap);
+        seal_buf = NULL;
+        installed = false;
+}

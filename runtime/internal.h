@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libgtrace internals: the table of contents.
+ *
+ *   trace.c    design essay and invariants; thread registration; the seqlock
+ *              write section; every public event function; fibers; tasks
+ *   advance.c  the advance thread: generation cuts, status events, blob
+ *              assembly, the in-process ring, dump requests, gtrace_start/stop
+ *   strtab.c   process-wide interning of strings and stacks
+ *   clock.c    the trace clock and its calibration
+ *   stack.c    frame-pointer unwinding
+ *   dump.c     in-process .gtrace files
+ *   crash.c    the fatal-signal handler
+ *   ring.c     the in-process generation ring
+ *   daemon.c   the connection to gtraced
+ */
+#ifndef GT_INTERNAL_H
+#define GT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "gtrace/gtrace.h"
+#include "clock.h"
+#include "daemon.h"
+#include "ring.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Limits (docs/runtime.md lists them with their knobs). */
+#define GT_MAX_REGION_DEPTH 64        /* open regions tracked per thread */
+#define GT_MAX_EVENT_BYTES 96         /* largest fixed-arity event */
+#define GT_MAX_LOG_BYTES 1024         /* longer log messages are truncated */
+#define GT_MAX_STACK_DEPTH 64
+#define GT_STRCACHE_SIZE 256          /* per-thread pointer -> string cache */
+#define GT_DEFAULT_STRING_BYTES (4u << 20)
+#define GT_DEFAULT_MAX_STRINGS 65536u /* power of two */
+#define GT_DEFAULT_STACK_BYTES (4u << 20)
+#define GT_DEFAULT_MAX_STACKS 16384u  /* power of two */
+#define GT_DEFAULT_MAX_TASKS 65536u   /* power of two; live tasks tracked */
+#define GT_DEFAULT_MAX_FIBERS 65536u  /* power of two; live fibers tracked */
+
+/* ---- strings and stacks (strtab.c) ---------------------------------------- */
+
+/*
+ * An interned string.  Entries live until gtrace_stop() and are never moved,
+ * so a pointer to one may be kept (region stacks do).  last_gen is the
+ * newest generation that references the entry: a generation's string table
+ * is every entry with last_gen >= that generation (a superset is harmless).
+ */
+struct gt_str {
+        _Atomic uint64_t last_gen;
+        uint32_t id;
+        uint32_t len;
+        char data[]; /* len bytes + NUL */
+};
+
+struct gt_stack {
+        _Atomic uint64_t last_gen;
+        uint32_t id;
+        uint32_t n;
+        uint64_t hash;
+        uint64_t pcs[];
+};
+
+int gt_strtab_init(uint32_t max_strings, uint64_t bytes, uint32_t max_stacks,
+                   uint64_t stack_bytes);
+void gt_strtab_done(void);
+/* Interns s (NUL-terminated, at most len bytes used); never NULL: the table
+ * full entry stands in when the bound is hit (and is counted). */
+struct gt_str *gt_str_intern(const char *s, size_t len);
+struct gt_stack *gt_stack_intern(const uint64_t *pcs, uint32_t n);
+/* Raises last_gen to gen (atomic max; off the fast path). */
+void gt_str_mark(struct gt_str *e, uint64_t gen);
+void gt_stack_mark(struct gt_stack *e, uint64_t gen);
+/* Calls fn for every entry with last_gen >= gen. */
+void gt_str_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_str *e), void *ctx);
+void gt_stack_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_stack *e), void *ctx);
+uint64_t gt_strtab_dropped(void);
+
+/* ---- stacks (stack.c) ------------------------------------------------------ */
+
+/* Frame-pointer walk from the caller's caller, bounded by the thread's stack
+ * [lo, hi).  Returns the number of PCs stored. */
+uint32_t gt_unwind(uint64_t *pcs, uint32_t max, uintptr_t lo, uintptr_t hi);
+
+/* ---- threads, buffers, generations (trace.c) ------------------------------ */
+
+/* A chunk: one batch of one thread's events for one generation. */
+struct gt_chunk {
+        struct gt_chunk *next;  /* within the slot, oldest first */
+        uint32_t index;         /* in the pool */
+        _Atomic uint32_t used;  /* bytes of complete events (read by the crash handler) */
+        uint64_t base;          /* time the first delta counts from */
+        uint8_t data[];
+};
+
+/* One generation's worth of one thread's buffers (the seed's "2 slots"). */
+struct gt_slot {
+        uint64_t gen;           /* generation this slot holds; 0 = empty */
+        struct gt_chunk *head;
+        struct gt_chunk *tail;  /* the chunk being written */
+        uint8_t *pos;           /* write cursor in tail */
+        uint8_t *end;
+        uint64_t last;          /* time of the previous event */
+        uint64_t nevents;
+        uint64_t lost;          /* dropped, not yet reported by an EVENTS_LOST */
+        uint64_t lost_total;    /* dropped in this generation */
+        uint32_t nchunks;
+};
+
+struct gt_region {
+        _Atomic(struct gt_str *) name;
+        _Atomic uint64_t start;
+};
+
+struct gt_strcache {
+        const char *ptr;
+        struct gt_str *e;
+        uint64_t gen; /* generation e was last marked for */
+};
+
+struct gt_fiber;
+
+struct gt_thread {
+        /* Seqlock: odd while the owner is inside a write section (invariant 2). */
+        _Atomic uint64_t seq;
+        struct gt_slot slot[2];      /* indexed by gen & 1 */
+        uint64_t tid;
+        bool in_write;               /* reentrancy guard (signal handlers) */
+
+        /* State the advancer snapshots for status events: written only inside
+         * the owner's write sections, read by the advancer as a seqlock reader. */
+        _Atomic uint32_t depth;      /* may exceed GT_MAX_REGION_DEPTH: extra levels untracked */
+        struct gt_region regions[GT_MAX_REGION_DEPTH];
+        _Atomic(struct gt_fiber *) fiber;
+        _Atomic(struct gt_str *) syscall;
+        _Atomic uint64_t syscall_start;
+        _Atomic(struct gt_str *) name;
+        /* Who wrote this thread's status events for a generation: the thread or
+         * the advancer, whichever moves this to the generation first. */
+        _Atomic uint64_t status_gen;
+
+        uintptr_t stack_lo, stack_hi; /* for unwinding */
+        struct gt_strcache strcache[GT_STRCACHE_SIZE];
+
+        /* Lists: protected by gt.threads_lock. */
+        struct gt_thread *next;
+        bool exited;
+};
+
+/* Fibers: one entry per live fiber in a fixed open-addressing table. */
+#define GT_FIBER_SCAN 0x80u /* ownership bit over transitions (invariant 4) */
+struct gt_fiber {
+        _Atomic uint64_t id;          /* 0 empty, GT_TOMB removed */
+        _Atomic uint32_t state;       /* enum proto_fiber_state | GT_FIBER_SCAN */
+        _Atomic(struct gt_str *) name;
+        _Atomic(struct gt_str *) reason;
+        _Atomic uint64_t status_gen;  /* generation whose status event is written */
+        /* Owned by whoever owns the fiber's transitions (invariant 4): */
+        uint64_t seq_gen;             /* generation seq counts in */
+        uint64_t lossy_gen;           /* a transition was dropped in this generation */
+        uint32_t seq;
+};
+
+struct gt_task {
+        _Atomic uint64_t id;         /* 0 empty, GT_TOMB removed */
+        _Atomic uint64_t parent;
+        _Atomic(struct gt_str *) name;
+        _Atomic uint64_t start;
+        _Atomic uint64_t begin_gen;  /* generation whose batch holds TASK_BEGIN */
+        _Atomic uint64_t status_gen; /* newest generation with this task's status written
+                                        (or its begin); the thread ending it and the advancer
+                                        race for it with a CAS, as for threads */
+};
+#define GT_TOMB UINT64_MAX
+#define GT_TASK_BEGIN_LOST (1ull << 63) /* in begin_gen: the TASK_BEGIN was dropped */
+
+struct gt_config {
+        uint32_t period_ms;
+        uint64_t max_buffer_bytes;
+        uint32_t chunk_bytes;
+        uint32_t ring_generations;
+        uint64_t ring_bytes;
+        char socket_path[108];
+        char dump_dir[1024];
+        uint32_t stack_events;
+        uint32_t stack_depth;
+        uint32_t flags;
+};
+
+/* Dump requests from application threads to the advance thread. */
+struct gt_dump_req {
+        struct gt_dump_req *next;
+        uint64_t id;
+        const char *reason;
+        bool done;
+        int result;
+        char path[4096];
+};
+
+/* Everything global, in one place. */
+struct gt_state {
+        /* Hot, read on every event: the current generation (0: not tracing). */
+        _Atomic uint64_t gen __attribute__((aligned(64)));
+        bool use_membarrier;
+        uint32_t stack_mask;   /* kinds that record stacks */
+        uint32_t stack_depth;
+
+        /* Chunk pool: one reserved mapping (pages are touched only when a
+         * chunk is first used).  Never-used chunks come from a bump index;
+         * returned ones from a lock-free stack whose head packs a 32-bit
+         * ABA tag with index + 1 (see chunk_get in trace.c). */
+        uint8_t *pool;
+        size_t pool_bytes;
+        uint32_t chunk_bytes;
+        uint32_t nchunks;
+        _Atomic uint32_t fresh;       /* next never-used chunk */
+        _Atomic uint64_t free_head;   /* tag << 32 | (index + 1); 0 empty */
+        _Atomic uint32_t *free_next;  /* per chunk: index + 1 of the next free one */
+        _Atomic uint32_t in_use;      /* chunks handed out */
+        uint32_t kick_chunks;         /* in_use above this wakes the advancer early */
+        _Atomic int kick;             /* an early advance was requested */
+
+        pthread_mutex_t threads_lock; /* guards the thread lists */
+        struct gt_thread *threads;    /* live (invariant 1) */
+        struct gt_thread *exited;     /* exited, buffers not yet flushed */
+
+        struct gt_fiber *fibers;
+        uint32_t fiber_mask;
+        _Atomic uint64_t next_fiber;
+        struct gt_task *tasks;
+        uint32_t task_mask;
+        _Atomic uint64_t next_task;
+
+        /* Advance thread. */
+        struct gt_config cfg;
+        pthread_t advancer;
+        int wake_fd;                  /* eventfd */
+        pthread_mutex_t req_lock;
+        pthread_cond_t req_cond;
+        struct gt_dump_req *dump_reqs;
+        uint64_t flush_reqs;          /* gtrace_flush() callers waiting */
+        uint64_t flushes_done;
+        bool stop;
+        struct gt_ring ring;
+        struct gt_daemon *daemon;
+        struct gt_proc_info proc;
+        pthread_mutex_t ring_lock;    /* ring readers other than the advancer (stats) */
+
+        /* Status events the advancer wrote for the current generation, to be
+         * placed before the threads' own batches when it is flushed. */
+        uint8_t *status_buf;
+        size_t status_len, status_cap;
+        uint64_t status_gen;
+        uint64_t status_events;
+
+        /* Counters (advancer-written unless noted). */
+        _Atomic uint64_t events;
+        _Atomic uint64_t events_lost;
+        _Atomic uint64_t generations;
+        _Atomic uint64_t generations_sent;
+        _Atomic uint64_t generations_lost;
+        _Atomic uint64_t fibers_untracked; /* fiber table full (app threads) */
+        _Atomic uint64_t tasks_untracked;
+
+        /* Fork: the child restarts tracing lazily with the parent's options. */
+        _Atomic int restart_after_fork;
+        struct gtrace_options fork_opts;
+};
+
+extern struct gt_state gt;
+extern __thread struct gt_thread *gt_self __attribute__((tls_model("initial-exec")));
+
+/* trace.c */
+int gt_threads_init(void);
+void gt_threads_done(void);
+/* Returns the chunks of slot `gen & 1` of every thread to the caller via fn,
+ * after which the slot is empty; frees exited threads whose slots are all
+ * empty.  Advancer only, after the generation can no longer be written. */
+void gt_flush_threads(uint64_t gen, void (*fn)(void *ctx, struct gt_thread *t, struct gt_slot *s),
+                      void *ctx);
+void gt_chunk_put(struct gt_chunk *c);
+/* Status handshake for every live thread at the start of gen; writes into
+ * gt.status_buf through the callbacks in advance.c. */
+void gt_threads_status(uint64_t gen);
+void gt_fibers_status(uint64_t gen);
+void gt_tasks_status(uint64_t gen);
+/* Wait until no thread can still write generation gen - 1 (invariant 3). */
+void gt_wait_writers(void);
+void gt_fork_child_reset(void);
+
+/* advance.c: the status buffer writers (advancer only). */
+void gt_status_thread(uint64_t gen, uint64_t tid, struct gt_str *tname, struct gt_fiber *fiber,
+                      struct gt_str *sys, uint64_t sys_start, const struct gt_region *regions,
+                      uint32_t depth);
+void gt_status_fiber(uint64_t gen, struct gt_fiber *f, uint32_t state);
+void gt_status_task(uint64_t gen, uint64_t task, uint64_t parent, struct gt_str *name,
+                    uint64_t start);
+void gt_advance_wake(void);
+/* The status records of gen for the crash handler; false while being written. */
+bool gt_status_records(uint64_t gen, const uint8_t **ret_p, size_t *ret_len,
+                       uint64_t *ret_batches, uint64_t *ret_events);
+
+/* dump.c */
+int gt_dump_write_local(const char *dir, const char *reason, const char *origin, int signo,
+                        const struct iovec *extra, char *ret_path, size_t path_len);
+void gt_dump_name(char *buf, size_t len, const char *command, pid_t pid, uint64_t wall_ns);
+
+/* crash.c */
+void gt_crash_install(void);
+void gt_crash_uninstall(void);
+/* Seal what the current generation holds into buf without locks or malloc;
+ * returns the blob length (0 if nothing fits). */
+size_t gt_seal_current(uint8_t *buf, size_t cap);
+
+/* advance.c */
+size_t gt_encode_generation_header(uint8_t *p, uint64_t gen, const struct gt_clock_ref *ref,
+                                   uint64_t start);
+
+#endif

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Process-wide interning of strings and stacks.
+ *
+ * Each table is an open-addressing array of entry pointers plus a bump
+ * arena for the entries, both fixed at gtrace_start().  Lookups are
+ * lock-free; an insert claims arena space with one fetch_add and publishes
+ * the finished entry with a release CAS on an empty slot, so a reader that
+ * loads a slot with acquire sees a complete entry.  Nothing is ever removed
+ * while tracing runs, which is what lets a region opened many generations
+ * ago keep pointing at its name.
+ *
+ * Ids are dense (1, 2, ...) and stable for the life of the tracing session;
+ * a generation defines only the ids it references (last_gen, see
+ * internal.h), so ids in one generation may have gaps.
+ *
+ * When a table or its arena is full, interning returns a fixed entry
+ * ("<gtrace: string table full>") and counts the miss: the event is kept,
+ * only its text is lost, and gtrace_get_stats() / the trace show it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+struct table {
+        _Atomic(void *) *slots;
+        uint32_t mask;
+        uint8_t *arena;
+        size_t arena_bytes;
+        _Atomic size_t arena_used;
+        _Atomic uint32_t next_id;
+        _Atomic uint64_t dropped;
+};
+
+static struct table strs, stacks;
+static struct gt_str *str_full;
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+        /* FNV-1a: short keys, good enough spread for a power-of-two table. */
+        const uint8_t *b = p;
+        uint64_t h = 1469598103934665603ull;
+        for (size_t i = 0; i < n; i++) {
+                h ^= b[i];
+                h *= 1099511628211ull;
+        }
+        return h ^ (h >> 29);
+}
+
+static int table_init(struct table *t, uint32_t max, uint64_t bytes)
+{
+        t->mask = max - 1;
+        t->slots = calloc(max, sizeof(*t->slots));
+        if (!t->slots)
+                return -ENOMEM;
+        /* Reserve without committing: pages are touched as entries are made. */
+        void *a = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+        if (a == MAP_FAILED) {
+                free(t->slots);
+                t->slots = NULL;
+                return -ENOMEM;
+        }
+        t->arena = a;
+        t->arena_bytes = bytes;
+        atomic_init(&t->arena_used, 0);
+        atomic_init(&t->next_id, 1);
+        atomic_init(&t->dropped, 0);
+        return 0;
+}
+
+static void table_done(struct table *t)
+{
+        free(t->slots);
+        if (t->arena)
+                munmap(t->arena, t->arena_bytes);
+        *t = (struct table){0};
+}
+
+static void *arena_alloc(struct table *t, size_t n)
+{
+        n = (n + 15) & ~(size_t)15;
+        size_t off = atomic_fetch_add_explicit(&t->arena_used, n, memory_order_relaxed);
+        if (off + n > t->arena_bytes)
+                return NULL;
+        return t->arena + off;
+}
+
+int gt_strtab_init(uint32_t max_strings, uint64_t bytes, uint32_t max_stacks, uint64_t stack_bytes)
+{
+        int r = table_init(&strs, max_strings, bytes);
+        if (r < 0)
+                return r;
+        r = table_init(&stacks, max_stacks, stack_bytes);
+        if (r < 0) {
+                table_done(&strs);
+                return r;
+        }
+        static const char full[] = "<gtrace: string table full>";
+        str_full = gt_str_intern(full, sizeof(full) - 1);
+        return 0;
+}
+
+void gt_strtab_done(void)
+{
+        table_done(&strs);
+        table_done(&stacks);
+        str_full = NULL;
+}
+
+static bool str_equal(const struct gt_str *e, const char *s, size_t len)
+{
+        return e->len == len && memcmp(e->data, s, len) == 0;
+}
+
+struct gt_str *gt_str_intern(const char *s, size_t len)
+{
+        uint64_t h = hash_bytes(s, len);
+        struct gt_str *fresh = NULL;
+
+        for (uint32_t i = 0; i <= strs.mask; i++) {
+                _Atomic(void *) *slot = &strs.slots[(h + i) & strs.mask];
+                struct gt_str *e = atomic_load_explicit(slot, memory_order_acquire);
+                while (!e) {
+                        if (!fresh) {
+                                fresh = arena_alloc(&strs, sizeof(*fresh) + len + 1);
+                                if (!fresh)
+                                        goto full;
+                                atomic_init(&fresh->last_gen, 0);
+                                fresh->len = (uint32_t)len;
+                                memcpy(fresh->data, s, len);
+                                fresh->data[len] = '\0';
+                                fresh->id = atomic_fetch_add_explicit(&strs.next_id, 1,
+                                                                      memory_order_relaxed);
+                        }
+                        void *expect = NULL;
+                        if (atomic_compare_exchange_strong_explicit(slot, &expect, fresh,
+                                                                    memory_order_acq_rel,
+                                                                    memory_order_acquire))
+                                return fresh;
+                        e = expect; /* someone else filled the slot: compare with theirs */
+                }
+                if (str_equal(e, s, len))
+                        return e; /* a fresh entry lost the race: its arena space is wasted, bounded */
+        }
+full:
+        atomic_fetch_add_explicit(&strs.dropped, 1, memory_order_relaxed);
+        return str_full;
+}
+
+struct gt_stack *gt_stack_intern(const uint64_t *pcs, uint32_t n)
+{
+        uint64_t h = hash_bytes(pcs, n * sizeof(*pcs));
+        struct gt_stack *fresh = NULL;
+
+        for (uint32_t i = 0; i <= stacks.mask; i++) {
+                _Atomic(void *) *slot = &stacks.slots[(h + i) & stacks.mask];
+                struct gt_stack *e = atomic_load_explicit(slot, memory_order_acquire);
+                while (!e) {
+                        if (!fresh) {
+                                fresh = arena_alloc(&stacks, sizeof(*fresh) + n * sizeof(*pcs));
+                                if (!fresh)
+                                        goto full;
+                                atomic_init(&fresh->last_gen, 0);
+                                fresh->n = n;
+                                fresh->hash = h;
+                                memcpy(fresh->pcs, pcs, n * sizeof(*pcs));
+                                fresh->id = atomic_fetch_add_explicit(&stacks.next_id, 1,
+                                                                      memory_order_relaxed);
+                        }
+                        void *expect = NULL;
+                        if (atomic_compare_exchange_strong_explicit(slot, &expect, fresh,
+                                                                    memory_order_acq_rel,
+                                                                    memory_order_acquire))
+                                return fresh;
+                        e = expect;
+                }
+                if (e->hash == h && e->n == n && memcmp(e->pcs, pcs, n * sizeof(*pcs)) == 0)
+                        return e;
+        }
+full:
+        atomic_fetch_add_explicit(&stacks.dropped, 1, memory_order_relaxed);
+        return NULL; /* no stack recorded (id 0) */
+}
+
+static void mark(_Atomic uint64_t *last, uint64_t gen)
+{
+        uint64_t cur = atomic_load_explicit(last, memory_order_relaxed);
+        /* Atomic max: two threads on either side of a generation boundary may
+         * mark the same entry; the newer generation must win. */
+        while (cur < gen &&
+               !atomic_compare_exchange_weak_explicit(last, &cur, gen, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                ;
+}
+
+void gt_str_mark(struct gt_str *e, uint64_t gen)
+{
+        mark(&e->last_gen, gen);
+}
+
+void gt_stack_mark(struct gt_stack *e, uint64_t gen)
+{
+        mark(&e->last_gen, gen);
+}
+
+void gt_str_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_str *e), void *ctx)
+{
+        if (!strs.slots)
+                return;
+        for (uint32_t i = 0; i <= strs.mask; i++) {
+                struct gt_str *e = atomic_load_explicit(&strs.slots[i], memory_order_acquire);
+                if (e && atomic_load_explicit(&e->last_gen, memory_order_relaxed) >= gen)
+                        fn(ctx, e);
+        }
+}
+
+void gt_stack_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_stack *e), void *ctx)
+{
+        if (!stacks.slots)
+                return;
+        for (uint32_t i = 0; i <= stacks.mask; i++) {
+                struct gt_stack *e = atomic_load_explicit(&stacks.slots[i], memory_order_acquire);
+                if (e && atomic_load_explicit(&e->last_gen, memory_order_relaxed) >= gen)
+                        fn(ctx, e);
+        }
+}
+
+uint64_t gt_strtab_dropped(void)
+{
+        return atomic_load_explicit(&strs.dropped, memory_order_relaxed) +
+               atomic_load_explicit(&stacks.dropped, memory_order_relaxed);
+}
