@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gtraced: the gtrace flight-recorder daemon.  main() in the house order:
+ * arguments → logging → sockets → server → signals → READY=1 → uv_run →
+ * STOPPING=1 → close every handle → uv_loop_close() == 0.
+ *
+ * It runs in the foreground; systemd (or whoever started it) supervises.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gtraced.h"
+
+int main(int argc, char **argv)
+{
+        struct gd_config cfg;
+        struct gd_server srv;
+        uv_loop_t loop;
+        int r, exit_code = EXIT_FAILURE;
+
+        r = gd_config_parse(&cfg, argc, argv);
+        if (r != 0) {
+                gd_config_done(&cfg);
+                return r > 0 ? EXIT_SUCCESS : 2;
+        }
+        log_setup(cfg.log_level);
+
+        /* Writes to a vanished peer return EPIPE (we also pass MSG_NOSIGNAL);
+         * a dump beyond RLIMIT_FSIZE returns EFBIG instead of killing us. */
+        signal(SIGPIPE, SIG_IGN);
+        signal(SIGXFSZ, SIG_IGN);
+
+        r = uv_loop_init(&loop);
+        if (r < 0) {
+                log_error("Failed to initialise the event loop: %s", uv_strerror(r));
+                gd_config_done(&cfg);
+                return EXIT_FAILURE;
+        }
+        r = gd_server_init(&srv, &loop, &cfg);
+        if (r >= 0)
+                r = gd_server_listen(&srv);
+        if (r >= 0)
+                r = gd_server_start_signals(&srv);
+        if (r >= 0) {
+                log_info("gtraced %s ready: dumps into %s; %u generations, %" PRIu64
+                         " bytes per process, %" PRIu64 " bytes in total",
+                         GTRACED_VERSION, srv.dump_dir, cfg.generations, cfg.max_process_bytes,
+                         cfg.max_total_bytes);
+                gd_server_send_ready(&srv);
+                r = uv_run(&loop, UV_RUN_DEFAULT);
+                if (r != 0)
+                        log_warning("Event loop ended with handles still active");
+                exit_code = EXIT_SUCCESS;
+        }
+        /* Failed start or finished run: close whatever is still open and let
+         * the close callbacks and in-flight dumps drain. */
+        gd_server_stop(&srv);
+        (void)uv_run(&loop, UV_RUN_DEFAULT);
+        gd_server_done(&srv);
+        r = uv_loop_close(&loop);
+        if (r < 0) {
+                log_error("Event loop did not close cleanly: %s", uv_strerror(r));
+                exit_code = EXIT_FAILURE;
+        }
+        gd_config_done(&cfg);
+        return exit_code;
+}
