@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <unistd.h>
+
+#include "export-writer.h"
+
+void xw_init(struct xw *w, int fd)
+{
+        w->fd = fd;
+        w->err = 0;
+        w->len = 0;
+        w->total = 0;
+}
+
+int xw_flush(struct xw *w)
+{
+        size_t off = 0;
+        while (!w->err && off < w->len) {
+                ssize_t n = write(w->fd, w->buf + off, w->len - off);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        w->err = -errno;
+                        break;
+                }
+                off += (size_t)n;
+        }
+        w->len = 0;
+        return w->err;
+}
+
+void xw_raw_slow(struct xw *w, const char *s, size_t n)
+{
+        while (n) {
+                if (w->len == XW_BUFFER_BYTES && xw_flush(w) < 0)
+                        return;
+                size_t room = XW_BUFFER_BYTES - w->len;
+                size_t k = n < room ? n : room;
+                memcpy(w->buf + w->len, s, k);
+                w->len += k;
+                w->total += k;
+                s += k;
+                n -= k;
+        }
+}
+
+/* Keeps room for one small item (a number, an escape) without a check per byte. */
+static inline void xw_reserve(struct xw *w, size_t n)
+{
+        if (XW_BUFFER_BYTES - w->len < n)
+                (void)xw_flush(w);
+}
+
+static size_t fmt_u64(char *end, uint64_t v)
+{
+        char *p = end;
+        do {
+                *--p = (char)('0' + v % 10);
+                v /= 10;
+        } while (v);
+        return (size_t)(end - p);
+}
+
+void xw_u64(struct xw *w, uint64_t v)
+{
+        char tmp[24];
+        size_t n = fmt_u64(tmp + sizeof(tmp), v);
+        xw_raw(w, tmp + sizeof(tmp) - n, n);
+}
+
+void xw_i64(struct xw *w, int64_t v)
+{
+        if (v < 0) {
+                xw_lit(w, "-");
+                xw_u64(w, (uint64_t)0 - (uint64_t)v);
+        } else {
+                xw_u64(w, (uint64_t)v);
+        }
+}
+
+void xw_us(struct xw *w, int64_t ns)
+{
+        uint64_t a = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+        char tmp[32];
+        char *end = tmp + sizeof(tmp);
+        uint64_t frac = a % 1000;
+        end[-1] = (char)('0' + frac % 10);
+        end[-2] = (char)('0' + frac / 10 % 10);
+        end[-3] = (char)('0' + frac / 100);
+        end[-4] = '.';
+        size_t n = 4 + fmt_u64(end - 4, a / 1000);
+        if (ns < 0)
+                xw_lit(w, "-");
+        xw_raw(w, end - n, n);
+}
+
+void xw_hex_str(struct xw *w, uint64_t v)
+{
+        static const char digits[] = "0123456789abcdef";
+        char tmp[24];
+        char *p = tmp + sizeof(tmp);
+        *--p = '"';
+        do {
+                *--p = digits[v & 15];
+                v >>= 4;
+        } while (v);
+        *--p = 'x';
+        *--p = '0';
+        *--p = '"';
+        xw_raw(w, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid.
+ * Rejects overlong forms, surrogates and values above U+10FFFF, like every
+ * strict JSON parser does. */
+static size_t utf8_seq(const uint8_t *s, size_t n)
+{
+        uint8_t c = s[0];
+        size_t len;
+        uint32_t cp, min;
+        if (c < 0xc2)
+                return 0; /* continuation byte or overlong 2-byte lead */
+        if (c < 0xe0) {
+                len = 2;
+                cp = c & 0x1f;
+                min = 0x80;
+        } else if (c < 0xf0) {
+                len = 3;
+                cp = c & 0x0f;
+                min = 0x800;
+        } else if (c < 0xf5) {
+                len = 4;
+                cp = c & 0x07;
+                min = 0x10000;
+        } else {
+                return 0;
+        }
+        if (len > n)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        return len;
+}
+
+void xw_str(struct xw *w, const char *str, size_t n)
+{
+        static const char hex[] = "0123456789abcdef";
+        const uint8_t *s = (const uint8_t *)str;
+        size_t i = 0;
+
+        xw_lit(w, "\"");
+        while (i < n) {
+                /* Copy the longest run that needs no escaping in one go. */
+                size_t j = i;
+                while (j < n && s[j] >= 0x20 && s[j] < 0x80 && s[j] != '"' && s[j] != '\\')
+                        j++;
+                if (j > i) {
+                        xw_raw(w, (const char *)s + i, j - i);
+                        i = j;
+                        continue;
+                }
+                uint8_t c = s[i];
+                xw_reserve(w, 8);
+                if (c == '"' || c == '\\') {
+                        char e[2] = {'\\', (char)c};
+                        xw_raw(w, e, 2);
+                        i++;
+                } else if (c < 0x20) {
+                        switch (c) {
+                        case '\n': xw_lit(w, "\\n"); break;
+                        case '\t': xw_lit(w, "\\t"); break;
+                        case '\r': xw_lit(w, "\\r"); break;
+                        default: {
+                                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                                xw_raw(w, e, 6);
+                        }
+                        }
+                        i++;
+                } else {
+                        size_t len = utf8_seq(s + i, n - i);
+                        if (len) {
+                                xw_raw(w, (const char *)s + i, len);
+                                i += len;
+                        } else {
+                                xw_lit(w, "\\ufffd");
+                                i++;
+                        }
+                }
+        }
+        xw_lit(w, "\"");
+}
+
+void xw_cstr(struct xw *w, const char *s)
+{
+        xw_str(w, s ? s : "", s ? strlen(s) : 0);
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A buffered JSON text writer for the exporters (private to flightrec/).
+ *
+ * The exporters write hundreds of megabytes of JSON; building a jansson tree
+ * would need memory proportional to the trace and printf would dominate the
+ * profile.  This appends to a fixed buffer with hand-written number
+ * formatting and string escaping, and hands full buffers to write(2).  The
+ * first write error sticks: later calls do nothing and xw_finish() reports it.
+ */
+#ifndef FLIGHTREC_EXPORT_WRITER_H
+#define FLIGHTREC_EXPORT_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define XW_BUFFER_BYTES (256u << 10)
+
+struct xw {
+        int fd;
+        int err;       /* first -errno from write(2), sticky */
+        size_t len;
+        uint64_t total; /* bytes handed to write(2) or buffered */
+        char buf[XW_BUFFER_BYTES];
+};
+
+void xw_init(struct xw *w, int fd);
+/* Writes out what is buffered.  0 or the sticky error. */
+int xw_flush(struct xw *w);
+
+void xw_raw_slow(struct xw *w, const char *s, size_t n);
+
+static inline void xw_raw(struct xw *w, const char *s, size_t n)
+{
+        if (n <= XW_BUFFER_BYTES - w->len) {
+                memcpy(w->buf + w->len, s, n);
+                w->len += n;
+                w->total += n;
+        } else {
+                xw_raw_slow(w, s, n);
+        }
+}
+
+#define xw_lit(w, s) xw_raw((w), (s), sizeof(s) - 1)
+
+void xw_u64(struct xw *w, uint64_t v);
+void xw_i64(struct xw *w, int64_t v);
+/* Nanoseconds as microseconds with exactly three decimals: 1234567 -> 1234.567 */
+void xw_us(struct xw *w, int64_t ns);
+/* A JSON string literal (quotes included) from n bytes: control characters
+ * escaped, invalid UTF-8 replaced by U+FFFD, so the output always parses. */
+void xw_str(struct xw *w, const char *s, size_t n);
+void xw_cstr(struct xw *w, const char *s); /* NULL writes "" */
+/* "0x1f" as a JSON string. */
+void xw_hex_str(struct xw *w, uint64_t v);
+
+#endif
