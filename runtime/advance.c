@@ -132,7 +132,9 @@ static void status_reset(struct status_part *sp, uint64_t gen)
         sp->tracer.failed = false;
         sp->nbatches = sp->nevents = sp->tracer_events = 0;
         sp->ntids = 0;
-        sp->base = gt_clock_now();
+        /* Status events are "as of the generation's start": the time read
+         * just before the switch, older than any event of the generation. */
+        sp->base = gen_start_units;
 }
 
 static void status_add_tid(struct status_part *sp, uint64_t tid, struct gt_str *name)
@@ -429,7 +431,8 @@ static struct gt_blob *assemble(uint64_t gen, const struct gt_clock_ref *ref, ui
         uint8_t *p = blob->data;
         memcpy(p, head.p, head.len);
         p += head.len;
-        memcpy(p, threads.p, threads.len);
+        if (threads.len)
+                memcpy(p, threads.p, threads.len);
         p += threads.len;
         if (sp->records.len)
                 memcpy(p, sp->records.p, sp->records.len);

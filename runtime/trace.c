@@ -454,10 +454,11 @@ static uint8_t *write_thread_status(struct gt_thread *t, struct gt_slot *s, uint
  * when the event must be dropped (counted).
  */
 static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread *t, uint64_t gen,
-                                                                size_t need, uint64_t now)
+                                                                size_t need)
 {
         struct gt_slot *s = &t->slot[gen & 1];
         bool first = s->gen != gen;
+        uint64_t now = gt_clock_now();
 
         if (first) {
                 /* By invariant 3 the advancer emptied this slot before
@@ -515,13 +516,18 @@ drop:
         return NULL;
 }
 
-static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_t need,
-                                        uint64_t now)
+/*
+ * Room for an event of at most `need` bytes in the current generation's
+ * slot.  Callers read the clock only after this returns: on a generation's
+ * first event the status handshake happens in here, and the event must not
+ * carry a time older than the status the advancer may have written.
+ */
+static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_t need)
 {
         struct gt_slot *s = &t->slot[gen & 1];
         if (likely(s->gen == gen && (size_t)(s->end - s->pos) >= need))
                 return s;
-        return slot_room_slow(t, gen, need, now);
+        return slot_room_slow(t, gen, need);
 }
 
 /* ---- stacks ---------------------------------------------------------------- */
@@ -759,10 +765,10 @@ GTRACE_API void gtrace_region_begin(const char *name)
         uint64_t gen;
         if (!ev_enter(&t, &gen))
                 return;
-        uint64_t now = gt_clock_now();
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         if (likely(depth < GT_MAX_REGION_DEPTH)) {
-                struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+                struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
+                uint64_t now = gt_clock_now();
                 struct gt_str *e = str_get(t, name, gen);
                 if (likely(s)) {
                         uint8_t *p = s->pos;
@@ -792,8 +798,8 @@ GTRACE_API void gtrace_region_end(void)
                 return;
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         if (likely(depth > 0 && depth <= GT_MAX_REGION_DEPTH)) {
+                struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
-                struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
                 if (likely(s)) {
                         uint8_t *p = s->pos;
                         *p++ = PROTO_EV_REGION_END;
@@ -812,8 +818,8 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
         uint64_t gen;
         if (!ev_enter(&t, &gen))
                 return;
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
         uint64_t now = gt_clock_now();
-        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
         if (likely(s)) {
                 struct gt_str *e = str_get(t, name, gen);
                 uint8_t *p = s->pos;
@@ -835,8 +841,8 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
         if (!message)
                 message = "";
         size_t len = strnlen(message, GT_MAX_LOG_BYTES);
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len);
         uint64_t now = gt_clock_now();
-        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len, now);
         if (likely(s)) {
                 struct gt_str *e = str_get(t, category, gen);
                 uint64_t stk = stack_id(t, GTRACE_KIND_LOG, gen);
@@ -859,8 +865,8 @@ GTRACE_API void gtrace_thread_name(const char *name)
         uint64_t gen;
         if (!ev_enter(&t, &gen))
                 return;
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
         uint64_t now = gt_clock_now();
-        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
         char buf[64];
         size_t n = strnlen(name ? name : "", sizeof(buf) - 1);
         memcpy(buf, name ? name : "", n);
@@ -888,8 +894,8 @@ GTRACE_API void gtrace_syscall_begin(const char *name)
                 wr_exit(t); /* already in one: nesting is not modelled */
                 return;
         }
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
         uint64_t now = gt_clock_now();
-        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
         struct gt_str *e = str_get(t, name, gen);
         if (likely(s)) {
                 uint64_t stk = stack_id(t, GTRACE_KIND_SYSCALL, gen);
@@ -912,8 +918,8 @@ GTRACE_API void gtrace_syscall_end(void)
         if (!ev_enter(&t, &gen))
                 return;
         if (atomic_load_explicit(&t->syscall, memory_order_relaxed)) {
+                struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
-                struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
                 if (likely(s)) {
                         uint8_t *p = s->pos;
                         *p++ = PROTO_EV_SYSCALL_END;
@@ -932,9 +938,9 @@ GTRACE_API uint64_t gtrace_task_begin(const char *name, uint64_t parent)
         if (!ev_enter(&t, &gen))
                 return 0;
         uint64_t id = atomic_fetch_add_explicit(&gt.next_task, 1, memory_order_relaxed);
-        uint64_t now = gt_clock_now();
         struct gt_str *e = str_get(t, name, gen);
-        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
+        uint64_t now = gt_clock_now();
         /* Track it for TASK_STATUS in later generations. */
         struct gt_task *k = NULL;
         for (uint32_t i = 0, h = id_hash(id, gt.task_mask); i <= gt.task_mask; i++) {
@@ -988,8 +994,8 @@ GTRACE_API void gtrace_task_end(uint64_t task)
                 /* A begin dropped in this very generation has neither an event
                  * nor a status here, so its end must go too (counted). */
                 bool orphan = bg == (gen | GT_TASK_BEGIN_LOST);
+                struct gt_slot *s = orphan ? NULL : slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
-                struct gt_slot *s = orphan ? NULL : slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES, now);
                 if (orphan && t->slot[gen & 1].gen == gen) {
                         t->slot[gen & 1].lost_total++;
                 } else if (likely(s)) {
@@ -1084,9 +1090,9 @@ GTRACE_API uint64_t gtrace_fiber_create(const char *name)
         if (!ev_enter(&t, &gen))
                 return 0;
         uint64_t id = atomic_fetch_add_explicit(&gt.next_fiber, 1, memory_order_relaxed);
-        uint64_t now = gt_clock_now();
         struct gt_str *e = str_get(t, name, gen);
-        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES, now);
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
+        uint64_t now = gt_clock_now();
         struct gt_fiber *f = fiber_insert(id);
         if (!f) {
                 atomic_fetch_add_explicit(&gt.fibers_untracked, 1, memory_order_relaxed);
@@ -1130,8 +1136,8 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
         if (f && !atomic_load_explicit(&t->fiber, memory_order_relaxed)) {
                 uint32_t prior = fiber_lock(f);
                 if (prior == PROTO_FIBER_RUNNABLE) {
+                        struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES);
                         uint64_t now = gt_clock_now();
-                        struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES, now);
                         /* Invariant 6: into Running, the event follows the
                          * transition (both inside this section). */
                         atomic_store_explicit(&t->fiber, f, memory_order_relaxed);
@@ -1153,8 +1159,8 @@ static void fiber_leave(uint8_t type, uint32_t new_state, const char *reason)
                 return;
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
         if (f) {
+                struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
-                struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES, now);
                 struct gt_str *why = reason ? str_get(t, reason, gen) : NULL;
                 uint64_t stk = s && type == PROTO_EV_FIBER_BLOCK ? stack_id(t, GTRACE_KIND_FIBER, gen) : 0;
                 uint32_t prior = fiber_lock(f);
@@ -1194,8 +1200,8 @@ GTRACE_API void gtrace_fiber_ready(uint64_t fiber)
                 return;
         struct gt_fiber *f = fiber_find(fiber);
         if (f) {
+                struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
-                struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES, now);
                 uint64_t stk = s ? stack_id(t, GTRACE_KIND_FIBER, gen) : 0;
                 uint32_t prior = fiber_lock(f);
                 if (prior == PROTO_FIBER_WAITING) {

@@ -1,0 +1,11 @@
+# Tests of libgtrace (runtime/); owner: lead.  They link the static library
+# and read what it writes back with the real reader (tests/common/rt-check).
+add_library(gtrace_rtcheck STATIC common/rt-check.c)
+target_link_libraries(gtrace_rtcheck PUBLIC gtrace_flightrec)
+target_include_directories(gtrace_rtcheck PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/common)
+gtrace_target(gtrace_rtcheck)
+
+gtrace_check_test(test-runtime-api SOURCES unit/test-runtime-api.c
+  LIBS gtrace_static gtrace_rtcheck TIMEOUT 120)
+gtrace_check_test(test-runtime-stress SOURCES unit/test-runtime-stress.c
+  LIBS gtrace_static gtrace_rtcheck LABELS concurrency TIMEOUT 300)

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt-check.h"
+
+const char *rt_watch[4];
+
+#define MAX_FIBERS 4096
+#define MAX_TIDS 64
+
+struct ctx {
+        struct rt_summary *s;
+        uint64_t tids[MAX_TIDS];
+        size_t ntids;
+        /* fiber id -> bit set of thread slots it ran on (first 64 tids) */
+        uint64_t fiber_id[MAX_FIBERS];
+        uint64_t fiber_threads[MAX_FIBERS];
+        bool in_first;
+};
+
+static size_t tid_slot(struct ctx *c, uint64_t tid)
+{
+        for (size_t i = 0; i < c->ntids; i++)
+                if (c->tids[i] == tid)
+                        return i;
+        if (c->ntids < MAX_TIDS)
+                c->tids[c->ntids++] = tid;
+        return c->ntids - 1;
+}
+
+static int on_begin(void *ctx, const struct fr_generation *g)
+{
+        struct ctx *c = ctx;
+        struct rt_summary *s = c->s;
+        c->in_first = s->generations == 0;
+        if (c->in_first) {
+                s->first_gen = g->gen;
+                s->first_gen_start = g->clock.start;
+        }
+        s->last_gen = g->gen;
+        return 0;
+}
+
+static int on_event(void *ctx, const struct fr_generation *g, const struct fr_event *ev)
+{
+        struct ctx *c = ctx;
+        struct rt_summary *s = c->s;
+        s->counts[ev->type]++;
+        if (ev->tid)
+                tid_slot(c, ev->tid);
+        if (ev->type == PROTO_EV_LOG) {
+                size_t n = ev->args[2] < sizeof(s->last_log) - 1 ? ev->args[2] : sizeof(s->last_log) - 1;
+                if (ev->time >= s->last_log_time) {
+                        memcpy(s->last_log, ev->bytes[2], n);
+                        s->last_log[n] = '\0';
+                        s->last_log_time = ev->time;
+                }
+                char tmp[1100];
+                size_t m = ev->args[2] < sizeof(tmp) - 1 ? ev->args[2] : sizeof(tmp) - 1;
+                memcpy(tmp, ev->bytes[2], m);
+                tmp[m] = '\0';
+                for (int i = 0; i < 4; i++)
+                        if (rt_watch[i] && strstr(tmp, rt_watch[i]))
+                                s->logs_with[i]++;
+        }
+        if (ev->type == PROTO_EV_FIBER_RUN) {
+                uint64_t f = ev->args[1];
+                size_t h = f % MAX_FIBERS;
+                if (c->fiber_id[h] != f) {
+                        c->fiber_id[h] = f;
+                        c->fiber_threads[h] = 0;
+                }
+                size_t slot = tid_slot(c, ev->tid);
+                c->fiber_threads[h] |= 1ull << (slot & 63);
+                uint64_t n = (uint64_t)__builtin_popcountll(c->fiber_threads[h]);
+                if (n > s->fiber_threads_max)
+                        s->fiber_threads_max = n;
+        }
+        if (ev->type == PROTO_EV_REGION_STATUS && c->in_first) {
+                s->first_gen_region_status++;
+                if (ev->str[1] && s->first_gen_region_status == 1) {
+                        snprintf(s->first_gen_region, sizeof(s->first_gen_region), "%s", ev->str[1]);
+                        s->first_gen_region_start = ev->args[2];
+                }
+        }
+        return 0;
+}
+
+static int on_end(void *ctx, const struct fr_generation *g)
+{
+        struct ctx *c = ctx;
+        c->s->generations++;
+        c->s->lost += g->lost;
+        c->s->gens_lost += g->gens_lost;
+        return 0;
+}
+
+int rt_read_dump(const char *path, struct rt_summary *s)
+{
+        struct ctx *c = calloc(1, sizeof(*c));
+        struct fr_dump *d = NULL;
+        memset(s, 0, sizeof(*s));
+        c->s = s;
+        s->result = fr_dump_open(path, &d, &s->err);
+        if (s->result < 0)
+                goto out;
+        s->meta = *fr_dump_meta(d);
+        struct fr_callbacks cb = {.generation_begin = on_begin, .event = on_event,
+                                  .generation_end = on_end};
+        s->result = fr_dump_parse(d, &cb, c, &s->err);
+        s->threads_seen = c->ntids;
+out:
+        fr_dump_free(d);
+        free(c);
+        if (s->result < 0)
+                fprintf(stderr, "rt_read_dump(%s): %d at %llu: %s\n", path, s->result,
+                        (unsigned long long)s->err.offset, s->err.msg);
+        return s->result;
+}
+
+const char *rt_tmpdir(void)
+{
+        static char buf[256];
+        const char *base = getenv("TMPDIR");
+        snprintf(buf, sizeof(buf), "%s/gtrace-test-XXXXXX", base && *base ? base : "/tmp");
+        return mkdtemp(buf);
+}
+
+const char *rt_find_dump(const char *dir)
+{
+        static char path[1024];
+        DIR *d = opendir(dir);
+        int found = 0;
+        if (!d)
+                return NULL;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                size_t n = strlen(e->d_name);
+                if (n > 7 && strcmp(e->d_name + n - 7, ".gtrace") == 0 && e->d_name[0] != '.') {
+                        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+                        found++;
+                }
+        }
+        closedir(d);
+        return found == 1 ? path : NULL;
+}

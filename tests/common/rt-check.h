@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Runtime test helpers: read back a dump the runtime wrote, validate every
+ * generation with the real reader, and summarise what it holds.
+ */
+#ifndef GTRACE_TESTS_RT_CHECK_H
+#define GTRACE_TESTS_RT_CHECK_H
+
+#include <stdint.h>
+
+#include "flightrec/reader.h"
+
+struct rt_summary {
+        int result;                 /* 0, or the reader's -errno */
+        struct fr_error err;
+        struct fr_dump_meta meta;
+        uint64_t generations;
+        uint64_t first_gen, last_gen;
+        uint64_t counts[256];       /* events per type, status events included */
+        uint64_t lost;              /* summed over generations */
+        uint64_t gens_lost;
+        uint64_t logs_with[4];      /* LOG events whose message matched rt_watch[i] */
+        uint64_t last_log_time;     /* absolute clock units of the newest LOG */
+        char last_log[256];         /* its message */
+        uint64_t threads_seen;      /* distinct tids with events */
+        uint64_t fiber_threads_max; /* most threads any one fiber ran on */
+        /* REGION_STATUS entries seen in the first generation of the dump. */
+        uint64_t first_gen_region_status;
+        char first_gen_region[64];
+        uint64_t first_gen_region_start, first_gen_start;
+};
+
+/* Up to four substrings counted in LOG messages (set before rt_read_dump). */
+extern const char *rt_watch[4];
+
+/* Reads and validates path; fills *s.  Returns s->result. */
+int rt_read_dump(const char *path, struct rt_summary *s);
+
+/* Non-status batch events of a type. */
+#define RT_COUNT(s, NAME) ((s)->counts[PROTO_EV_##NAME])
+
+/* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp). */
+const char *rt_tmpdir(void);
+/* The only *.gtrace file in dir (NULL if none or several); static buffer. */
+const char *rt_find_dump(const char *dir);
+
+#endif

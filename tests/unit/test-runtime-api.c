@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The runtime's public behaviour: start/stop, options, no-ops while
+ * stopped, bounded memory with counted drops, self-contained generations,
+ * thread exit, fork and crash.  Processes are real: fork and crash tests
+ * run children and inspect what they leave behind.
+ */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gtrace/gtrace.h"
+#include "rt-check.h"
+
+static struct gtrace_options opts(const char *dir, uint32_t period_ms)
+{
+        return (struct gtrace_options){
+                .period_ms = period_ms,
+                .dump_dir = dir,
+                .flags = GTRACE_F_NO_DAEMON,
+        };
+}
+
+START_TEST(test_api_noop_when_stopped)
+{
+        /* Every call is safe and does nothing before gtrace_start(). */
+        gtrace_thread_name("x");
+        gtrace_region_begin("r");
+        gtrace_region_end();
+        gtrace_log("c", "m");
+        gtrace_counter("n", 1);
+        ck_assert_uint_eq(gtrace_task_begin("t", 0), 0);
+        gtrace_task_end(1);
+        ck_assert_uint_eq(gtrace_fiber_create("f"), 0);
+        gtrace_fiber_run(1);
+        gtrace_fiber_block("b");
+        gtrace_fiber_ready(1);
+        gtrace_fiber_yield();
+        gtrace_fiber_exit();
+        gtrace_syscall_begin("s");
+        gtrace_syscall_end();
+        gtrace_stop();
+        ck_assert_int_eq(gtrace_dump("x", NULL, 0), -ENOTCONN);
+        ck_assert_int_eq(gtrace_flush(), -ENOTCONN);
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        ck_assert_uint_eq(st.events, 0);
+}
+END_TEST
+
+START_TEST(test_api_start_twice_and_bad_options)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 1000);
+        struct gtrace_options bad = o;
+        bad.chunk_bytes = 100; /* below 4 KiB */
+        ck_assert_int_eq(gtrace_start(&bad), -EINVAL);
+        bad = o;
+        bad.period_ms = 7200000;
+        ck_assert_int_eq(gtrace_start(&bad), -EINVAL);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        ck_assert_int_eq(gtrace_start(&o), -EALREADY);
+        gtrace_stop();
+        /* Start again after stop: a new session works. */
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        gtrace_region_begin("again");
+        gtrace_region_end();
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("restart", path, sizeof(path)), 0);
+        gtrace_stop();
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), 1);
+        ck_assert_str_eq(s.meta.reason, "restart");
+        ck_assert_str_eq(s.meta.origin, "process");
+        ck_assert_uint_eq(s.meta.pid, (uint64_t)getpid());
+}
+END_TEST
+
+START_TEST(test_api_env_bad_value)
+{
+        setenv("GTRACE_PERIOD_MS", "soon", 1);
+        ck_assert_int_eq(gtrace_start(NULL), -EINVAL);
+        unsetenv("GTRACE_PERIOD_MS");
+}
+END_TEST
+
+START_TEST(test_limits_drops_counted)
+{
+        /* Two 4 KiB chunks for the whole process and a long period: most
+         * events must be dropped, counted, and the dump must still validate. */
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 60000);
+        o.chunk_bytes = 4096;
+        o.max_buffer_bytes = 8192;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        for (int i = 0; i < 100000; i++) {
+                gtrace_region_begin("r");
+                gtrace_counter("c", i);
+                gtrace_region_end();
+        }
+        struct gtrace_stats before;
+        gtrace_get_stats(&before);
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("drops", path, sizeof(path)), 0);
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        gtrace_stop();
+        ck_assert_uint_gt(st.events_lost, 250000);
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_eq(s.lost, st.events_lost);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN) + RT_COUNT(&s, COUNTER) +
+                                  RT_COUNT(&s, REGION_END) + s.lost,
+                          300000);
+        /* Memory stayed within its bound. */
+        ck_assert_uint_le(before.bytes_buffered, 8192);
+}
+END_TEST
+
+START_TEST(test_generation_self_contained)
+{
+        /* A region opened long ago, in a generation the ring has since
+         * dropped, still appears in the oldest kept generation with its name
+         * and its real start time. */
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 2);
+        o.ring_generations = 2;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        gtrace_region_begin("long-running-request");
+        uint64_t task = gtrace_task_begin("background-job", 0);
+        uint64_t f = gtrace_fiber_create("parked");
+        gtrace_fiber_run(f);
+        gtrace_fiber_block("lock");
+        for (int i = 0; i < 10; i++)
+                ck_assert_int_eq(gtrace_flush(), 0);
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("self-contained", path, sizeof(path)), 0);
+        gtrace_task_end(task);
+        gtrace_region_end();
+        gtrace_stop();
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_le(s.generations, 2);
+        ck_assert_uint_gt(s.first_gen, 5);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), 0);
+        ck_assert_uint_ge(s.first_gen_region_status, 1);
+        ck_assert_str_eq(s.first_gen_region, "long-running-request");
+        ck_assert_uint_lt(s.first_gen_region_start, s.first_gen_start);
+        ck_assert_uint_ge(RT_COUNT(&s, TASK_STATUS), 1);
+        ck_assert_uint_ge(RT_COUNT(&s, FIBER_STATUS), 1);
+}
+END_TEST
+
+static void *short_lived(void *arg)
+{
+        char name[32];
+        snprintf(name, sizeof(name), "short-%ld", (long)(intptr_t)arg);
+        gtrace_thread_name(name);
+        for (int i = 0; i < 100; i++) {
+                gtrace_region_begin("work");
+                gtrace_region_end();
+        }
+        return NULL;
+}
+
+START_TEST(test_thread_exit_keeps_events)
+{
+        /* Threads that exit hand their buffers to the advancer: all their
+         * events are in the dump, and (under ASan) nothing leaks. */
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 5);
+        o.ring_generations = 1024;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        for (long round = 0; round < 20; round++) {
+                pthread_t th[4];
+                for (long i = 0; i < 4; i++)
+                        pthread_create(&th[i], NULL, short_lived, (void *)(intptr_t)(round * 4 + i));
+                for (int i = 0; i < 4; i++)
+                        pthread_join(th[i], NULL);
+        }
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("exit", path, sizeof(path)), 0);
+        gtrace_stop();
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), 80 * 100);
+        ck_assert_uint_eq(RT_COUNT(&s, THREAD_NAME), 80);
+        ck_assert_uint_eq(s.threads_seen, 64); /* the summary tracks at most 64 tids */
+}
+END_TEST
+
+START_TEST(test_fork_child_traces_cleanly)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 5);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        gtrace_region_begin("parent-before-fork");
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                /* The child: its first event restarts tracing from scratch. */
+                gtrace_region_begin("child-region");
+                gtrace_log("child", "hello from the child");
+                gtrace_region_end();
+                char path[4096];
+                int r = gtrace_dump("child", path, sizeof(path));
+                gtrace_stop();
+                _exit(r == 0 ? 0 : 10);
+        }
+        gtrace_log("parent", "parent after fork");
+        gtrace_region_end();
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("parent", path, sizeof(path)), 0);
+        gtrace_stop();
+
+        struct rt_summary parent;
+        ck_assert_int_eq(rt_read_dump(path, &parent), 0);
+        ck_assert_uint_eq(parent.meta.pid, (uint64_t)getpid());
+        ck_assert_uint_eq(RT_COUNT(&parent, LOG), 1);
+        ck_assert_str_eq(parent.last_log, "parent after fork");
+
+        /* The child's dump: its own pid, only its own events. */
+        char child_path[1024];
+        snprintf(child_path, sizeof(child_path), "%s", path);
+        char cmd[1200];
+        snprintf(cmd, sizeof(cmd), "ls %s/*-%d-*.gtrace > %s/child.txt", dir, pid, dir);
+        ck_assert_int_eq(system(cmd), 0);
+        char list[1200];
+        snprintf(list, sizeof(list), "%s/child.txt", dir);
+        FILE *f = fopen(list, "r");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_ptr_nonnull(fgets(child_path, sizeof(child_path), f));
+        fclose(f);
+        child_path[strcspn(child_path, "\n")] = '\0';
+        struct rt_summary child;
+        ck_assert_int_eq(rt_read_dump(child_path, &child), 0);
+        ck_assert_uint_eq(child.meta.pid, (uint64_t)pid);
+        ck_assert_uint_eq(RT_COUNT(&child, REGION_BEGIN), 1);
+        ck_assert_str_eq(child.last_log, "hello from the child");
+}
+END_TEST
+
+/* The handler chains to the previous disposition, so the exit status is
+ * what it would have been without gtrace: killed by the signal.  Under
+ * AddressSanitizer the previous handler is ASan's, which reports and exits. */
+static void assert_died_of(int status, int sig)
+{
+#if defined(__SANITIZE_ADDRESS__)
+        if (WIFEXITED(status)) {
+                ck_assert_int_ne(WEXITSTATUS(status), 0);
+                return;
+        }
+#endif
+        ck_assert(WIFSIGNALED(status));
+        ck_assert_int_eq(WTERMSIG(status), sig);
+}
+
+START_TEST(test_crash_leaves_valid_dump)
+{
+        const char *dir = rt_tmpdir();
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct gtrace_options o = opts(dir, 20);
+                if (gtrace_start(&o) != 0)
+                        _exit(20);
+                for (int i = 0; i < 1000; i++) {
+                        gtrace_region_begin("busy");
+                        gtrace_region_end();
+                }
+                gtrace_region_begin("about-to-crash");
+                gtrace_log("fatal", "last words before the crash");
+                /* A store into the zero page: SIGSEGV (not NULL itself, which
+                 * UBSan would catch before the fault happens). */
+                *(volatile int *)(uintptr_t)64 = 42;
+                _exit(21);
+        }
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        assert_died_of(status, SIGSEGV);
+        const char *path = rt_find_dump(dir);
+        ck_assert_ptr_nonnull(path);
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_str_eq(s.meta.origin, "crash");
+        ck_assert_uint_eq(s.meta.signal, SIGSEGV);
+        ck_assert_str_eq(s.meta.reason, "crash: SIGSEGV");
+        ck_assert_str_eq(s.last_log, "last words before the crash");
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), 1001);
+}
+END_TEST
+
+START_TEST(test_abort_chains_to_default)
+{
+        const char *dir = rt_tmpdir();
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct gtrace_options o = opts(dir, 1000);
+                if (gtrace_start(&o) != 0)
+                        _exit(20);
+                gtrace_log("fatal", "aborting");
+                abort();
+        }
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        assert_died_of(status, SIGABRT);
+        const char *path = rt_find_dump(dir);
+        ck_assert_ptr_nonnull(path);
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_str_eq(s.last_log, "aborting");
+}
+END_TEST
+
+int main(void)
+{
+        Suite *suite = suite_create("runtime");
+        TCase *core = tcase_create("core");
+        tcase_add_test(core, test_api_noop_when_stopped);
+        tcase_add_test(core, test_api_start_twice_and_bad_options);
+        tcase_add_test(core, test_api_env_bad_value);
+        tcase_add_test(core, test_generation_self_contained);
+        suite_add_tcase(suite, core);
+        TCase *limits = tcase_create("limits");
+        tcase_add_test(limits, test_limits_drops_counted);
+        suite_add_tcase(suite, limits);
+        TCase *proc = tcase_create("processes");
+        tcase_set_timeout(proc, 60);
+        tcase_add_test(proc, test_thread_exit_keeps_events);
+        tcase_add_test(proc, test_fork_child_traces_cleanly);
+        tcase_add_test(proc, test_crash_leaves_valid_dump);
+        tcase_add_test(proc, test_abort_chains_to_default);
+        suite_add_tcase(suite, proc);
+        SRunner *sr = srunner_create(suite);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? 1 : 0;
+}

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Concurrency stress: several threads emit every kind of event while the
+ * advancer cuts generations every few milliseconds.  Every generation must
+ * validate, and with bounds large enough nothing is dropped, so the events
+ * read back must match exactly what was emitted, type by type.  Runs under
+ * TSan in CI (label "concurrency").
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gtrace/gtrace.h"
+#include "rt-check.h"
+
+#define NTHREADS 4
+
+struct worker {
+        unsigned seed;
+        unsigned iterations;
+        bool flusher;
+        uint64_t regions, counters, logs, tasks, fibers, syscalls;
+        uint64_t *shared_fibers; /* fibers readied by others: migration */
+};
+
+static uint64_t parked[NTHREADS * 4];
+static pthread_mutex_t parked_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *worker_main(void *arg)
+{
+        struct worker *w = arg;
+        char name[32];
+        snprintf(name, sizeof(name), "stress-%u", w->seed);
+        gtrace_thread_name(name);
+        for (unsigned i = 0; i < w->iterations; i++) {
+                unsigned r = rand_r(&w->seed);
+                /* On a loaded 2-core machine the period alone may not cut
+                 * often; explicit flushes guarantee many boundaries. */
+                if (w->flusher && i % 500 == 0)
+                        gtrace_flush();
+                gtrace_region_begin(i % 2 ? "outer-a" : "outer-b");
+                gtrace_region_begin("inner");
+                w->regions += 2;
+                gtrace_counter("queue", (int64_t)(r % 100) - 50);
+                w->counters++;
+                if (r % 16 == 0) {
+                        char msg[64];
+                        snprintf(msg, sizeof(msg), "iteration %u failed with %u", i, r);
+                        gtrace_log("error", msg);
+                        w->logs++;
+                }
+                uint64_t task = gtrace_task_begin("work", 0);
+                uint64_t child = gtrace_task_begin("sub", task);
+                gtrace_task_end(child);
+                w->tasks += 2;
+                /* Park the task sometimes so it crosses generations. */
+                gtrace_syscall_begin("read");
+                gtrace_syscall_end();
+                w->syscalls++;
+
+                /* A fiber: run here, block, then hand it to whoever comes
+                 * next (possibly another thread) to ready and run it. */
+                uint64_t f = gtrace_fiber_create("req");
+                gtrace_fiber_run(f);
+                gtrace_region_begin("handler");
+                gtrace_region_end();
+                w->regions++;
+                gtrace_fiber_block("io");
+                w->fibers++;
+                pthread_mutex_lock(&parked_lock);
+                size_t slot = r % (sizeof(parked) / sizeof(parked[0]));
+                uint64_t other = parked[slot];
+                parked[slot] = f;
+                pthread_mutex_unlock(&parked_lock);
+                if (other) {
+                        gtrace_fiber_ready(other);
+                        gtrace_fiber_run(other);
+                        if (r % 3 == 0) {
+                                gtrace_fiber_yield();
+                                gtrace_fiber_run(other);
+                        }
+                        gtrace_fiber_exit();
+                }
+                gtrace_task_end(task);
+                gtrace_region_end();
+                gtrace_region_end();
+        }
+        return NULL;
+}
+
+START_TEST(test_stress_exact_counts)
+{
+        unsigned seed = (unsigned)(getenv("GTRACE_TEST_SEED") ? atoi(getenv("GTRACE_TEST_SEED"))
+                                                               : 20261126);
+        printf("stress seed %u\n", seed);
+        const char *dir = rt_tmpdir();
+        ck_assert_ptr_nonnull(dir);
+        struct gtrace_options o = {
+                .period_ms = 3,
+                .max_buffer_bytes = 256u << 20,
+                .ring_generations = 1024,
+                .ring_bytes = 1ull << 30,
+                .dump_dir = dir,
+                .flags = GTRACE_F_NO_DAEMON,
+        };
+        ck_assert_int_eq(gtrace_start(&o), 0);
+
+        struct worker w[NTHREADS];
+        pthread_t th[NTHREADS];
+        for (int i = 0; i < NTHREADS; i++) {
+                w[i] = (struct worker){.seed = seed + (unsigned)i, .iterations = 20000,
+                                       .flusher = i == 0};
+                ck_assert_int_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+        }
+        for (int i = 0; i < NTHREADS; i++)
+                pthread_join(th[i], NULL);
+        /* Finish the fibers still parked so every state is accounted for. */
+        uint64_t readied = 0;
+        for (size_t i = 0; i < sizeof(parked) / sizeof(parked[0]); i++) {
+                if (!parked[i])
+                        continue;
+                gtrace_fiber_ready(parked[i]);
+                gtrace_fiber_run(parked[i]);
+                gtrace_fiber_exit();
+                readied++;
+        }
+
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("stress", path, sizeof(path)), 0);
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        gtrace_stop();
+        ck_assert_uint_eq(st.events_lost, 0);
+        ck_assert_uint_eq(st.generations_lost, 0);
+
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_gt(s.generations, 10);
+        ck_assert_uint_eq(s.lost, 0);
+        ck_assert_uint_eq(s.gens_lost, 0);
+        uint64_t regions = 0, counters = 0, logs = 0, tasks = 0, fibers = 0, syscalls = 0;
+        for (int i = 0; i < NTHREADS; i++) {
+                regions += w[i].regions;
+                counters += w[i].counters;
+                logs += w[i].logs;
+                tasks += w[i].tasks;
+                fibers += w[i].fibers;
+                syscalls += w[i].syscalls;
+        }
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), regions);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_END), regions);
+        ck_assert_uint_eq(RT_COUNT(&s, COUNTER), counters);
+        ck_assert_uint_eq(RT_COUNT(&s, LOG), logs);
+        ck_assert_uint_eq(RT_COUNT(&s, TASK_BEGIN), tasks);
+        ck_assert_uint_eq(RT_COUNT(&s, TASK_END), tasks);
+        ck_assert_uint_eq(RT_COUNT(&s, SYSCALL_BEGIN), syscalls);
+        ck_assert_uint_eq(RT_COUNT(&s, SYSCALL_END), syscalls);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_CREATE), fibers);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_BLOCK), fibers);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_READY), fibers);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_EXIT), fibers);
+        ck_assert_uint_eq(RT_COUNT(&s, THREAD_NAME), NTHREADS);
+        /* Every generation after the first restates every live thread. */
+        ck_assert_uint_ge(RT_COUNT(&s, THREAD_STATUS), s.generations);
+        /* Fibers really migrated between threads. */
+        ck_assert_uint_ge(s.fiber_threads_max, 2);
+        (void)readied;
+}
+END_TEST
+
+int main(void)
+{
+        Suite *suite = suite_create("runtime-stress");
+        TCase *tc = tcase_create("core");
+        tcase_set_timeout(tc, 240);
+        tcase_add_test(tc, test_stress_exact_counts);
+        suite_add_tcase(suite, tc);
+        SRunner *sr = srunner_create(suite);
+        srunner_set_fork_status(sr, CK_NOFORK);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? 1 : 0;
+}
