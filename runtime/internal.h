@@ -254,13 +254,6 @@ struct gt_state {
         struct gt_proc_info proc;
         pthread_mutex_t ring_lock;    /* ring readers other than the advancer (stats) */
 
-        /* Status events the advancer wrote for the current generation, to be
-         * placed before the threads' own batches when it is flushed. */
-        uint8_t *status_buf;
-        size_t status_len, status_cap;
-        uint64_t status_gen;
-        uint64_t status_events;
-
         /* Counters (advancer-written unless noted). */
         _Atomic uint64_t events;
         _Atomic uint64_t events_lost;

@@ -1217,6 +1217,15 @@ GTRACE_API void gtrace_fiber_ready(uint64_t fiber)
 
 /* ---- fork ---------------------------------------------------------------------- */
 
+static void *inherited_daemon;
+/* What a forked child inherited from the parent's tracer, kept reachable. */
+struct gt_inherited {
+        struct gt_ring ring;
+        void *pool, *fibers, *tasks, *daemon;
+        _Atomic uint32_t *free_next;
+};
+static struct gt_inherited gt_inherited_state __attribute__((used));
+
 void gt_fork_child_reset(void)
 {
         /* Runs in the child right after fork(), on the only thread.  Nothing
@@ -1240,13 +1249,21 @@ void gt_fork_child_reset(void)
                 int fd = gt_daemon_pollfd(gt.daemon, &ev, &to);
                 if (fd >= 0)
                         close(fd); /* the parent's connection, not ours */
+                inherited_daemon = gt.daemon;
                 gt.daemon = NULL;
         }
+        /* The parent's memory stays reachable (leak checkers in the child
+         * should not report what the child merely inherited). */
+        gt_inherited_state.ring = gt.ring;
+        gt_inherited_state.pool = gt.pool;
+        gt_inherited_state.fibers = gt.fibers;
+        gt_inherited_state.tasks = gt.tasks;
+        gt_inherited_state.free_next = gt.free_next;
+        gt_inherited_state.daemon = inherited_daemon;
         memset(&gt.ring, 0, sizeof(gt.ring));
         gt.pool = NULL;
+        gt.free_next = NULL;
         gt.fibers = NULL;
         gt.tasks = NULL;
         gt.dump_reqs = NULL;
-        gt.status_buf = NULL;
-        gt.status_len = gt.status_cap = 0;
 }
