@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test harness for gtraced: start a real daemon in a temporary directory,
+ * talk to it as a control client, run scripted raw producers (child
+ * processes speaking the wire protocol by hand), and wait for conditions
+ * with deadlines (never a bare sleep).
+ */
+#ifndef TESTS_DAEMON_HARNESS_H
+#define TESTS_DAEMON_HARNESS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct dh_daemon {
+        pid_t pid;
+        char dir[128];   /* temporary directory, removed by dh_cleanup */
+        char sock[100];  /* fits sun_path */
+        char dumps[192];
+        char log[192];   /* the daemon's stderr */
+};
+
+struct dh_opts {
+        uint64_t rlimit_fsize;  /* 0: unlimited */
+        const char *notify_socket;
+        const char *watchdog_usec;
+        int no_wait;            /* do not wait for the socket to appear */
+};
+
+/* Drops const for APIs that take char * but do not write (execv, iovec). */
+static inline void *dh_mut(const void *p)
+{
+        return (void *)(uintptr_t)p;
+}
+
+/* Path of a binary in the build tree (GTRACE_TEST_BINARY_DIR/rel). */
+const char *dh_binary(const char *rel);
+
+uint64_t dh_now_ms(void);
+/* Calls cond(ctx) every few ms until it returns non-zero or timeout_ms passed.
+ * Returns the last result of cond. */
+int dh_wait_until(int (*cond)(void *ctx), void *ctx, int timeout_ms);
+
+/* Makes the temporary directory and fills the paths (no daemon yet). */
+int dh_prepare(struct dh_daemon *d);
+/* Starts gtraced with --socket/--dump-dir/--config /dev/null plus extra
+ * (NULL-terminated), waits until it accepts connections.  0 or -errno. */
+int dh_start(struct dh_daemon *d, const char *const *extra, const struct dh_opts *o);
+/* SIGTERM, waits (bounded).  Returns the exit status, 128+signal, or -1. */
+int dh_stop(struct dh_daemon *d);
+/* dh_stop if running, then removes the directory. */
+void dh_cleanup(struct dh_daemon *d);
+int dh_alive(const struct dh_daemon *d);
+
+/* One control request; the reply parsed, or NULL.  fd >= 0 is passed along
+ * with SCM_RIGHTS. */
+json_t *dh_request(const char *sock, int fd, const char *json_text);
+/* The "processes" element of a list reply with that pid, or NULL (borrowed from list). */
+json_t *dh_find_proc(json_t *list, pid_t pid);
+/* Integer member (0 when absent). */
+long long dh_int(json_t *o, const char *key);
+const char *dh_str(json_t *o, const char *key);
+
+/* A connected socket with HELLO sent and WELCOME (or ERROR) read. */
+int dh_connect_raw(const char *sock);
+int dh_send_frame(int fd, uint16_t type, const void *payload, size_t len);
+/* Reads one frame (payload malloc'd, NUL-terminated); -ETIMEDOUT, -ECONNRESET on EOF. */
+int dh_recv_frame(int fd, int timeout_ms, uint16_t *ret_type, uint8_t **ret_payload,
+                  size_t *ret_len);
+/* Waits until the peer closes (EOF) within timeout. 1 closed, 0 not. */
+int dh_wait_closed(int fd, int timeout_ms);
+
+/* A scripted raw producer in a child process. */
+struct dh_producer {
+        pid_t pid;
+        int ctl; /* socketpair end to the child */
+};
+
+#define DH_ANSWER_FLUSH 0x1
+/* Spawns a producer that connects to sock with the given command name. */
+int dh_producer_spawn(struct dh_producer *p, const char *sock, const char *command, int flags);
+/*
+ * Commands: 'g' send a generation of arg bytes; 'q' GOODBYE and exit;
+ * 'c' CRASH(arg) and exit; 'x' exit without a word; 'd' DUMP_REQUEST, the
+ * reply's result and text come back in reply.  Returns the child's status
+ * byte (0 ok) or -errno.
+ */
+int dh_producer_cmd(struct dh_producer *p, char cmd, uint32_t arg, char *reply, size_t cap);
+int dh_producer_wait(struct dh_producer *p);
+
+/* Counts GENERATION records of a dump file and checks each blob's top level;
+ * -errno if the file is not a well-formed dump.  *ret_flushed from META. */
+int dh_dump_check(const char *path, unsigned *ret_gens, int *ret_flushed);
+/* 1 if the file contains the bytes of needle. */
+int dh_file_contains(const char *path, const char *needle);
+/* Number of *.gtrace files in dir. */
+int dh_count_dumps(const char *dir);
+
+#endif
