@@ -29,7 +29,7 @@ static void on_conn_poll(uv_poll_t *h, int status, int events);
 const char *gd_conn_name(const struct gd_conn *c, char *buf, size_t len)
 {
         if (c->proc)
-                snprintf(buf, len, "pid %" PRIu64 " (%s)", c->proc->pid, c->proc->command);
+                snprintf(buf, len, "pid %" PRIu64 " (%.64s)", c->proc->pid, c->proc->command);
         else
                 snprintf(buf, len, "connection %" PRIu64 " (pid %d, uid %u)", c->id,
                          (int)c->cred.pid, (unsigned)c->cred.uid);
