@@ -19,6 +19,11 @@
 
 struct gt_clock gt_clock;
 
+uint64_t gt_mono_ns_slow(void)
+{
+        return gt_mono_ns();
+}
+
 #if defined(__x86_64__)
 static int cpu_has_invariant_tsc(void)
 {

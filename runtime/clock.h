@@ -38,6 +38,10 @@ static inline uint64_t gt_mono_ns(void)
         return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The fallback read, out of line: it keeps struct timespec (and with it a
+ * stack-protector canary) off every event's fast path. */
+uint64_t gt_mono_ns_slow(void);
+
 static inline uint64_t gt_clock_now(void)
 {
 #if defined(__x86_64__)
@@ -50,7 +54,7 @@ static inline uint64_t gt_clock_now(void)
                 return v >> gt_clock.shift;
         }
 #endif
-        return gt_mono_ns();
+        return gt_mono_ns_slow();
 }
 
 /* Chooses the source (GTRACE_CLOCK=monotonic forces the fallback) and takes

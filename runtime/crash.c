@@ -248,10 +248,6 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
 {
         int saved_errno = errno;
         if (atomic_exchange(&crashing, 1) == 0 && atomic_load(&gt.gen) != 0) {
-                /* Nothing this thread does from here may be traced. */
-                struct gt_thread *self = gt_self;
-                if (self)
-                        self->in_write = true;
                 size_t len = gt_seal_current(seal_buf, seal_cap);
                 char reason[64] = "crash: ";
                 size_t rl = strlen(reason);

@@ -58,7 +58,8 @@ struct gt_str {
         _Atomic uint64_t last_gen;
         uint32_t id;
         uint32_t len;
-        char data[]; /* len bytes + NUL */
+        uint64_t mask[2]; /* bytes 0..len (the NUL included) of a short string */
+        char data[];      /* len bytes + NUL, zero-padded to at least 16 */
 };
 
 struct gt_stack {
@@ -133,7 +134,6 @@ struct gt_thread {
         _Atomic uint64_t seq;
         struct gt_slot slot[2];      /* indexed by gen & 1 */
         uint64_t tid;
-        bool in_write;               /* reentrancy guard (signal handlers) */
 
         /* State the advancer snapshots for status events: written only inside
          * the owner's write sections, read by the advancer as a seqlock reader. */

@@ -126,13 +126,21 @@ struct gt_str *gt_str_intern(const char *s, size_t len)
                 struct gt_str *e = atomic_load_explicit(slot, memory_order_acquire);
                 while (!e) {
                         if (!fresh) {
-                                fresh = arena_alloc(&strs, sizeof(*fresh) + len + 1);
+                                size_t room = len + 1 < 16 ? 16 : len + 1;
+                                fresh = arena_alloc(&strs, sizeof(*fresh) + room);
                                 if (!fresh)
                                         goto full;
                                 atomic_init(&fresh->last_gen, 0);
                                 fresh->len = (uint32_t)len;
+                                memset(fresh->data, 0, room);
                                 memcpy(fresh->data, s, len);
-                                fresh->data[len] = '\0';
+                                /* Masks over the len + 1 bytes a short string
+                                 * compares (trace.c, str_same). */
+                                size_t n = len + 1;
+                                fresh->mask[0] = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+                                fresh->mask[1] = n >= 16  ? ~0ull
+                                                 : n <= 8 ? 0
+                                                          : (1ull << (8 * (n - 8))) - 1;
                                 fresh->id = atomic_fetch_add_explicit(&strs.next_id, 1,
                                                                       memory_order_relaxed);
                         }

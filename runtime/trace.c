@@ -343,13 +343,19 @@ void gt_wait_writers(void)
 
 /* ---- the write section ---------------------------------------------------- */
 
-static inline bool wr_enter(struct gt_thread *t, uint64_t *ret_gen)
+/* Enters t's write section; returns the generation to write, or 0 when the
+ * event must not be written (tracing stopped, or a nested call). */
+static inline uint64_t wr_enter(struct gt_thread *t)
 {
-        if (unlikely(t->in_write))
-                return false; /* a signal handler interrupted an event: drop */
-        t->in_write = true;
-        atomic_signal_fence(memory_order_seq_cst);
         uint64_t s = atomic_load_explicit(&t->seq, memory_order_relaxed);
+        /* Odd: a signal handler interrupted an event of this very thread.
+         * Nesting would interleave two events' bytes: drop this one.  (A
+         * handler that runs between our load and store below finishes its
+         * own section first and leaves the counter even; our store then
+         * re-enters from the value we read, which only moves the counter
+         * back by two while nothing is in flight.) */
+        if (unlikely(s & 1))
+                return 0;
         uint64_t gen;
 #if defined(GTRACE_TSAN)
         atomic_store_explicit(&t->seq, s + 1, memory_order_seq_cst);
@@ -362,14 +368,9 @@ static inline bool wr_enter(struct gt_thread *t, uint64_t *ret_gen)
                 atomic_thread_fence(memory_order_seq_cst);
         gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
 #endif
-        if (unlikely(!gen)) {
+        if (unlikely(!gen))
                 atomic_store_explicit(&t->seq, s + 2, memory_order_release);
-                atomic_signal_fence(memory_order_seq_cst);
-                t->in_write = false;
-                return false;
-        }
-        *ret_gen = gen;
-        return true;
+        return gen;
 }
 
 static inline void wr_exit(struct gt_thread *t)
@@ -378,22 +379,51 @@ static inline void wr_exit(struct gt_thread *t)
          * advancer's acquire load that sees this value (invariant 2). */
         atomic_store_explicit(&t->seq, atomic_load_explicit(&t->seq, memory_order_relaxed) + 1,
                               memory_order_release);
-        atomic_signal_fence(memory_order_seq_cst);
-        t->in_write = false;
 }
 
-static inline bool ev_enter(struct gt_thread **ret_t, uint64_t *ret_gen)
-{
-        struct gt_thread *t = gt_self;
-        if (unlikely(!t) && !(t = thread_register()))
-                return false;
-        *ret_t = t;
-        return wr_enter(t, ret_gen);
-}
+/*
+ * Opens an event: declares t (this thread's buffer) and gen (the generation
+ * to write), or returns `ret` from the calling function when nothing may be
+ * written.  A macro, so that no local's address escapes and the fast path
+ * needs no stack frame beyond its registers.
+ */
+#define EV_ENTER(t, gen, ...)                                         \
+        struct gt_thread *t = gt_self;                                \
+        if (unlikely(!t) && !(t = thread_register()))                 \
+                return __VA_ARGS__;                                   \
+        uint64_t gen = wr_enter(t);                                   \
+        if (unlikely(!gen))                                           \
+                return __VA_ARGS__
 
 static inline uint8_t *put_u(uint8_t *p, uint64_t v)
 {
         return proto_put_uvarint(p, v);
+}
+
+/*
+ * Is s the string e holds?  The common case -- a name of up to 15 bytes not
+ * in the last 16 bytes of a page -- is two 8-byte loads compared under
+ * e's precomputed masks, no loop.  Reading past the caller's NUL is safe
+ * there (same page), but sanitizers would flag it, so they get the loop.
+ */
+static inline bool str_same(const struct gt_str *e, const char *s)
+{
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+        if (likely(e->len < 16 && ((uintptr_t)s & 4095) <= 4096 - 16)) {
+                uint64_t a0, a1, b0, b1;
+                memcpy(&a0, s, 8);
+                memcpy(&a1, s + 8, 8);
+                memcpy(&b0, e->data, 8);
+                memcpy(&b1, e->data + 8, 8);
+                return (((a0 ^ b0) & e->mask[0]) | ((a1 ^ b1) & e->mask[1])) == 0;
+        }
+#endif
+        const char *a = e->data;
+        while (*a && *a == *s) {
+                a++;
+                s++;
+        }
+        return *a == *s;
 }
 
 /* Marks e as used in gen through the thread's cache. */
@@ -405,20 +435,12 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
                                              (GT_STRCACHE_SIZE - 1)];
         struct gt_str *e = c->e;
         /* Same pointer is not enough: the caller may reuse a buffer. */
-        if (likely(c->ptr == s && e)) {
-                const char *a = e->data;
-                const char *b = s;
-                while (*a && *a == *b) {
-                        a++;
-                        b++;
+        if (likely(c->ptr == s && e && str_same(e, s))) {
+                if (unlikely(c->gen != gen)) {
+                        gt_str_mark(e, gen);
+                        c->gen = gen;
                 }
-                if (likely(*a == *b)) {
-                        if (unlikely(c->gen != gen)) {
-                                gt_str_mark(e, gen);
-                                c->gen = gen;
-                        }
-                        return e;
-                }
+                return e;
         }
         e = gt_str_intern(s, strnlen(s, 4096));
         gt_str_mark(e, gen);
@@ -761,10 +783,7 @@ void gt_tasks_status(uint64_t gen)
 
 GTRACE_API void gtrace_region_begin(const char *name)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         if (likely(depth < GT_MAX_REGION_DEPTH)) {
                 struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
@@ -792,10 +811,7 @@ GTRACE_API void gtrace_region_begin(const char *name)
 
 GTRACE_API void gtrace_region_end(void)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         if (likely(depth > 0 && depth <= GT_MAX_REGION_DEPTH)) {
                 struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
@@ -814,10 +830,7 @@ GTRACE_API void gtrace_region_end(void)
 
 GTRACE_API void gtrace_counter(const char *name, int64_t value)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
         uint64_t now = gt_clock_now();
         if (likely(s)) {
@@ -834,10 +847,7 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
 
 GTRACE_API void gtrace_log(const char *category, const char *message)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         if (!message)
                 message = "";
         size_t len = strnlen(message, GT_MAX_LOG_BYTES);
@@ -861,10 +871,7 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
 
 GTRACE_API void gtrace_thread_name(const char *name)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
         uint64_t now = gt_clock_now();
         char buf[64];
@@ -886,10 +893,7 @@ GTRACE_API void gtrace_thread_name(const char *name)
 
 GTRACE_API void gtrace_syscall_begin(const char *name)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         if (atomic_load_explicit(&t->syscall, memory_order_relaxed)) {
                 wr_exit(t); /* already in one: nesting is not modelled */
                 return;
@@ -913,10 +917,7 @@ GTRACE_API void gtrace_syscall_begin(const char *name)
 
 GTRACE_API void gtrace_syscall_end(void)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         if (atomic_load_explicit(&t->syscall, memory_order_relaxed)) {
                 struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
@@ -933,10 +934,7 @@ GTRACE_API void gtrace_syscall_end(void)
 
 GTRACE_API uint64_t gtrace_task_begin(const char *name, uint64_t parent)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return 0;
+        EV_ENTER(t, gen, 0);
         uint64_t id = atomic_fetch_add_explicit(&gt.next_task, 1, memory_order_relaxed);
         struct gt_str *e = str_get(t, name, gen);
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
@@ -984,10 +982,7 @@ GTRACE_API uint64_t gtrace_task_begin(const char *name, uint64_t parent)
 
 GTRACE_API void gtrace_task_end(uint64_t task)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         struct gt_task *k = task_find(task);
         if (k) {
                 uint64_t bg = atomic_load_explicit(&k->begin_gen, memory_order_relaxed);
@@ -1085,10 +1080,7 @@ static void fiber_emit(struct gt_slot *s, struct gt_fiber *f, uint32_t prior, ui
 
 GTRACE_API uint64_t gtrace_fiber_create(const char *name)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return 0;
+        EV_ENTER(t, gen, 0);
         uint64_t id = atomic_fetch_add_explicit(&gt.next_fiber, 1, memory_order_relaxed);
         struct gt_str *e = str_get(t, name, gen);
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
@@ -1128,10 +1120,7 @@ GTRACE_API uint64_t gtrace_fiber_create(const char *name)
 
 GTRACE_API void gtrace_fiber_run(uint64_t fiber)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         struct gt_fiber *f = fiber_find(fiber);
         if (f && !atomic_load_explicit(&t->fiber, memory_order_relaxed)) {
                 uint32_t prior = fiber_lock(f);
@@ -1153,10 +1142,7 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
 /* block / yield / exit: transitions out of Running by the running thread. */
 static void fiber_leave(uint8_t type, uint32_t new_state, const char *reason)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
         if (f) {
                 struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES);
@@ -1194,10 +1180,7 @@ GTRACE_API void gtrace_fiber_exit(void)
 
 GTRACE_API void gtrace_fiber_ready(uint64_t fiber)
 {
-        struct gt_thread *t;
-        uint64_t gen;
-        if (!ev_enter(&t, &gen))
-                return;
+        EV_ENTER(t, gen);
         struct gt_fiber *f = fiber_find(fiber);
         if (f) {
                 struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES);
