@@ -94,6 +94,33 @@ struct fr_callbacks {
 int fr_generation_parse(const uint8_t *blob, size_t len, uint64_t base_offset,
                         const struct fr_callbacks *cb, void *ctx, struct fr_error *ret_err);
 
+/*
+ * What is checked when: byte-level errors (-EBADMSG), references, section
+ * order, per-thread rules (regions, blocking calls, status placement,
+ * timestamps), tasks and the END_OF_GENERATION totals are all found before
+ * any callback runs.  The fiber state machine and sequence numbers are
+ * checked while events are merged, so such an error (-EPROTO) can come after
+ * some of the generation's events were delivered; generation_end is then not
+ * called.  Status events (kind 'T') are delivered first, in blob order, with
+ * their own times; then every other event in the merged order: each thread's
+ * events in its own order, fiber transitions in sequence order, a TASK_END
+ * after its TASK_BEGIN, otherwise earliest time first (so times delivered
+ * are not always non-decreasing across threads).
+ */
+
+/*
+ * A reusable parser: it keeps its tables from one generation to the next, so
+ * parsing a stream of generations allocates only while they grow.
+ * fr_generation_parse() is new + parse + free.  The struct fr_generation
+ * handed to callbacks points into the parser and is valid until the next
+ * fr_parser_parse() or fr_parser_free() on it.  One parser, one thread.
+ */
+struct fr_parser;
+struct fr_parser *fr_parser_new(void); /* NULL: out of memory */
+void fr_parser_free(struct fr_parser *p); /* NULL ok */
+int fr_parser_parse(struct fr_parser *p, const uint8_t *blob, size_t len, uint64_t base_offset,
+                    const struct fr_callbacks *cb, void *ctx, struct fr_error *ret_err);
+
 /* Dump file metadata; texts are NUL-terminated, "" when absent. */
 struct fr_dump_meta {
         uint64_t version;

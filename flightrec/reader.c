@@ -1,0 +1,1536 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The generation parser and validator.
+ *
+ * A generation blob is untrusted input (a dump file from anywhere, or bytes a
+ * producer pushed to gtraced), and it is also the hot path of every file
+ * tool: `gtracectl export` must stream at tens of megabytes per second
+ * through here.  Both needs shape the design:
+ *
+ *   Phase 1, index.  One pass over the top-level records checks their
+ *   encoding and section order and builds the per-generation tables: strings
+ *   (copied once, NUL-terminated, into one arena), stacks (decoded once into
+ *   one array of PCs), threads, and the position of every batch.  Nothing in
+ *   a batch is looked at yet.
+ *
+ *   Phase 2, decode and check each thread.  Every batch is decoded once, in
+ *   blob order, continuing its thread's state: timestamps never go back,
+ *   THREAD_STATUS comes first, regions and blocking calls pair up, tasks are
+ *   recorded.  Status events (kind 'T') are applied here, to the fiber and
+ *   task tables, and remembered for delivery; totals are summed and compared
+ *   with END_OF_GENERATION.  Every error that can be found without knowing
+ *   the cross-thread order is found here, before any callback runs.
+ *
+ *   Phase 3, merge and deliver.  Status events go out first (they describe
+ *   the state when the generation began, wherever the runtime happened to
+ *   write them).  Then each thread is a cursor into its own batches and the
+ *   threads' streams are merged: repeatedly take, among the thread heads that
+ *   are *ready*, the one with the smallest time.  Most events are always
+ *   ready; a fiber transition with sequence s is ready when its fiber is at
+ *   s - 1 (FIBER_CREATE: when the fiber does not exist), and a TASK_END when
+ *   its task had a TASK_STATUS or its TASK_BEGIN was delivered (a task's end
+ *   cannot precede its begin, whatever two threads' clocks say).  A head
+ *   that is not ready parks its thread on the fiber or task, and the event
+ *   that moves it wakes the threads parked there, so the merge costs
+ *   O(log threads) per event however the threads interleave.  When every
+ *   remaining head is parked, no order satisfies the constraints: that is
+ *   the error, and it names the fiber or task.  The fiber state machine is checked as transitions
+ *   are applied, so those errors may come after some of the generation's
+ *   events were delivered (generation_end is not called then).
+ *
+ * Nothing is allocated per event.  The tables are open-addressing hash maps
+ * and growable arrays owned by a struct fr_parser and reused from one
+ * generation to the next (fr_dump_parse keeps one parser for the whole file).
+ * Every table grows only with records actually read, so memory stays
+ * proportional to the input; the blob itself is capped at
+ * PROTO_MAX_GENERATION_BYTES, which also keeps every offset in 32 bits.
+ *
+ * Interpretations of docs/format.md that the checks below rely on:
+ *  - THREAD_STATUS is the first event of every thread that has batch events;
+ *    REGION_STATUS, and the FIBER_STATUS of the fiber a thread runs, come
+ *    before that thread's first non-status event.  FIBER_STATUS of a fiber
+ *    that is not running, and TASK_STATUS, may appear anywhere in any batch
+ *    (the runtime writes them lazily, just before the first transition).
+ *  - The tracer's batches (thread id 0) hold only FIBER_STATUS and
+ *    TASK_STATUS, need no THREAD record and no THREAD_STATUS.
+ *  - A blocking call is open at the start when THREAD_STATUS has a non-zero
+ *    syscall name or start time; a running fiber's FIBER_STATUS says
+ *    `syscall` exactly when its thread's THREAD_STATUS has one open.
+ *  - END_OF_GENERATION's `events` counts every event inside batches,
+ *    status events included.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "flightrec/reader.h"
+#include "fralloc.h"
+#include "proto/varint.h"
+
+#define RD_NONE UINT32_MAX
+
+/* ---- growable arrays and the u64 -> index map ---------------------------- */
+
+static int rd_reserve(void **p, size_t *cap, size_t need, size_t elem)
+{
+        size_t nc;
+        void *q;
+
+        if (need <= *cap)
+                return 0;
+        nc = *cap ? *cap : 16;
+        while (nc < need) {
+                if (nc > SIZE_MAX / 2 / elem)
+                        return -ENOMEM;
+                nc *= 2;
+        }
+        q = fr_realloc(*p, nc * elem);
+        if (!q)
+                return -ENOMEM;
+        *p = q;
+        *cap = nc;
+        return 0;
+}
+
+#define RD_RESERVE(arr, cap, need) rd_reserve((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+
+/*
+ * Open addressing with linear probing, load factor at most 1/2.  A slot is
+ * occupied when its stamp equals the map's stamp, so emptying the map for
+ * the next generation is one increment rather than a sweep.
+ */
+struct rd_map {
+        uint64_t *keys;
+        uint32_t *vals;
+        uint32_t *stamps;
+        uint32_t stamp;
+        uint32_t bits; /* capacity 1 << bits; 0: nothing allocated */
+        uint32_t n;
+};
+
+static inline uint32_t rd_hash(uint64_t k, uint32_t bits)
+{
+        return (uint32_t)((k * 0x9e3779b97f4a7c15ull) >> (64 - bits));
+}
+
+static uint32_t rd_map_get(const struct rd_map *m, uint64_t key)
+{
+        uint32_t mask, i;
+
+        if (m->bits == 0)
+                return RD_NONE;
+        mask = (1u << m->bits) - 1;
+        for (i = rd_hash(key, m->bits);; i = (i + 1) & mask) {
+                if (m->stamps[i] != m->stamp)
+                        return RD_NONE;
+                if (m->keys[i] == key)
+                        return m->vals[i];
+        }
+}
+
+static void rd_map_insert_slot(struct rd_map *m, uint64_t key, uint32_t val)
+{
+        uint32_t mask = (1u << m->bits) - 1, i;
+
+        for (i = rd_hash(key, m->bits); m->stamps[i] == m->stamp; i = (i + 1) & mask)
+                ;
+        m->keys[i] = key;
+        m->vals[i] = val;
+        m->stamps[i] = m->stamp;
+        m->n++;
+}
+
+/* Adds key (which must be absent). */
+static int rd_map_put(struct rd_map *m, uint64_t key, uint32_t val)
+{
+        if (m->bits == 0 || (uint64_t)(m->n + 1) * 2 > (1ull << m->bits)) {
+                struct rd_map nm = {.stamp = 1, .bits = m->bits ? m->bits + 1 : 6};
+
+                if (nm.bits > 31)
+                        return -ENOMEM;
+                nm.keys = fr_malloc(sizeof(uint64_t) << nm.bits);
+                nm.vals = fr_malloc(sizeof(uint32_t) << nm.bits);
+                nm.stamps = fr_calloc((size_t)1 << nm.bits, sizeof(uint32_t));
+                if (!nm.keys || !nm.vals || !nm.stamps) {
+                        fr_free(nm.keys);
+                        fr_free(nm.vals);
+                        fr_free(nm.stamps);
+                        return -ENOMEM;
+                }
+                for (uint32_t i = 0; m->bits && i < (1u << m->bits); i++)
+                        if (m->stamps[i] == m->stamp)
+                                rd_map_insert_slot(&nm, m->keys[i], m->vals[i]);
+                fr_free(m->keys);
+                fr_free(m->vals);
+                fr_free(m->stamps);
+                *m = nm;
+        }
+        rd_map_insert_slot(m, key, val);
+        return 0;
+}
+
+static void rd_map_clear(struct rd_map *m)
+{
+        m->n = 0;
+        if (m->bits == 0)
+                return;
+        if (++m->stamp == 0) {
+                memset(m->stamps, 0, sizeof(uint32_t) << m->bits);
+                m->stamp = 1;
+        }
+}
+
+static void rd_map_done(struct rd_map *m)
+{
+        fr_free(m->keys);
+        fr_free(m->vals);
+        fr_free(m->stamps);
+        *m = (struct rd_map){0};
+}
+
+/* ---- parser state -------------------------------------------------------- */
+
+struct rd_str {
+        uint32_t off; /* into sarena, NUL-terminated */
+        uint32_t len;
+};
+
+struct rd_stack {
+        uint32_t off; /* into pcs */
+        uint32_t n;
+};
+
+struct rd_batch {
+        uint32_t pos;  /* events payload, relative to the blob */
+        uint32_t len;
+        uint32_t rec;  /* offset of the BATCH record */
+        uint32_t thread;
+        uint32_t next; /* this thread's next batch, RD_NONE at the end */
+        uint64_t base;
+        uint64_t lost;
+};
+
+struct rd_thread {
+        uint64_t tid;
+        uint64_t name; /* string id */
+        uint32_t first_batch, last_batch;
+        uint8_t tracer;        /* tid 0: the tracer's own batches */
+        uint8_t has_status;    /* THREAD_STATUS seen */
+        uint8_t b_seen;        /* a non-status event seen */
+        uint8_t syscall_open;  /* phase 2: a blocking call is open */
+        uint8_t status_syscall;
+        uint32_t status_off;   /* of THREAD_STATUS */
+        uint64_t status_fiber; /* THREAD_STATUS's running fiber */
+        uint64_t nev;
+        uint64_t last_time;
+        uint64_t depth;        /* open regions */
+
+        /* Phase 3: cursor and merge state. */
+        uint32_t cur_batch;
+        uint32_t pos, end;
+        uint64_t time;
+        uint64_t running; /* fiber running on this thread, 0 none */
+        uint32_t parked_next;
+        uint8_t has_head;
+        struct fr_event head;
+};
+
+enum rd_fstate { FS_UNKNOWN = 0, FS_RUNNABLE, FS_RUNNING, FS_WAITING, FS_GONE };
+
+struct rd_fiber {
+        uint64_t id;
+        uint64_t seq;
+        uint32_t thread; /* running on, RD_NONE otherwise */
+        uint32_t parked; /* first thread parked on this fiber */
+        uint8_t state;   /* enum rd_fstate */
+        uint8_t has_status;
+};
+
+struct rd_task {
+        uint64_t id;
+        uint8_t status, begun, ended;
+        uint8_t begin_delivered; /* phase 3 */
+        uint32_t end_off;
+        uint32_t end_thread;
+        uint32_t parked; /* phase 3: first thread whose TASK_END waits for the begin */
+};
+
+struct rd_heap_ent {
+        uint64_t time;
+        uint32_t ti;
+};
+
+struct rd_status {
+        uint32_t pos; /* the event's type byte, relative to the blob */
+        uint32_t thread;
+        uint64_t time;
+};
+
+/* How to decode one event type (see rd_event). */
+_Static_assert(PROTO_MAX_ARGS <= 8, "rd_plan keeps argument masks in 8 bits");
+struct rd_plan {
+        const struct proto_event_spec *spec; /* NULL: no such type */
+        uint8_t nargs;
+        uint8_t batch; /* a batch or status event: argument 0 is ts */
+        uint8_t bytes; /* mask of PA_BYTES arguments */
+        uint8_t fixup; /* mask of arguments that are more than a plain number */
+};
+
+struct fr_parser {
+        struct rd_plan plan[256];
+        const uint8_t *blob;
+        size_t len;
+        uint64_t base;
+        struct fr_error *err;
+        struct fr_generation g;
+        int have_gen;
+
+        struct rd_str *strs;
+        size_t nstrs, cstrs;
+        char *sarena;
+        size_t nsarena, csarena;
+        struct rd_map strmap;
+
+        struct rd_stack *stks;
+        size_t nstks, cstks;
+        uint64_t *pcs;
+        size_t npcs, cpcs;
+        struct rd_map stkmap;
+
+        struct rd_thread *th;
+        size_t nth, cth;
+        uint64_t *tids;
+        size_t ntids, ctids;
+        struct rd_map thmap;
+
+        struct rd_batch *bt;
+        size_t nbt, cbt;
+
+        struct rd_fiber *fb;
+        size_t nfb, cfb;
+        struct rd_map fbmap;
+
+        struct rd_task *tk;
+        size_t ntk, ctk;
+        struct rd_map tkmap;
+
+        struct rd_status *st;
+        size_t nst, cst;
+
+        struct rd_heap_ent *heap;
+        size_t nheap, cheap;
+
+        uint32_t eog_off;
+        uint64_t eog_gen, eog_batches, eog_events, eog_lost;
+};
+
+/* ---- errors -------------------------------------------------------------- */
+
+__attribute__((format(printf, 5, 6))) static int rd_fail(struct fr_parser *r, int code,
+                                                        uint64_t off, uint32_t thread,
+                                                        const char *fmt, ...)
+{
+        struct fr_error *e = r->err;
+        va_list ap;
+        int n;
+
+        if (!e)
+                return code;
+        e->code = code;
+        e->offset = r->base + off;
+        if (r->have_gen)
+                n = snprintf(e->msg, sizeof(e->msg), "generation %llu: ",
+                             (unsigned long long)r->g.gen);
+        else
+                n = snprintf(e->msg, sizeof(e->msg), "generation: ");
+        if (n >= 0 && (size_t)n < sizeof(e->msg) && thread != RD_NONE) {
+                int m = snprintf(e->msg + n, sizeof(e->msg) - (size_t)n, "thread %llu: ",
+                                 (unsigned long long)r->th[thread].tid);
+                if (m > 0)
+                        n += m;
+        }
+        if (n >= 0 && (size_t)n < sizeof(e->msg)) {
+                va_start(ap, fmt);
+                vsnprintf(e->msg + n, sizeof(e->msg) - (size_t)n, fmt, ap);
+                va_end(ap);
+        }
+        return code;
+}
+
+static int rd_oom(struct fr_parser *r)
+{
+        return rd_fail(r, -ENOMEM, 0, RD_NONE, "out of memory");
+}
+
+#define ULL(x) ((unsigned long long)(x))
+
+/* ---- decoding ------------------------------------------------------------ */
+
+static inline int rd_uvarint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+{
+        const uint8_t *p = *pp;
+
+        if (p < end && *p < 0x80) {
+                *v = *p;
+                *pp = p + 1;
+                return 0;
+        }
+        return proto_get_uvarint(pp, end, v);
+}
+
+static const char *rd_string(const struct fr_parser *r, uint64_t id)
+{
+        uint32_t i = rd_map_get(&r->strmap, id);
+        return i == RD_NONE ? NULL : r->sarena + r->strs[i].off;
+}
+
+/*
+ * Decodes the batch event at *pp.  *time is the thread's clock before the
+ * event and is advanced by its delta.  With check set (phase 2) the type and
+ * every reference are validated; phase 3 decodes bytes phase 2 accepted.
+ *
+ * This is the parser's inner loop, run twice per event.  The per-type plan
+ * (rd_plan_init) keeps it to one tight varint loop; only the arguments that
+ * need more than a varint (strings, stacks, states, signed values, bytes)
+ * take a second look.
+ */
+static int rd_event(struct fr_parser *r, const uint8_t **pp, const uint8_t *end, uint64_t *time,
+                    uint32_t thread, struct fr_event *ev, int check)
+{
+        const uint8_t *p = *pp;
+        uint32_t off = (uint32_t)(p - r->blob);
+        uint8_t type = *p++;
+        const struct rd_plan *pl = &r->plan[type];
+        const struct proto_event_spec *spec = pl->spec;
+        uint64_t *a = ev->args;
+        unsigned i;
+
+        if (check) {
+                if (!spec)
+                        return rd_fail(r, -EBADMSG, off, thread, "unknown event type 0x%02x",
+                                       type);
+                if (!pl->batch)
+                        return rd_fail(r, -EBADMSG, off, thread, "%s record inside a batch",
+                                       spec->name);
+        }
+        ev->type = type;
+        ev->spec = spec;
+        ev->tid = r->th[thread].tid;
+        ev->offset = r->base + off;
+        /* Fixed-size clears compile to a few vector stores. */
+        memset(ev->args, 0, sizeof(ev->args));
+        memset(ev->str, 0, sizeof(ev->str));
+        memset(ev->bytes, 0, sizeof(ev->bytes));
+        for (i = 0; i < pl->nargs; i++) {
+                if (p < end && *p < 0x80)
+                        a[i] = *p++;
+                else if (proto_get_uvarint(&p, end, &a[i]) < 0)
+                        goto truncated;
+                if (pl->bytes & (1u << i)) {
+                        if (a[i] > (uint64_t)(end - p))
+                                goto truncated;
+                        ev->bytes[i] = p;
+                        p += a[i];
+                }
+        }
+        /* Argument 0 of every batch event is ts (test-protocol-table checks). */
+        if (a[0] > UINT64_MAX - *time)
+                return rd_fail(r, -EBADMSG, off, thread, "%s: time overflows 64 bits",
+                               spec->name);
+        *time += a[0];
+        a[0] = ev->time = *time;
+
+        for (unsigned m = pl->fixup; m; m &= m - 1) {
+                i = (unsigned)__builtin_ctz(m);
+                switch (spec->args[i].kind) {
+                case PA_SINT:
+                        a[i] = (uint64_t)proto_unzigzag(a[i]);
+                        break;
+                case PA_STR:
+                        if (a[i]) {
+                                ev->str[i] = rd_string(r, a[i]);
+                                if (!ev->str[i])
+                                        return rd_fail(r, -EPROTO, off, thread,
+                                                       "%s: string %llu is not defined",
+                                                       spec->name, ULL(a[i]));
+                        }
+                        break;
+                case PA_STACK:
+                        if (check && a[i] && rd_map_get(&r->stkmap, a[i]) == RD_NONE)
+                                return rd_fail(r, -EPROTO, off, thread,
+                                               "%s: stack %llu is not defined", spec->name,
+                                               ULL(a[i]));
+                        break;
+                case PA_STATE:
+                        if (check && (a[i] < 1 || a[i] > PROTO_FIBER_STATE_MAX))
+                                return rd_fail(r, -EBADMSG, off, thread,
+                                               "%s: no fiber state %llu", spec->name, ULL(a[i]));
+                        break;
+                default:
+                        break;
+                }
+        }
+        *pp = p;
+        return 0;
+truncated:
+        return rd_fail(r, -EBADMSG, off, thread, "truncated or malformed %s event", spec->name);
+}
+
+/* ---- phase 1: the top-level records -------------------------------------- */
+
+/* Section of each structural record: they must appear in this order. */
+static int rd_section(uint8_t type)
+{
+        switch (type) {
+        case PROTO_EV_GENERATION: return 0;
+        case PROTO_EV_CLOCK: return 1;
+        case PROTO_EV_GENS_LOST: return 2;
+        case PROTO_EV_STRING: return 3;
+        case PROTO_EV_STACK: return 4;
+        case PROTO_EV_THREAD: return 5;
+        case PROTO_EV_BATCH: return 6;
+        case PROTO_EV_END_OF_GENERATION: return 7;
+        default: return -1;
+        }
+}
+
+static int rd_add_thread(struct fr_parser *r, uint64_t tid, uint64_t name, uint32_t *ret)
+{
+        struct rd_thread *t;
+
+        if (RD_RESERVE(r->th, r->cth, r->nth + 1) < 0 ||
+            rd_map_put(&r->thmap, tid, (uint32_t)r->nth) < 0)
+                return rd_oom(r);
+        t = &r->th[r->nth];
+        memset(t, 0, offsetof(struct rd_thread, head));
+        t->tid = tid;
+        t->name = name;
+        t->first_batch = t->last_batch = RD_NONE;
+        t->tracer = tid == 0;
+        *ret = (uint32_t)r->nth++;
+        return 0;
+}
+
+static int rd_string_record(struct fr_parser *r, uint32_t off, uint64_t id, const uint8_t *data,
+                            uint64_t len)
+{
+        struct rd_str *s;
+
+        if (id == 0)
+                return rd_fail(r, -EPROTO, off, RD_NONE, "STRING with id 0");
+        if (rd_map_get(&r->strmap, id) != RD_NONE)
+                return rd_fail(r, -EPROTO, off, RD_NONE, "string %llu defined twice", ULL(id));
+        if (memchr(data, '\0', len))
+                return rd_fail(r, -EBADMSG, off, RD_NONE, "string %llu contains a NUL byte",
+                               ULL(id));
+        if (RD_RESERVE(r->strs, r->cstrs, r->nstrs + 1) < 0 ||
+            RD_RESERVE(r->sarena, r->csarena, r->nsarena + len + 1) < 0 ||
+            rd_map_put(&r->strmap, id, (uint32_t)r->nstrs) < 0)
+                return rd_oom(r);
+        s = &r->strs[r->nstrs++];
+        s->off = (uint32_t)r->nsarena;
+        s->len = (uint32_t)len;
+        memcpy(r->sarena + r->nsarena, data, len);
+        r->sarena[r->nsarena + len] = '\0';
+        r->nsarena += len + 1;
+        return 0;
+}
+
+static int rd_stack_record(struct fr_parser *r, uint32_t off, uint64_t id, const uint8_t *data,
+                           uint64_t len)
+{
+        const uint8_t *p = data, *end = data + len;
+        struct rd_stack *s;
+
+        if (id == 0)
+                return rd_fail(r, -EPROTO, off, RD_NONE, "STACK with id 0");
+        if (rd_map_get(&r->stkmap, id) != RD_NONE)
+                return rd_fail(r, -EPROTO, off, RD_NONE, "stack %llu defined twice", ULL(id));
+        /* At most one PC per byte: reserve once. */
+        if (RD_RESERVE(r->stks, r->cstks, r->nstks + 1) < 0 ||
+            RD_RESERVE(r->pcs, r->cpcs, r->npcs + len) < 0 ||
+            rd_map_put(&r->stkmap, id, (uint32_t)r->nstks) < 0)
+                return rd_oom(r);
+        s = &r->stks[r->nstks++];
+        s->off = (uint32_t)r->npcs;
+        s->n = 0;
+        while (p < end) {
+                uint64_t pc;
+                if (rd_uvarint(&p, end, &pc) < 0)
+                        return rd_fail(r, -EBADMSG, off, RD_NONE,
+                                       "stack %llu: malformed program counter", ULL(id));
+                r->pcs[r->npcs++] = pc;
+                s->n++;
+        }
+        return 0;
+}
+
+static int rd_index(struct fr_parser *r)
+{
+        const uint8_t *p = r->blob, *end = r->blob + r->len;
+        int section = -1, last_type = -1, have_eog = 0;
+
+        while (p < end) {
+                uint32_t off = (uint32_t)(p - r->blob);
+                uint8_t type = *p++;
+                const struct proto_event_spec *spec = proto_event_spec(type);
+                uint64_t a[PROTO_MAX_ARGS] = {0};
+                const uint8_t *bytes = NULL;
+                int sec, rc;
+
+                if (have_eog)
+                        return rd_fail(r, -EBADMSG, off, RD_NONE,
+                                       "data after END_OF_GENERATION");
+                if (!spec)
+                        return rd_fail(r, -EBADMSG, off, RD_NONE, "unknown record type 0x%02x",
+                                       type);
+                if (spec->where != 'S')
+                        return rd_fail(r, -EBADMSG, off, RD_NONE, "%s event outside a batch",
+                                       spec->name);
+                for (unsigned i = 0; i < spec->nargs; i++) {
+                        if (rd_uvarint(&p, end, &a[i]) < 0)
+                                return rd_fail(r, -EBADMSG, off, RD_NONE,
+                                               "truncated or malformed %s record", spec->name);
+                        if (spec->args[i].kind == PA_BYTES) {
+                                if (a[i] > (uint64_t)(end - p))
+                                        return rd_fail(r, -EBADMSG, off, RD_NONE,
+                                                       "truncated %s record (%llu bytes of "
+                                                       "payload, %llu left)",
+                                                       spec->name, ULL(a[i]), ULL(end - p));
+                                bytes = p;
+                                p += a[i];
+                        }
+                }
+
+                sec = rd_section(type);
+                if (section < 0 && type != PROTO_EV_GENERATION)
+                        return rd_fail(r, -EBADMSG, off, RD_NONE,
+                                       "blob begins with %s, not GENERATION", spec->name);
+                if (sec < section || (sec == section && type != PROTO_EV_STRING &&
+                                      type != PROTO_EV_STACK && type != PROTO_EV_THREAD &&
+                                      type != PROTO_EV_BATCH))
+                        return rd_fail(r, -EPROTO, off, RD_NONE, "%s after %s", spec->name,
+                                       proto_event_spec((uint8_t)last_type)->name);
+                if (section == 0 && sec != 1)
+                        return rd_fail(r, -EPROTO, off, RD_NONE, "%s where CLOCK belongs",
+                                       spec->name);
+                section = sec;
+                last_type = type;
+
+                switch (type) {
+                case PROTO_EV_GENERATION:
+                        r->g.gen = a[0];
+                        r->g.pid = a[1];
+                        r->have_gen = 1;
+                        if (a[2] != PROTO_FORMAT_VERSION)
+                                return rd_fail(r, -EPROTONOSUPPORT, off, RD_NONE,
+                                               "format version %llu (this reader knows %u)",
+                                               ULL(a[2]), PROTO_FORMAT_VERSION);
+                        break;
+                case PROTO_EV_CLOCK:
+                        if (a[0] == 0)
+                                return rd_fail(r, -EPROTO, off, RD_NONE,
+                                               "CLOCK with frequency 0");
+                        if (a[4] > a[5])
+                                return rd_fail(r, -EPROTO, off, RD_NONE,
+                                               "CLOCK start %llu after end %llu", ULL(a[4]),
+                                               ULL(a[5]));
+                        r->g.clock = (struct fr_clock){a[0], a[1], a[2], a[3], a[4], a[5]};
+                        break;
+                case PROTO_EV_GENS_LOST:
+                        r->g.gens_lost = a[0];
+                        r->g.gens_lost_bytes = a[1];
+                        break;
+                case PROTO_EV_STRING:
+                        rc = rd_string_record(r, off, a[0], bytes, a[1]);
+                        if (rc < 0)
+                                return rc;
+                        break;
+                case PROTO_EV_STACK:
+                        rc = rd_stack_record(r, off, a[0], bytes, a[1]);
+                        if (rc < 0)
+                                return rc;
+                        break;
+                case PROTO_EV_THREAD: {
+                        uint32_t ti;
+                        if (rd_map_get(&r->thmap, a[0]) != RD_NONE)
+                                return rd_fail(r, -EPROTO, off, RD_NONE,
+                                               "thread %llu listed twice", ULL(a[0]));
+                        if (a[1] && !rd_string(r, a[1]))
+                                return rd_fail(r, -EPROTO, off, RD_NONE,
+                                               "THREAD %llu: string %llu is not defined",
+                                               ULL(a[0]), ULL(a[1]));
+                        if (RD_RESERVE(r->tids, r->ctids, r->ntids + 1) < 0)
+                                return rd_oom(r);
+                        rc = rd_add_thread(r, a[0], a[1], &ti);
+                        if (rc < 0)
+                                return rc;
+                        r->tids[r->ntids++] = a[0];
+                        break;
+                }
+                case PROTO_EV_BATCH: {
+                        uint32_t ti = rd_map_get(&r->thmap, a[0]);
+                        struct rd_batch *b;
+
+                        if (ti == RD_NONE) {
+                                if (a[0] != 0)
+                                        return rd_fail(r, -EPROTO, off, RD_NONE,
+                                                       "BATCH of thread %llu, which is not in "
+                                                       "the thread table",
+                                                       ULL(a[0]));
+                                rc = rd_add_thread(r, 0, 0, &ti);
+                                if (rc < 0)
+                                        return rc;
+                        }
+                        if (RD_RESERVE(r->bt, r->cbt, r->nbt + 1) < 0)
+                                return rd_oom(r);
+                        b = &r->bt[r->nbt];
+                        b->pos = (uint32_t)(bytes - r->blob);
+                        b->len = (uint32_t)a[3];
+                        b->rec = off;
+                        b->thread = ti;
+                        b->next = RD_NONE;
+                        b->base = a[1];
+                        b->lost = a[2];
+                        if (r->th[ti].last_batch == RD_NONE)
+                                r->th[ti].first_batch = (uint32_t)r->nbt;
+                        else
+                                r->bt[r->th[ti].last_batch].next = (uint32_t)r->nbt;
+                        r->th[ti].last_batch = (uint32_t)r->nbt;
+                        r->nbt++;
+                        break;
+                }
+                case PROTO_EV_END_OF_GENERATION:
+                        have_eog = 1;
+                        r->eog_off = off;
+                        r->eog_gen = a[0];
+                        r->eog_batches = a[1];
+                        r->eog_events = a[2];
+                        r->eog_lost = a[3];
+                        break;
+                default:
+                        break;
+                }
+        }
+        if (section < 0)
+                return rd_fail(r, -EBADMSG, 0, RD_NONE, "empty generation blob");
+        if (section < 1)
+                return rd_fail(r, -EBADMSG, (uint64_t)r->len, RD_NONE,
+                               "truncated generation: no CLOCK");
+        if (!have_eog)
+                return rd_fail(r, -EBADMSG, (uint64_t)r->len, RD_NONE,
+                               "truncated generation: no END_OF_GENERATION");
+        return 0;
+}
+
+/* ---- phase 2: per-thread checks and status events ------------------------ */
+
+static const char *rd_fstate_name(uint8_t s)
+{
+        switch (s) {
+        case FS_RUNNABLE: return "runnable";
+        case FS_RUNNING: return "running";
+        case FS_WAITING: return "waiting";
+        case FS_GONE: return "gone";
+        default: return "unknown";
+        }
+}
+
+/* The fiber's entry, created (state unknown) if absent; RD_NONE on ENOMEM. */
+static uint32_t rd_fiber(struct fr_parser *r, uint64_t id)
+{
+        uint32_t i = rd_map_get(&r->fbmap, id);
+
+        if (i != RD_NONE)
+                return i;
+        if (RD_RESERVE(r->fb, r->cfb, r->nfb + 1) < 0 ||
+            rd_map_put(&r->fbmap, id, (uint32_t)r->nfb) < 0)
+                return RD_NONE;
+        r->fb[r->nfb] = (struct rd_fiber){.id = id, .thread = RD_NONE, .parked = RD_NONE};
+        return (uint32_t)r->nfb++;
+}
+
+static struct rd_task *rd_task(struct fr_parser *r, uint64_t id)
+{
+        uint32_t i = rd_map_get(&r->tkmap, id);
+
+        if (i != RD_NONE)
+                return &r->tk[i];
+        if (RD_RESERVE(r->tk, r->ctk, r->ntk + 1) < 0 ||
+            rd_map_put(&r->tkmap, id, (uint32_t)r->ntk) < 0)
+                return NULL;
+        r->tk[r->ntk] = (struct rd_task){.id = id, .parked = RD_NONE};
+        return &r->tk[r->ntk++];
+}
+
+static int rd_fiber_status(struct fr_parser *r, uint32_t ti, const struct fr_event *ev,
+                           uint32_t off)
+{
+        struct rd_thread *t = &r->th[ti];
+        uint64_t id = ev->args[1], state = ev->args[2];
+        uint32_t fi;
+        struct rd_fiber *f;
+
+        if (id == 0)
+                return rd_fail(r, -EPROTO, off, ti, "FIBER_STATUS of fiber 0");
+        fi = rd_fiber(r, id);
+        if (fi == RD_NONE)
+                return rd_oom(r);
+        f = &r->fb[fi];
+        if (f->has_status)
+                return rd_fail(r, -EPROTO, off, ti, "second FIBER_STATUS for fiber %llu",
+                               ULL(id));
+        f->has_status = 1;
+        f->seq = 0;
+        switch (state) {
+        case PROTO_FIBER_RUNNABLE: f->state = FS_RUNNABLE; break;
+        case PROTO_FIBER_WAITING: f->state = FS_WAITING; break;
+        default: /* running or syscall: only the thread it runs on knows */
+                if (t->tracer)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "FIBER_STATUS %s for fiber %llu in the tracer's batch",
+                                       proto_fiber_state_name((uint8_t)state), ULL(id));
+                if (t->b_seen)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "FIBER_STATUS %s for fiber %llu after the thread's "
+                                       "first non-status event",
+                                       proto_fiber_state_name((uint8_t)state), ULL(id));
+                if (t->status_fiber != id)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "FIBER_STATUS says fiber %llu runs here, THREAD_STATUS "
+                                       "says fiber %llu",
+                                       ULL(id), ULL(t->status_fiber));
+                if ((state == PROTO_FIBER_SYSCALL) != t->status_syscall)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "FIBER_STATUS %s for fiber %llu, but THREAD_STATUS has %s "
+                                       "blocking call open",
+                                       proto_fiber_state_name((uint8_t)state), ULL(id),
+                                       t->status_syscall ? "a" : "no");
+                f->state = FS_RUNNING;
+                f->thread = ti;
+                t->running = id;
+                break;
+        }
+        return 0;
+}
+
+static int rd_task_event(struct fr_parser *r, uint32_t ti, const struct fr_event *ev,
+                         uint32_t off)
+{
+        uint64_t id = ev->args[1];
+        struct rd_task *k;
+
+        if (id == 0)
+                return rd_fail(r, -EPROTO, off, ti, "%s of task 0", ev->spec->name);
+        k = rd_task(r, id);
+        if (!k)
+                return rd_oom(r);
+        switch (ev->type) {
+        case PROTO_EV_TASK_STATUS:
+                if (k->status)
+                        return rd_fail(r, -EPROTO, off, ti, "second TASK_STATUS for task %llu",
+                                       ULL(id));
+                if (k->begun)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "TASK_STATUS for task %llu, which begins in this "
+                                       "generation",
+                                       ULL(id));
+                k->status = 1;
+                break;
+        case PROTO_EV_TASK_BEGIN:
+                if (k->status || k->begun)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "TASK_BEGIN of task %llu, which is already live", ULL(id));
+                k->begun = 1;
+                break;
+        case PROTO_EV_TASK_END:
+                if (k->ended)
+                        return rd_fail(r, -EPROTO, off, ti, "second TASK_END of task %llu",
+                                       ULL(id));
+                k->ended = 1;
+                k->end_off = off;
+                k->end_thread = ti;
+                break;
+        default:
+                break;
+        }
+        return 0;
+}
+
+/* Thread-local rules for one event, in the thread's own order. */
+static int rd_track(struct fr_parser *r, uint32_t ti, const struct fr_event *ev)
+{
+        struct rd_thread *t = &r->th[ti];
+        uint32_t off = (uint32_t)(ev->offset - r->base);
+        const char *name = ev->spec->name;
+
+        if (t->nev > 0 && ev->time < t->last_time)
+                return rd_fail(r, -EPROTO, off, ti,
+                               "%s at time %llu, before the thread's previous event (%llu)", name,
+                               ULL(ev->time), ULL(t->last_time));
+        t->last_time = ev->time;
+        if (t->tracer) {
+                if (ev->type != PROTO_EV_FIBER_STATUS && ev->type != PROTO_EV_TASK_STATUS)
+                        return rd_fail(r, -EPROTO, off, ti, "%s in the tracer's batch", name);
+        } else if (!t->has_status && ev->type != PROTO_EV_THREAD_STATUS) {
+                return rd_fail(r, -EPROTO, off, ti, "first event is %s, not THREAD_STATUS",
+                               name);
+        }
+        t->nev++;
+
+        switch (ev->type) {
+        case PROTO_EV_THREAD_STATUS:
+                if (t->has_status)
+                        return rd_fail(r, -EPROTO, off, ti, "second THREAD_STATUS");
+                t->has_status = 1;
+                t->status_off = off;
+                t->status_fiber = ev->args[1];
+                t->status_syscall = ev->args[2] != 0 || ev->args[3] != 0;
+                t->syscall_open = t->status_syscall;
+                return 0;
+        case PROTO_EV_REGION_STATUS:
+                if (t->b_seen)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "REGION_STATUS after the thread's first non-status event");
+                t->depth++;
+                return 0;
+        case PROTO_EV_FIBER_STATUS:
+                return rd_fiber_status(r, ti, ev, off);
+        case PROTO_EV_TASK_STATUS:
+                return rd_task_event(r, ti, ev, off);
+        default:
+                break;
+        }
+
+        t->b_seen = 1;
+        switch (ev->type) {
+        case PROTO_EV_REGION_BEGIN:
+                t->depth++;
+                break;
+        case PROTO_EV_REGION_END:
+                if (t->depth == 0)
+                        return rd_fail(r, -EPROTO, off, ti, "REGION_END with no open region");
+                t->depth--;
+                break;
+        case PROTO_EV_SYSCALL_BEGIN:
+                if (t->syscall_open)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "SYSCALL_BEGIN while a blocking call is open");
+                t->syscall_open = 1;
+                break;
+        case PROTO_EV_SYSCALL_END:
+                if (!t->syscall_open)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "SYSCALL_END with no open blocking call");
+                t->syscall_open = 0;
+                break;
+        case PROTO_EV_TASK_BEGIN:
+        case PROTO_EV_TASK_END:
+                return rd_task_event(r, ti, ev, off);
+        case PROTO_EV_EVENTS_LOST:
+                if (ev->args[1] > UINT64_MAX - r->g.lost)
+                        return rd_fail(r, -EPROTO, off, ti, "lost-event count overflows");
+                r->g.lost += ev->args[1];
+                break;
+        case PROTO_EV_FIBER_CREATE:
+        case PROTO_EV_FIBER_RUN:
+        case PROTO_EV_FIBER_BLOCK:
+        case PROTO_EV_FIBER_READY:
+        case PROTO_EV_FIBER_YIELD:
+        case PROTO_EV_FIBER_EXIT:
+                if (ev->args[1] == 0)
+                        return rd_fail(r, -EPROTO, off, ti, "%s of fiber 0", name);
+                break;
+        default:
+                break;
+        }
+        return 0;
+}
+
+static int rd_decode_batches(struct fr_parser *r)
+{
+        struct fr_event ev;
+
+        for (size_t bi = 0; bi < r->nbt; bi++) {
+                const struct rd_batch *b = &r->bt[bi];
+                const uint8_t *p = r->blob + b->pos, *end = p + b->len;
+                uint64_t time = b->base;
+                int rc;
+
+                if (b->lost > UINT64_MAX - r->g.lost)
+                        return rd_fail(r, -EPROTO, b->rec, b->thread,
+                                       "lost-event count overflows");
+                r->g.lost += b->lost;
+                while (p < end) {
+                        uint32_t pos = (uint32_t)(p - r->blob);
+
+                        rc = rd_event(r, &p, end, &time, b->thread, &ev, 1);
+                        if (rc < 0)
+                                return rc;
+                        r->g.nevents++;
+                        rc = rd_track(r, b->thread, &ev);
+                        if (rc < 0)
+                                return rc;
+                        if (ev.spec->where == 'T') {
+                                if (RD_RESERVE(r->st, r->cst, r->nst + 1) < 0)
+                                        return rd_oom(r);
+                                r->st[r->nst++] = (struct rd_status){pos, b->thread, time};
+                        }
+                }
+        }
+        return 0;
+}
+
+/* Whole-generation rules, once every batch has been read. */
+static int rd_check_totals(struct fr_parser *r)
+{
+        const struct rd_task *bad = NULL;
+
+        if (r->eog_gen != r->g.gen)
+                return rd_fail(r, -EPROTO, r->eog_off, RD_NONE,
+                               "END_OF_GENERATION names generation %llu", ULL(r->eog_gen));
+        if (r->eog_batches != r->nbt || r->eog_events != r->g.nevents ||
+            r->eog_lost != r->g.lost)
+                return rd_fail(r, -EPROTO, r->eog_off, RD_NONE,
+                               "END_OF_GENERATION totals (%llu batches, %llu events, %llu lost) "
+                               "disagree with the blob (%llu, %llu, %llu)",
+                               ULL(r->eog_batches), ULL(r->eog_events), ULL(r->eog_lost),
+                               ULL(r->nbt), ULL(r->g.nevents), ULL(r->g.lost));
+
+        for (size_t i = 0; i < r->nth; i++) {
+                const struct rd_thread *t = &r->th[i];
+                uint32_t fi;
+
+                if (!t->has_status || t->status_fiber == 0)
+                        continue;
+                fi = rd_map_get(&r->fbmap, t->status_fiber);
+                if (fi == RD_NONE || !r->fb[fi].has_status || r->fb[fi].thread != i)
+                        return rd_fail(r, -EPROTO, t->status_off, (uint32_t)i,
+                                       "THREAD_STATUS names fiber %llu, but no FIBER_STATUS "
+                                       "says it runs here",
+                                       ULL(t->status_fiber));
+        }
+
+        for (size_t i = 0; i < r->ntk; i++) {
+                const struct rd_task *k = &r->tk[i];
+                if (k->ended && !k->status && !k->begun && (!bad || k->end_off < bad->end_off))
+                        bad = k;
+        }
+        if (bad)
+                return rd_fail(r, -EPROTO, bad->end_off, bad->end_thread,
+                               "TASK_END of task %llu, which is not live (no TASK_STATUS or "
+                               "TASK_BEGIN in this generation)",
+                               ULL(bad->id));
+        return 0;
+}
+
+/* ---- phase 3: merge ------------------------------------------------------ */
+
+/* Heap entries carry their key, so sifting never touches the threads. */
+static inline int rd_key_before(uint64_t ta, uint32_t a, uint64_t tb, uint32_t b)
+{
+        return ta < tb || (ta == tb && a < b);
+}
+
+static inline int rd_before(const struct fr_parser *r, uint32_t a, uint32_t b)
+{
+        return rd_key_before(r->th[a].head.time, a, r->th[b].head.time, b);
+}
+
+static void rd_heap_push(struct fr_parser *r, uint32_t ti)
+{
+        struct rd_heap_ent e = {r->th[ti].head.time, ti};
+        size_t i = r->nheap++;
+
+        while (i > 0) {
+                size_t parent = (i - 1) / 2;
+                if (!rd_key_before(e.time, e.ti, r->heap[parent].time, r->heap[parent].ti))
+                        break;
+                r->heap[i] = r->heap[parent];
+                i = parent;
+        }
+        r->heap[i] = e;
+}
+
+/* Puts e at the root's place and restores the heap below it. */
+static void rd_heap_sift_down(struct fr_parser *r, struct rd_heap_ent e)
+{
+        size_t i = 0, n = r->nheap;
+
+        for (;;) {
+                size_t c = 2 * i + 1;
+                if (c >= n)
+                        break;
+                if (c + 1 < n && rd_key_before(r->heap[c + 1].time, r->heap[c + 1].ti,
+                                               r->heap[c].time, r->heap[c].ti))
+                        c++;
+                if (!rd_key_before(r->heap[c].time, r->heap[c].ti, e.time, e.ti))
+                        break;
+                r->heap[i] = r->heap[c];
+                i = c;
+        }
+        r->heap[i] = e;
+}
+
+static void rd_heap_pop(struct fr_parser *r)
+{
+        struct rd_heap_ent last = r->heap[--r->nheap];
+
+        if (r->nheap > 0)
+                rd_heap_sift_down(r, last);
+}
+
+/* The root's thread has a new head: one sift instead of a pop and a push.
+ * While that thread stays the earliest, this costs two comparisons. */
+static void rd_heap_replace_top(struct fr_parser *r, uint32_t ti)
+{
+        rd_heap_sift_down(r, (struct rd_heap_ent){r->th[ti].head.time, ti});
+}
+
+/* Loads the thread's next non-status event into its head. */
+static int rd_advance(struct fr_parser *r, uint32_t ti)
+{
+        struct rd_thread *t = &r->th[ti];
+
+        for (;;) {
+                const uint8_t *p;
+                int rc;
+
+                while (t->pos == t->end) {
+                        uint32_t nb;
+                        if (t->cur_batch == RD_NONE)
+                                goto exhausted;
+                        nb = r->bt[t->cur_batch].next;
+                        t->cur_batch = nb;
+                        if (nb == RD_NONE)
+                                goto exhausted;
+                        t->pos = r->bt[nb].pos;
+                        t->end = r->bt[nb].pos + r->bt[nb].len;
+                        t->time = r->bt[nb].base;
+                }
+                p = r->blob + t->pos;
+                rc = rd_event(r, &p, r->blob + t->end, &t->time, ti, &t->head, 0);
+                if (rc < 0)
+                        return rc;
+                t->pos = (uint32_t)(p - r->blob);
+                if (t->head.spec->where != 'T') {
+                        t->has_head = 1;
+                        return 0;
+                }
+        }
+exhausted:
+        t->has_head = 0;
+        return 0;
+}
+
+static int rd_is_fiber_transition(uint8_t type)
+{
+        return type >= PROTO_EV_FIBER_CREATE && type <= PROTO_EV_FIBER_EXIT;
+}
+
+/*
+ * Applies the fiber transition at ti's head if it is ready: returns 1 with
+ * *ret_fi set when applied, 0 when the thread was parked on the fiber, or an
+ * error for a transition the state machine forbids.
+ */
+static int rd_fiber_step(struct fr_parser *r, uint32_t ti, uint32_t *ret_fi)
+{
+        struct rd_thread *t = &r->th[ti];
+        const struct fr_event *ev = &t->head;
+        uint64_t id = ev->args[1], seq = ev->args[2];
+        uint32_t off = (uint32_t)(ev->offset - r->base);
+        uint32_t fi = rd_fiber(r, id);
+        struct rd_fiber *f;
+        int ready;
+
+        if (fi == RD_NONE)
+                return rd_oom(r);
+        f = &r->fb[fi];
+        if (ev->type == PROTO_EV_FIBER_CREATE)
+                ready = f->state == FS_UNKNOWN || f->state == FS_GONE;
+        else
+                ready = f->state != FS_UNKNOWN && f->seq + 1 == seq;
+        if (!ready) {
+                t->parked_next = f->parked;
+                f->parked = ti;
+                return 0;
+        }
+
+        switch (ev->type) {
+        case PROTO_EV_FIBER_CREATE:
+                f->state = FS_RUNNABLE;
+                f->seq = 0;
+                f->thread = RD_NONE;
+                *ret_fi = fi;
+                return 1;
+        case PROTO_EV_FIBER_RUN:
+                if (f->state != FS_RUNNABLE)
+                        break;
+                if (t->running)
+                        return rd_fail(r, -EPROTO, off, ti,
+                                       "FIBER_RUN of fiber %llu while the thread runs fiber %llu",
+                                       ULL(id), ULL(t->running));
+                f->state = FS_RUNNING;
+                f->thread = ti;
+                t->running = id;
+                f->seq = seq;
+                *ret_fi = fi;
+                return 1;
+        case PROTO_EV_FIBER_READY:
+                if (f->state != FS_WAITING)
+                        break;
+                f->state = FS_RUNNABLE;
+                f->seq = seq;
+                *ret_fi = fi;
+                return 1;
+        default: /* block, yield, exit: only the thread running it */
+                if (f->state != FS_RUNNING)
+                        break;
+                if (f->thread != ti)
+                        return rd_fail(r, -EPROTO, off, ti, "%s of fiber %llu, which runs on thread %llu",
+                                       ev->spec->name, ULL(id), ULL(r->th[f->thread].tid));
+                t->running = 0;
+                f->thread = RD_NONE;
+                f->state = ev->type == PROTO_EV_FIBER_BLOCK   ? FS_WAITING
+                           : ev->type == PROTO_EV_FIBER_YIELD ? FS_RUNNABLE
+                                                              : FS_GONE;
+                f->seq = seq;
+                *ret_fi = fi;
+                return 1;
+        }
+        return rd_fail(r, -EPROTO, off, ti, "%s of fiber %llu in state %s", ev->spec->name,
+                       ULL(id), rd_fstate_name(f->state));
+}
+
+/* Every remaining head is parked: name the earliest one's fiber. */
+static int rd_deadlock(struct fr_parser *r)
+{
+        uint32_t best = RD_NONE;
+        const struct fr_event *ev;
+        const struct rd_fiber *f;
+        uint32_t off;
+
+        for (uint32_t i = 0; i < r->nth; i++)
+                if (r->th[i].has_head && (best == RD_NONE || rd_before(r, i, best)))
+                        best = i;
+        if (best == RD_NONE)
+                return 0;
+        ev = &r->th[best].head;
+        off = (uint32_t)(ev->offset - r->base);
+        if (ev->type == PROTO_EV_TASK_END)
+                return rd_fail(r, -EPROTO, off, best,
+                               "TASK_END of task %llu cannot be ordered after its TASK_BEGIN",
+                               ULL(ev->args[1]));
+        f = &r->fb[rd_map_get(&r->fbmap, ev->args[1])];
+        if (ev->type == PROTO_EV_FIBER_CREATE)
+                return rd_fail(r, -EPROTO, off, best,
+                               "FIBER_CREATE of fiber %llu, which is still %s", ULL(f->id),
+                               rd_fstate_name(f->state));
+        if (f->state == FS_UNKNOWN)
+                return rd_fail(r, -EPROTO, off, best,
+                               "%s of fiber %llu, which has no FIBER_STATUS or FIBER_CREATE",
+                               ev->spec->name, ULL(f->id));
+        return rd_fail(r, -EPROTO, off, best,
+                       "%s of fiber %llu with seq %llu cannot be ordered: the fiber is %s at seq "
+                       "%llu",
+                       ev->spec->name, ULL(f->id), ULL(ev->args[2]), rd_fstate_name(f->state),
+                       ULL(f->seq));
+}
+
+static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *ctx)
+{
+        int rc;
+
+        if (cb && cb->generation_begin) {
+                rc = cb->generation_begin(ctx, &r->g);
+                if (rc)
+                        return rc;
+        }
+
+        for (size_t i = 0; i < r->nst; i++) {
+                const struct rd_status *s = &r->st[i];
+                const uint8_t *p = r->blob + s->pos;
+                uint64_t time = 0;
+                struct fr_event ev;
+
+                rc = rd_event(r, &p, r->blob + r->len, &time, s->thread, &ev, 0);
+                if (rc < 0)
+                        return rc;
+                ev.time = ev.args[0] = s->time;
+                if (cb && cb->event) {
+                        rc = cb->event(ctx, &r->g, &ev);
+                        if (rc)
+                                return rc;
+                }
+        }
+
+        if (RD_RESERVE(r->heap, r->cheap, r->nth) < 0)
+                return rd_oom(r);
+        r->nheap = 0;
+        for (uint32_t ti = 0; ti < r->nth; ti++) {
+                struct rd_thread *t = &r->th[ti];
+
+                t->has_head = 0;
+                t->parked_next = RD_NONE;
+                if (t->tracer || t->first_batch == RD_NONE)
+                        continue;
+                t->cur_batch = t->first_batch;
+                t->pos = r->bt[t->first_batch].pos;
+                t->end = t->pos + r->bt[t->first_batch].len;
+                t->time = r->bt[t->first_batch].base;
+                rc = rd_advance(r, ti);
+                if (rc < 0)
+                        return rc;
+                if (t->has_head)
+                        rd_heap_push(r, ti);
+        }
+
+        while (r->nheap > 0) {
+                uint32_t ti = r->heap[0].ti, *waiters = NULL;
+                struct rd_thread *t = &r->th[ti];
+
+                if (rd_is_fiber_transition(t->head.type)) {
+                        uint32_t fi = RD_NONE;
+                        rc = rd_fiber_step(r, ti, &fi);
+                        if (rc < 0)
+                                return rc;
+                        if (rc == 0) {
+                                rd_heap_pop(r); /* parked until the fiber moves */
+                                continue;
+                        }
+                        waiters = &r->fb[fi].parked;
+                } else if (t->head.type == PROTO_EV_TASK_END ||
+                           t->head.type == PROTO_EV_TASK_BEGIN) {
+                        /* Phase 2 recorded every task of the generation. */
+                        struct rd_task *k = &r->tk[rd_map_get(&r->tkmap, t->head.args[1])];
+                        if (t->head.type == PROTO_EV_TASK_BEGIN) {
+                                k->begin_delivered = 1;
+                                waiters = &k->parked;
+                        } else if (!k->status && !k->begin_delivered) {
+                                /* Another thread's clock put the end first. */
+                                t->parked_next = k->parked;
+                                k->parked = ti;
+                                rd_heap_pop(r);
+                                continue;
+                        }
+                }
+                if (cb && cb->event) {
+                        rc = cb->event(ctx, &r->g, &t->head);
+                        if (rc)
+                                return rc;
+                }
+                rc = rd_advance(r, ti);
+                if (rc < 0)
+                        return rc;
+                if (t->has_head)
+                        rd_heap_replace_top(r, ti);
+                else
+                        rd_heap_pop(r);
+                if (waiters) {
+                        /* The fiber moved or the task began: waiters may be ready now. */
+                        uint32_t w = *waiters;
+                        *waiters = RD_NONE;
+                        while (w != RD_NONE) {
+                                uint32_t next = r->th[w].parked_next;
+                                rd_heap_push(r, w);
+                                w = next;
+                        }
+                }
+        }
+
+        rc = rd_deadlock(r);
+        if (rc < 0)
+                return rc;
+        if (cb && cb->generation_end)
+                return cb->generation_end(ctx, &r->g);
+        return 0;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+static void rd_plan_init(struct rd_plan *plan)
+{
+        for (unsigned c = 0; c < 256; c++) {
+                const struct proto_event_spec *spec = proto_event_spec((uint8_t)c);
+                struct rd_plan *pl = &plan[c];
+
+                if (!spec)
+                        continue;
+                pl->spec = spec;
+                pl->nargs = spec->nargs;
+                pl->batch = spec->where != 'S';
+                for (unsigned i = 0; i < spec->nargs; i++) {
+                        switch (spec->args[i].kind) {
+                        case PA_BYTES: pl->bytes |= (uint8_t)(1u << i); break;
+                        case PA_SINT:
+                        case PA_STR:
+                        case PA_STACK:
+                        case PA_STATE: pl->fixup |= (uint8_t)(1u << i); break;
+                        default: break;
+                        }
+                }
+        }
+}
+
+struct fr_parser *fr_parser_new(void)
+{
+        struct fr_parser *r = fr_calloc(1, sizeof(struct fr_parser));
+
+        if (r)
+                rd_plan_init(r->plan);
+        return r;
+}
+
+void fr_parser_free(struct fr_parser *r)
+{
+        if (!r)
+                return;
+        fr_free(r->strs);
+        fr_free(r->sarena);
+        rd_map_done(&r->strmap);
+        fr_free(r->stks);
+        fr_free(r->pcs);
+        rd_map_done(&r->stkmap);
+        fr_free(r->th);
+        fr_free(r->tids);
+        rd_map_done(&r->thmap);
+        fr_free(r->bt);
+        fr_free(r->fb);
+        rd_map_done(&r->fbmap);
+        fr_free(r->tk);
+        rd_map_done(&r->tkmap);
+        fr_free(r->st);
+        fr_free(r->heap);
+        fr_free(r);
+}
+
+static void rd_reset(struct fr_parser *r, const uint8_t *blob, size_t len, uint64_t base,
+                     struct fr_error *err)
+{
+        r->blob = blob;
+        r->len = len;
+        r->base = base;
+        r->err = err;
+        r->have_gen = 0;
+        memset(&r->g, 0, sizeof(r->g));
+        r->g.offset = base;
+        r->g.size = len;
+        r->g.priv_ = r;
+        r->nstrs = r->nsarena = r->nstks = r->npcs = 0;
+        r->nth = r->ntids = r->nbt = r->nfb = r->ntk = r->nst = r->nheap = 0;
+        rd_map_clear(&r->strmap);
+        rd_map_clear(&r->stkmap);
+        rd_map_clear(&r->thmap);
+        rd_map_clear(&r->fbmap);
+        rd_map_clear(&r->tkmap);
+        r->eog_off = 0;
+        r->eog_gen = r->eog_batches = r->eog_events = r->eog_lost = 0;
+}
+
+int fr_parser_parse(struct fr_parser *r, const uint8_t *blob, size_t len, uint64_t base_offset,
+                    const struct fr_callbacks *cb, void *ctx, struct fr_error *ret_err)
+{
+        int rc;
+
+        rd_reset(r, blob, len, base_offset, ret_err);
+        if (len > PROTO_MAX_GENERATION_BYTES)
+                return rd_fail(r, -EMSGSIZE, 0, RD_NONE,
+                               "generation blob of %zu bytes exceeds the %u byte limit", len,
+                               PROTO_MAX_GENERATION_BYTES);
+        if (len > 0 && !blob)
+                return rd_fail(r, -EINVAL, 0, RD_NONE, "no blob");
+        rc = rd_index(r);
+        if (rc < 0)
+                return rc;
+        r->g.nbatches = r->nbt;
+        r->g.nthreads = r->ntids;
+        r->g.threads = r->tids;
+        rc = rd_decode_batches(r);
+        if (rc < 0)
+                return rc;
+        rc = rd_check_totals(r);
+        if (rc < 0)
+                return rc;
+        return rd_deliver(r, cb, ctx);
+}
+
+int fr_generation_parse(const uint8_t *blob, size_t len, uint64_t base_offset,
+                        const struct fr_callbacks *cb, void *ctx, struct fr_error *ret_err)
+{
+        struct fr_parser *r = fr_parser_new();
+        int rc;
+
+        if (!r) {
+                if (ret_err) {
+                        memset(ret_err, 0, sizeof(*ret_err));
+                        ret_err->code = -ENOMEM;
+                        ret_err->offset = base_offset;
+                        snprintf(ret_err->msg, sizeof(ret_err->msg), "out of memory");
+                }
+                return -ENOMEM;
+        }
+        rc = fr_parser_parse(r, blob, len, base_offset, cb, ctx, ret_err);
+        fr_parser_free(r);
+        return rc;
+}
+
+const char *fr_gen_string(const struct fr_generation *g, uint64_t id)
+{
+        return g && g->priv_ ? rd_string(g->priv_, id) : NULL;
+}
+
+int fr_gen_stack(const struct fr_generation *g, uint64_t id, const uint64_t **ret_pcs,
+                 size_t *ret_n)
+{
+        const struct fr_parser *r = g ? g->priv_ : NULL;
+        uint32_t i;
+
+        if (!r)
+                return -EINVAL;
+        i = rd_map_get(&r->stkmap, id);
+        if (i == RD_NONE)
+                return -ENOENT;
+        *ret_pcs = r->pcs + r->stks[i].off;
+        *ret_n = r->stks[i].n;
+        return 0;
+}
+
+const char *fr_gen_thread_name(const struct fr_generation *g, uint64_t tid)
+{
+        const struct fr_parser *r = g ? g->priv_ : NULL;
+        uint32_t i;
+
+        if (!r)
+                return NULL;
+        i = rd_map_get(&r->thmap, tid);
+        if (i == RD_NONE || r->th[i].name == 0)
+                return NULL;
+        return rd_string(r, r->th[i].name);
+}
+
+/* ---- clock --------------------------------------------------------------- */
+
+static int64_t rd_clock_ns(const struct fr_clock *c, uint64_t anchor, uint64_t t)
+{
+        __int128 ns;
+
+        if (c->freq == 0)
+                return (int64_t)anchor;
+        ns = (__int128)anchor + ((__int128)t - (__int128)c->ref) * 1000000000 / c->freq;
+        if (ns > INT64_MAX)
+                return INT64_MAX;
+        if (ns < INT64_MIN)
+                return INT64_MIN;
+        return (int64_t)ns;
+}
+
+int64_t fr_clock_mono_ns(const struct fr_clock *c, uint64_t t)
+{
+        return rd_clock_ns(c, c->mono_ns, t);
+}
+
+int64_t fr_clock_wall_ns(const struct fr_clock *c, uint64_t t)
+{
+        return rd_clock_ns(c, c->wall_ns, t);
+}
