@@ -1,0 +1,624 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench-emit: what one event costs the thread that emits it.
+ *
+ * Variants, all measured in the same process run:
+ *
+ *   floor         a minimal timestamped thread-local append, written here:
+ *                 read the cycle counter, write a type byte, the time delta
+ *                 and one small argument as varints into a thread-local
+ *                 buffer (wrapping when full).  It is a non-inlined call, as
+ *                 an API call is.  Nothing can record an event for less.
+ *   gtrace        region begin, region end, counter, log, fiber transition
+ *                 (run/yield), through libgtrace.so as a user links it, with
+ *                 default options (no daemon: the in-process ring is the sink).
+ *   LTTng-UST     a tracepoint with two integer fields and one with an
+ *                 integer and a string, in whatever session bench/run set up
+ *                 (snapshot mode: overwrite, per-UID buffers), and a
+ *                 tracepoint of a provider no session enables (disabled).
+ *
+ * Timing: events are issued in groups of 32 between two cycle-counter reads
+ * (consecutive groups share a read), so region begin and region end can be
+ * told apart while the timer costs 1/32 of a counter read per event; the cost
+ * of an empty group is measured too and subtracted.  One *sample* is a few
+ * hundred thousand events of one variant.  A *round* takes one sample of
+ * every variant, in an order that rotates from round to round, so slow
+ * phases of a noisy machine hit every variant alike; ratios are computed
+ * per round (A and B of the same round) and the median over rounds is
+ * reported with the interquartile range.  With --threads 2 two threads,
+ * pinned to different CPUs, take each sample at the same time (a barrier
+ * starts them) and the sample's value is the mean of the two.
+ *
+ * --callgrind: one sample per variant on the calling thread, bracketed by
+ * callgrind client requests (zero before, dump after), for instruction
+ * counts; bench/run reads the dumps.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gtrace/gtrace.h>
+
+#include "common.h"
+
+#if defined(BENCH_HAVE_LTTNG)
+#include "lttng-tp.h"
+#include "lttng-tp-off.h"
+#endif
+
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#define BENCH_HAVE_CALLGRIND 1
+#endif
+#endif
+
+#define GROUP 32 /* events between two timer reads */
+#define MAX_ROUNDS 10000
+
+/* ---- the floor ---------------------------------------------------------- */
+
+#define FLOOR_BYTES (1u << 20)
+
+struct floor_buf {
+        uint8_t *pos, *end;
+        uint64_t last;
+        uint8_t data[FLOOR_BYTES];
+};
+
+static __thread struct floor_buf *floor_self;
+
+static inline uint8_t *floor_put(uint8_t *p, uint64_t v)
+{
+        while (v >= 0x80) {
+                *p++ = (uint8_t)(v | 0x80);
+                v >>= 7;
+        }
+        *p++ = (uint8_t)v;
+        return p;
+}
+
+static __attribute__((noinline)) void floor_event(uint8_t type, uint64_t arg)
+{
+        struct floor_buf *b = floor_self;
+        uint64_t now = bench_ticks();
+        if (__builtin_expect(b->end - b->pos < 32, 0))
+                b->pos = b->data;
+        uint8_t *p = b->pos;
+        *p++ = type;
+        p = floor_put(p, now - b->last);
+        b->last = now;
+        p = floor_put(p, arg);
+        b->pos = p;
+}
+
+/* ---- variants ------------------------------------------------------------ */
+
+enum result {
+        R_FLOOR,
+        R_BEGIN,
+        R_END,
+        R_COUNTER,
+        R_LOG,
+        R_FIBER,
+        R_LT_INTS,
+        R_LT_MSG,
+        R_LT_OFF,
+        R_EMPTY,
+        NRESULTS,
+};
+
+struct worker {
+        int index;
+        int cpu;
+        uint64_t fiber;
+        pthread_t thread;
+        double *ns[NRESULTS]; /* [round] ns per event (group overhead not yet subtracted) */
+};
+
+/* Ticks spent per result in one sample of `groups` groups.  Each variant
+ * fills the results it measures. */
+typedef void (*variant_fn)(struct worker *w, uint32_t groups, uint64_t *ticks);
+
+static const char *const log_text = "connection reset by peer";
+
+static void v_floor(struct worker *w, uint32_t groups, uint64_t *ticks)
+{
+        uint64_t t = bench_ticks(), acc = 0;
+        for (uint32_t g = 0; g < groups; g++) {
+                for (uint32_t j = 0; j < GROUP; j++)
+                        floor_event(0x20, j);
+                uint64_t u = bench_ticks();
+                acc += u - t;
+                t = u;
+        }
+        ticks[R_FLOOR] = acc;
+}
+
+static void v_empty(struct worker *w, uint32_t groups, uint64_t *ticks)
+{
+        uint64_t t = bench_ticks(), acc = 0;
+        for (uint32_t g = 0; g < groups; g++) {
+                __asm__ volatile("" ::: "memory");
+                uint64_t u = bench_ticks();
+                acc += u - t;
+                t = u;
+        }
+        ticks[R_EMPTY] = acc;
+}
+
+static void v_region(struct worker *w, uint32_t groups, uint64_t *ticks)
+{
+        uint64_t t = bench_ticks(), b = 0, e = 0;
+        for (uint32_t g = 0; g < groups; g++) {
+                for (uint32_t j = 0; j < GROUP; j++)
+                        gtrace_region_begin("request");
+                uint64_t u = bench_ticks();
+                b += u - t;
+                for (uint32_t j = 0; j < GROUP; j++)
+                        gtrace_region_end();
+                t = bench_ticks();
+                e += t - u;
+        }
+        ticks[R_BEGIN] = b;
+        ticks[R_END] = e;
+}
+
+static void v_counter(struct worker *w, uint32_t groups, uint64_t *ticks)
+{
+        uint64_t t = bench_ticks(), acc = 0;
+        for (uint32_t g = 0; g < groups; g++) {
+                for (uint32_t j = 0; j < GROUP; j++)
+                        gtrace_counter("queue_depth", (int64_t)j);
+                uint64_t u = bench_ticks();
+                acc += u - t;
+                t = u;
+        }
+        ticks[R_COUNTER] = acc;
+}
+
+static void v_log(struct worker *w, uint32_t groups, uint64_t *ticks)
+{
+        uint64_t t = bench_ticks(), acc = 0;
+        for (uint32_t g = 0; g < groups; g++) {
+                for (uint32_t j = 0; j < GROUP; j++)
+                        gtrace_log("net", log_text);
+                uint64_t u = bench_ticks();
+                acc += u - t;
+                t = u;
+        }
+        ticks[R_LOG] = acc;
+}
+
+static void v_fiber(struct worker *w, uint32_t groups, uint64_t *ticks)
+{
+        uint64_t t = bench_ticks(), acc = 0;
+        for (uint32_t g = 0; g < groups; g++) {
+                for (uint32_t j = 0; j < GROUP / 2; j++) {
+                        gtrace_fiber_run(w->fiber);
+                        gtrace_fiber_yield();
+                }
+                uint64_t u = bench_ticks();
+                acc += u - t;
+                t = u;
+        }
+        ticks[R_FIBER] = acc;
+}
+
+#if defined(BENCH_HAVE_LTTNG)
+static void v_lt_ints(struct worker *w, uint32_t groups, uint64_t *ticks)
+{
+        uint64_t t = bench_ticks(), acc = 0;
+        for (uint32_t g = 0; g < groups; g++) {
+                for (uint32_t j = 0; j < GROUP; j++)
+                        lttng_ust_tracepoint(gtbench, ints, 1, (int64_t)j);
+                uint64_t u = bench_ticks();
+                acc += u - t;
+                t = u;
+        }
+        ticks[R_LT_INTS] = acc;
+}
+
+static void v_lt_msg(struct worker *w, uint32_t groups, uint64_t *ticks)
+{
+        uint64_t t = bench_ticks(), acc = 0;
+        for (uint32_t g = 0; g < groups; g++) {
+                for (uint32_t j = 0; j < GROUP; j++)
+                        lttng_ust_tracepoint(gtbench, msg, 1, log_text);
+                uint64_t u = bench_ticks();
+                acc += u - t;
+                t = u;
+        }
+        ticks[R_LT_MSG] = acc;
+}
+
+static void v_lt_off(struct worker *w, uint32_t groups, uint64_t *ticks)
+{
+        uint64_t t = bench_ticks(), acc = 0;
+        for (uint32_t g = 0; g < groups; g++) {
+                for (uint32_t j = 0; j < GROUP; j++)
+                        lttng_ust_tracepoint(gtbench_off, ints, 1, (int64_t)j);
+                uint64_t u = bench_ticks();
+                acc += u - t;
+                t = u;
+        }
+        ticks[R_LT_OFF] = acc;
+}
+#endif
+
+struct variant {
+        const char *name;
+        variant_fn fn;
+        enum result results[2];
+        int nresults;
+};
+
+static const struct variant all_variants[] = {
+        {"floor", v_floor, {R_FLOOR}, 1},
+        {"empty", v_empty, {R_EMPTY}, 1},
+        {"region", v_region, {R_BEGIN, R_END}, 2},
+        {"counter", v_counter, {R_COUNTER}, 1},
+        {"log", v_log, {R_LOG}, 1},
+        {"fiber", v_fiber, {R_FIBER}, 1},
+#if defined(BENCH_HAVE_LTTNG)
+        {"lttng_ints", v_lt_ints, {R_LT_INTS}, 1},
+        {"lttng_msg", v_lt_msg, {R_LT_MSG}, 1},
+        {"lttng_disabled", v_lt_off, {R_LT_OFF}, 1},
+#endif
+};
+#define NALL (sizeof(all_variants) / sizeof(all_variants[0]))
+
+/* The variants of this run (--only selects; the floor and the empty group
+ * are always in, every ratio needs them). */
+static struct variant variants[NALL];
+static size_t nvariants;
+static bool measured[NRESULTS];
+
+static int select_variants(const char *only)
+{
+        for (size_t i = 0; i < NALL; i++) {
+                const struct variant *v = &all_variants[i];
+                bool in = !only || v->fn == v_floor || v->fn == v_empty;
+                if (only && !in) {
+                        size_t n = strlen(v->name);
+                        for (const char *p = only; *p;) {
+                                size_t m = strcspn(p, ",");
+                                if (m == n && strncmp(p, v->name, n) == 0)
+                                        in = true;
+                                p += m + (p[m] == ',');
+                        }
+                }
+                if (!in)
+                        continue;
+                variants[nvariants++] = *v;
+                for (int k = 0; k < v->nresults; k++)
+                        measured[v->results[k]] = true;
+        }
+        return nvariants > 2 || !only ? 0 : -EINVAL;
+}
+
+/* ---- the run -------------------------------------------------------------- */
+
+struct run {
+        int nthreads;
+        uint32_t rounds;
+        uint32_t groups; /* per sample */
+        double ticks_per_ns;
+        pthread_barrier_t barrier;
+        struct worker workers[2];
+};
+
+static struct run run;
+
+static void worker_init(struct worker *w)
+{
+        (void)bench_pin(w->cpu);
+        floor_self = calloc(1, sizeof(*floor_self));
+        if (!floor_self) {
+                fprintf(stderr, "bench-emit: out of memory\n");
+                exit(1);
+        }
+        floor_self->pos = floor_self->data;
+        floor_self->end = floor_self->data + FLOOR_BYTES;
+        w->fiber = gtrace_fiber_create("bench-fiber");
+}
+
+static void *worker_main(void *arg)
+{
+        struct worker *w = arg;
+        worker_init(w);
+        uint64_t ticks[NRESULTS];
+        /* Round 0 warms up (first chunks, interned names, LTTng's per-thread
+         * state) and is not recorded. */
+        for (uint32_t r = 0; r <= run.rounds; r++) {
+                for (uint32_t k = 0; k < nvariants; k++) {
+                        const struct variant *v = &variants[(r + k) % nvariants];
+                        pthread_barrier_wait(&run.barrier);
+                        v->fn(w, run.groups, ticks);
+                        if (r == 0)
+                                continue;
+                        for (int i = 0; i < v->nresults; i++) {
+                                enum result res = v->results[i];
+                                w->ns[res][r - 1] = (double)ticks[res] / run.ticks_per_ns /
+                                                    ((double)run.groups * GROUP);
+                        }
+                }
+        }
+        return NULL;
+}
+
+/* Value of result res in round r: mean over threads, minus the timer. */
+static double value(enum result res, uint32_t r)
+{
+        double sum = 0;
+        for (int i = 0; i < run.nthreads; i++) {
+                double v = run.workers[i].ns[res][r];
+                if (res != R_EMPTY)
+                        v -= run.workers[i].ns[R_EMPTY][r];
+                sum += v;
+        }
+        return sum / run.nthreads;
+}
+
+static void stat_of(enum result res, struct bench_stat *ret)
+{
+        static double v[MAX_ROUNDS];
+        for (uint32_t r = 0; r < run.rounds; r++)
+                v[r] = value(res, r);
+        bench_stat(v, run.rounds, ret);
+}
+
+static void ratio_of(enum result a, enum result b, struct bench_stat *ret)
+{
+        static double v[MAX_ROUNDS];
+        for (uint32_t r = 0; r < run.rounds; r++)
+                v[r] = value(a, r) / value(b, r);
+        bench_stat(v, run.rounds, ret);
+}
+
+static bool have_lttng(void)
+{
+#if defined(BENCH_HAVE_LTTNG)
+        return true;
+#else
+        return false;
+#endif
+}
+
+static void report(bool lttng_enabled)
+{
+        char what[160], res[96], cmp[256], met[64];
+        struct bench_stat s, rf, rl;
+        const char *th = run.nthreads == 1 ? "1 thread" : "2 threads";
+        static const struct {
+                enum result r;
+                const char *label;
+                bool fast;         /* within 1.5x of the floor */
+                enum result lttng; /* compared with */
+        } rows[] = {
+                {R_BEGIN, "gtrace region begin", true, R_LT_INTS},
+                {R_END, "gtrace region end", true, R_LT_INTS},
+                {R_COUNTER, "gtrace counter", true, R_LT_INTS},
+                {R_LOG, "gtrace log (24-byte text, stack on by default)", false, R_LT_MSG},
+                {R_FIBER, "gtrace fiber transition (run/yield)", false, R_LT_INTS},
+        };
+
+        stat_of(R_FLOOR, &s);
+        bench_fmt_stat(res, sizeof(res), &s, "ns", 2);
+        snprintf(what, sizeof(what), "emit, %s: floor (rdtsc + thread-local append)", th);
+        bench_row(what, res, "reference", "", "");
+
+        bool lt = have_lttng() && lttng_enabled;
+        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+                if (!measured[rows[i].r])
+                        continue;
+                stat_of(rows[i].r, &s);
+                bench_fmt_stat(res, sizeof(res), &s, "ns", 2);
+                ratio_of(rows[i].r, R_FLOOR, &rf);
+                size_t n = (size_t)snprintf(cmp, sizeof(cmp), "%.2f× floor [%.2f–%.2f]", rf.median,
+                                            rf.p25, rf.p75);
+                bool ok_floor = rf.median <= 1.5, ok_lttng = true;
+                bool lt_row = lt && measured[rows[i].lttng];
+                if (lt_row) {
+                        ratio_of(rows[i].r, rows[i].lttng, &rl);
+                        ok_lttng = rl.median <= 0.2;
+                        snprintf(cmp + n, sizeof(cmp) - n, "; %.3f× LTTng%s [%.3f–%.3f]",
+                                 rl.median, rows[i].lttng == R_LT_MSG ? " string event" : "",
+                                 rl.p25, rl.p75);
+                }
+                snprintf(what, sizeof(what), "emit, %s: %s", th, rows[i].label);
+                const char *target = rows[i].fast ? (lt_row ? "≤ 1.5× floor; ≤ 0.2× LTTng"
+                                                            : "≤ 1.5× floor")
+                                                  : (lt_row ? "≤ 0.2× LTTng" : "");
+                if (rows[i].fast && lt_row)
+                        snprintf(met, sizeof(met), "%s / %s", ok_floor ? "yes" : "**NO**",
+                                 ok_lttng ? "yes" : "**NO**");
+                else if (rows[i].fast)
+                        snprintf(met, sizeof(met), "%s", ok_floor ? "yes" : "**NO**");
+                else if (lt_row)
+                        snprintf(met, sizeof(met), "%s", ok_lttng ? "yes" : "**NO**");
+                else
+                        met[0] = '\0';
+                bench_row(what, res, cmp, target, met);
+        }
+        if (!have_lttng())
+                return;
+        static const struct {
+                enum result r;
+                const char *label;
+        } lrows[] = {
+                {R_LT_INTS, "LTTng-UST tracepoint, 2 integers"},
+                {R_LT_MSG, "LTTng-UST tracepoint, integer + 24-byte string"},
+                {R_LT_OFF, "LTTng-UST tracepoint, disabled"},
+        };
+        for (size_t i = 0; i < sizeof(lrows) / sizeof(lrows[0]); i++) {
+                if ((!lttng_enabled && lrows[i].r != R_LT_OFF) || !measured[lrows[i].r])
+                        continue;
+                stat_of(lrows[i].r, &s);
+                bench_fmt_stat(res, sizeof(res), &s, "ns", 2);
+                ratio_of(lrows[i].r, R_FLOOR, &rf);
+                snprintf(cmp, sizeof(cmp), "%.2f× floor [%.2f–%.2f]", rf.median, rf.p25, rf.p75);
+                snprintf(what, sizeof(what), "emit, %s: %s", th, lrows[i].label);
+                bench_row(what, res, cmp, "context", "");
+        }
+}
+
+/* ---- callgrind mode -------------------------------------------------------- */
+
+static int callgrind_mode(void)
+{
+#if defined(BENCH_HAVE_CALLGRIND)
+        struct worker *w = &run.workers[0];
+        uint64_t ticks[NRESULTS];
+        worker_init(w);
+        for (size_t k = 0; k < nvariants; k++) {
+                variants[k].fn(w, run.groups, ticks); /* warm-up */
+                CALLGRIND_ZERO_STATS;
+                variants[k].fn(w, run.groups, ticks);
+                CALLGRIND_DUMP_STATS_AT(variants[k].name);
+                /* bench/run divides a dump's total by the events it covers. */
+                printf("callgrind\t%s\t%llu\n", variants[k].name,
+                       (unsigned long long)run.groups * GROUP * (unsigned)variants[k].nresults);
+        }
+        return 0;
+#else
+        fprintf(stderr, "bench-emit: built without <valgrind/callgrind.h>\n");
+        return 1;
+#endif
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: bench-emit [--threads 1|2] [--rounds N] [--events N] [--callgrind]\n"
+                   "                  [--lttng-enabled] [--cpus A,B] [--only VARIANT,...]\n"
+                   "variants: floor empty region counter log fiber lttng_ints lttng_msg "
+                   "lttng_disabled\n");
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"threads", required_argument, NULL, 't'},
+                {"rounds", required_argument, NULL, 'r'},
+                {"events", required_argument, NULL, 'e'},
+                {"callgrind", no_argument, NULL, 'c'},
+                {"lttng-enabled", no_argument, NULL, 'l'},
+                {"cpus", required_argument, NULL, 'p'},
+                {"only", required_argument, NULL, 'o'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        bool cg = false, lttng_enabled = false;
+        const char *only = NULL;
+        uint64_t events = 1u << 18;
+        int cpus[2] = {1, 0};
+        run.nthreads = 1;
+        run.rounds = 21;
+        for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+                switch (c) {
+                case 't': run.nthreads = atoi(optarg); break;
+                case 'r': run.rounds = (uint32_t)strtoul(optarg, NULL, 10); break;
+                case 'e':
+                        if (bench_parse_size(optarg, &events) < 0) {
+                                usage(stderr);
+                                return 2;
+                        }
+                        break;
+                case 'c': cg = true; break;
+                case 'l': lttng_enabled = true; break;
+                case 'p':
+                        if (sscanf(optarg, "%d,%d", &cpus[0], &cpus[1]) < 1) {
+                                usage(stderr);
+                                return 2;
+                        }
+                        break;
+                case 'o': only = optarg; break;
+                case 'h': usage(stdout); return 0;
+                default: usage(stderr); return 2;
+                }
+        }
+        if (run.nthreads < 1 || run.nthreads > 2 || run.rounds < 1 || run.rounds > MAX_ROUNDS ||
+            events < GROUP || events > (1ull << 32)) {
+                usage(stderr);
+                return 2;
+        }
+        run.groups = (uint32_t)(events / GROUP);
+        if (select_variants(only) < 0) {
+                fprintf(stderr, "bench-emit: --only: no such variant in '%s'\n", only);
+                return 2;
+        }
+        if (bench_ncpus() < 2) {
+                cpus[0] = cpus[1] = -1; /* nothing to choose from */
+        }
+
+#if defined(BENCH_HAVE_LTTNG)
+        /* The session must be active before the measurement starts (lttng-ust
+         * registers with the session daemon from a constructor). */
+        if (lttng_enabled && !lttng_ust_tracepoint_enabled(gtbench, ints)) {
+                fprintf(stderr, "bench-emit: --lttng-enabled but gtbench:ints is not enabled "
+                                "(is lttng-sessiond running with the bench session started?)\n");
+                return 1;
+        }
+#endif
+
+        struct gtrace_options o = {.size = sizeof(o), .flags = GTRACE_F_NO_DAEMON};
+        int r = gtrace_start(&o);
+        if (r < 0) {
+                fprintf(stderr, "bench-emit: gtrace_start: %s\n", strerror(-r));
+                return 1;
+        }
+        if (cg) {
+                r = callgrind_mode();
+                gtrace_stop();
+                return r;
+        }
+
+        run.ticks_per_ns = bench_ticks_per_ns();
+        pthread_barrier_init(&run.barrier, NULL, (unsigned)run.nthreads);
+        for (int i = 0; i < run.nthreads; i++) {
+                struct worker *w = &run.workers[i];
+                w->index = i;
+                w->cpu = cpus[i];
+                for (int k = 0; k < NRESULTS; k++) {
+                        w->ns[k] = calloc(run.rounds, sizeof(double));
+                        if (!w->ns[k]) {
+                                fprintf(stderr, "bench-emit: out of memory\n");
+                                return 1;
+                        }
+                }
+                if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+                        fprintf(stderr, "bench-emit: pthread_create failed\n");
+                        return 1;
+                }
+        }
+        for (int i = 0; i < run.nthreads; i++)
+                pthread_join(run.workers[i].thread, NULL);
+
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        report(lttng_enabled);
+        if (st.events_lost) {
+                char lost[96];
+                snprintf(lost, sizeof(lost), "%llu of %llu", (unsigned long long)st.events_lost,
+                         (unsigned long long)(st.events + st.events_lost));
+                bench_row(run.nthreads == 1 ? "emit, 1 thread: gtrace events lost"
+                                            : "emit, 2 threads: gtrace events lost",
+                          lost, "", "0", "**NO**");
+        }
+        fprintf(stderr, "bench-emit: %d thread(s), %u rounds x %u events per sample; gtrace: "
+                        "%llu events, %llu lost, %llu generations\n",
+                run.nthreads, run.rounds, run.groups * GROUP, (unsigned long long)st.events,
+                (unsigned long long)st.events_lost, (unsigned long long)st.generations);
+        gtrace_stop();
+        for (int i = 0; i < run.nthreads; i++)
+                for (int k = 0; k < NRESULTS; k++)
+                        free(run.workers[i].ns[k]);
+        pthread_barrier_destroy(&run.barrier);
+        return 0;
+}

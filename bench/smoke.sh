@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Runs every benchmark program once with tiny counts so they keep building
+# and running (ctest: test-bench-smoke).  Not a benchmark: no numbers are
+# checked, only that each program runs to completion and prints its rows.
+#   smoke.sh BENCH_BIN_DIR SCRATCH_DIR
+set -euo pipefail
+bin=$1
+scratch=$2
+rm -rf "$scratch"
+mkdir -p "$scratch"
+# Do not wait for an LTTng session daemon, whether one runs or not.
+export LTTNG_UST_REGISTER_TIMEOUT=0
+
+expect_rows() { # expect_rows WHAT MIN FILE
+        local n
+        n=$(grep -c '^| ' "$3" || true)
+        if [ "$n" -lt "$2" ]; then
+                echo "smoke: $1 printed $n table rows, expected at least $2" >&2
+                cat "$3" >&2
+                exit 1
+        fi
+}
+
+"$bin/bench-emit" --threads 1 --rounds 1 --events 256 >"$scratch/emit1"
+expect_rows "bench-emit --threads 1" 6 "$scratch/emit1"
+"$bin/bench-emit" --threads 2 --rounds 2 --events 256 --only counter,region >"$scratch/emit2"
+expect_rows "bench-emit --threads 2" 4 "$scratch/emit2"
+if "$bin/bench-emit" --only nosuchvariant >/dev/null 2>&1; then
+        echo "smoke: bench-emit accepted an unknown variant" >&2
+        exit 1
+fi
+"$bin/bench-size" --stream --events 300 --dump-dir "$scratch" >"$scratch/size"
+grep -q '^gtrace_bytes=[1-9]' "$scratch/size"
+"$bin/bench-size" --threads 4 >"$scratch/mem"
+grep -q '^heap_per_thread=' "$scratch/mem"
+"$bin/bench-advancer" --rounds 1 --window-ms 20 --work 10 >"$scratch/adv"
+expect_rows "bench-advancer" 2 "$scratch/adv"
+echo "smoke: all benchmark programs ran"
