@@ -451,7 +451,8 @@ static int run_stats(struct ctl *ctl, int argc, char **argv)
                fr_fmt_size(a, sizeof(a), s.blob_bytes));
         printf("%-13s %" PRIu64 "%s\n", "events lost", s.events_lost,
                s.events_lost ? " (buffers were full: see `gtracectl view --event lost`)" : "");
-        printf("\nevents per type:\n");
+        if (s.events)
+                printf("\nevents per type:\n");
         for (size_t i = 0; i < ntable; i++)
                 if (table[i].where != 'S' && s.per_type[table[i].code])
                         printf("  %-16s %12" PRIu64 "\n", table[i].name,

@@ -171,10 +171,12 @@ static void h_syscall_end(void *ctx, struct fr_track_thread *t, const char *name
         xw_lit(x->w, ",\"dur\":");
         xw_us(x->w, end_ns > start_ns ? end_ns - start_ns : 0);
         ev_name(x, "syscall", name);
-        xw_lit(x->w, ",\"args\":{\"fiber\":");
-        xw_u64(x->w, t->fiber);
-        arg_end(x, how);
-        xw_lit(x->w, "}");
+        if (t->fiber || how != FR_END_NORMAL) {
+                xw_lit(x->w, ",\"args\":{\"fiber\":");
+                xw_u64(x->w, t->fiber);
+                arg_end(x, how);
+                xw_lit(x->w, "}");
+        }
         ev_end(x);
 }
 

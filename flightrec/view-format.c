@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,4 +112,79 @@ char *fr_fmt_wall(char *buf, size_t len, int64_t wall_ns, int with_date)
         }
         (void)snprintf(buf, len, "%s.%09lld", head, (long long)frac);
         return buf;
+}
+
+/* Length of the valid UTF-8 sequence at s, 0 if invalid (overlong forms,
+ * surrogates and values above U+10FFFF are invalid); *ret_cp the value. */
+static size_t utf8_len(const uint8_t *s, size_t n, uint32_t *ret_cp)
+{
+        uint8_t c = s[0];
+        size_t len;
+        uint32_t cp, min;
+        if (c < 0x80) {
+                *ret_cp = c;
+                return 1;
+        }
+        if (c < 0xc2)
+                return 0;
+        if (c < 0xe0) {
+                len = 2;
+                cp = c & 0x1f;
+                min = 0x80;
+        } else if (c < 0xf0) {
+                len = 3;
+                cp = c & 0x0f;
+                min = 0x800;
+        } else if (c < 0xf5) {
+                len = 4;
+                cp = c & 0x07;
+                min = 0x10000;
+        } else {
+                return 0;
+        }
+        if (len > n)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        *ret_cp = cp;
+        return len;
+}
+
+int fr_fmt_safe(FILE *out, const char *str, size_t n, int quoted)
+{
+        const uint8_t *s = (const uint8_t *)str;
+        size_t i = 0;
+        while (i < n) {
+                uint32_t cp = 0;
+                size_t len = utf8_len(s + i, n - i, &cp);
+                if (len == 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0)) {
+                        const char *esc = NULL;
+                        if (quoted && len == 1 && cp == '\n')
+                                esc = "\\n";
+                        else if (quoted && len == 1 && cp == '\t')
+                                esc = "\\t";
+                        else if (quoted && len == 1 && cp == '\r')
+                                esc = "\\r";
+                        if (esc) {
+                                fputs(esc, out);
+                        } else {
+                                /* Every byte of the offending sequence. */
+                                size_t k = len ? len : 1;
+                                for (size_t j = 0; j < k; j++)
+                                        fprintf(out, "\\x%02x", s[i + j]);
+                        }
+                        i += len ? len : 1;
+                        continue;
+                }
+                if (quoted && (cp == '"' || cp == '\\'))
+                        fputc('\\', out);
+                fwrite(s + i, 1, len, out);
+                i += len;
+        }
+        return ferror(out) ? -EIO : 0;
 }

@@ -90,13 +90,7 @@ static void print_rel(FILE *out, int64_t rel)
  * from the terminal. */
 static void print_safe(FILE *out, const char *s)
 {
-        for (; *s; s++) {
-                unsigned char ch = (unsigned char)*s;
-                if (ch < 0x20 || ch == 0x7f)
-                        fprintf(out, "\\x%02x", ch);
-                else
-                        fputc(ch, out);
-        }
+        (void)fr_fmt_safe(out, s, strlen(s), 0);
 }
 
 static void print_logs(const struct fr_last *l, FILE *out, const struct fr_track_log *(*get)(

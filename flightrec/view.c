@@ -90,11 +90,17 @@ static int thread_matches(const struct view_ctx *c, uint64_t tid)
         const struct fr_view_options *o = c->o;
         if (!o->nthreads)
                 return 1;
-        const struct fr_track_thread *t = fr_track_thread(c->track, tid);
+        struct fr_track_thread *t = fr_track_thread(c->track, tid);
+        /* Once a thread matched by name it stays selected after it renames
+         * itself (the tracker leaves t->user to us: non-NULL = selected). */
+        if (t && t->user)
+                return 1;
         for (size_t i = 0; i < o->nthreads; i++) {
                 if (o->thread_names[i]) {
-                        if (t && !strcmp(t->name, o->thread_names[i]))
+                        if (t && !strcmp(t->name, o->thread_names[i])) {
+                                t->user = t;
                                 return 1;
+                        }
                 } else if (o->thread_ids[i] == tid) {
                         return 1;
                 }
@@ -111,28 +117,38 @@ static void print_rel(FILE *out, int64_t rel)
                 a % 1000000000);
 }
 
-/* Quoted with C escapes; bytes outside printable ASCII as \xNN (UTF-8 kept
- * as is would be nicer on a terminal, but a corrupt trace must not be able
- * to send control sequences to it). */
+/* Quoted, escaped for a terminal (fr_fmt_safe): a corrupt or hostile trace
+ * must not be able to send control sequences to it. */
 static void print_quoted(FILE *out, const uint8_t *s, size_t n)
 {
         fputc('"', out);
-        for (size_t i = 0; i < n; i++) {
-                uint8_t ch = s[i];
-                switch (ch) {
-                case '"': fputs("\\\"", out); break;
-                case '\\': fputs("\\\\", out); break;
-                case '\n': fputs("\\n", out); break;
-                case '\t': fputs("\\t", out); break;
-                case '\r': fputs("\\r", out); break;
-                default:
-                        if (ch >= 0x20 && ch < 0x7f)
-                                fputc(ch, out);
-                        else
-                                fprintf(out, "\\x%02x", ch);
+        (void)fr_fmt_safe(out, (const char *)s, n, 1);
+        fputc('"', out);
+}
+
+/* "4242 main" padded to 22 columns (counting characters, not bytes). */
+static void print_thread(FILE *out, uint64_t tid, const struct fr_track_thread *t)
+{
+        char num[24];
+        int width;
+        if (tid == 0) {
+                fputs("tracer", out);
+                width = 6;
+        } else {
+                width = snprintf(num, sizeof(num), "%" PRIu64, tid);
+                fputs(num, out);
+                if (t && t->name[0]) {
+                        size_t n = strlen(t->name);
+                        if (n > 60)
+                                n = 60;
+                        fputc(' ', out);
+                        (void)fr_fmt_safe(out, t->name, n, 0);
+                        width += 1;
+                        for (size_t i = 0; i < n; i++) /* UTF-8 continuation bytes take no column */
+                                width += ((unsigned char)t->name[i] & 0xc0) != 0x80;
                 }
         }
-        fputc('"', out);
+        fprintf(out, "%*s", width < 22 ? 23 - width : 1, "");
 }
 
 static void print_str(FILE *out, const char *s)
@@ -173,6 +189,12 @@ static void print_args(struct view_ctx *c, const struct fr_generation *g,
                 case PA_STR: print_str(c->out, ev->str[i]); break;
                 case PA_BYTES: print_quoted(c->out, ev->bytes[i], ev->bytes[i] ? v : 0); break;
                 case PA_STATE: fputs(proto_fiber_state_name((uint8_t)v), c->out); break;
+                case PA_TASK:
+                        if (v == 0)
+                                fputc('-', c->out);
+                        else
+                                fprintf(c->out, "%" PRIu64, v);
+                        break;
                 case PA_STACK: {
                         const uint64_t *pcs;
                         size_t n;
@@ -187,6 +209,10 @@ static void print_args(struct view_ctx *c, const struct fr_generation *g,
                         break;
                 }
                 case PA_FIBER: {
+                        if (v == 0) {
+                                fputc('-', c->out);
+                                break;
+                        }
                         fprintf(c->out, "%" PRIu64, v);
                         const struct fr_track_fiber *f = v ? fr_track_fiber(c->track, v) : NULL;
                         if (f && f->name[0] && ev->type != PROTO_EV_FIBER_CREATE &&
@@ -305,7 +331,7 @@ static int view_generation_begin(void *ctx, const struct fr_generation *g)
                 int64_t gs = fr_track_ns(g, g->clock.start) - c->start_ns;
                 int64_t ge = fr_track_ns(g, g->clock.end) - c->start_ns;
                 if ((!c->o->have_until || gs < c->o->until_ns) &&
-                    (!c->o->have_since || ge >= c->o->since_ns)) {
+                    (!c->o->have_since || ge > c->o->since_ns)) {
                         print_generation(c, g);
                         c->gen_printed = 1;
                 }
@@ -346,7 +372,7 @@ static int view_event(void *ctx, const struct fr_generation *g, const struct fr_
                 const struct fr_track_thread *t =
                         ev->tid ? fr_track_thread(c->track, ev->tid) : NULL;
                 uint64_t fiber = t ? t->fiber : 0;
-                char wall[64], thread[96];
+                char wall[64];
 
                 if (ev->type == PROTO_EV_FIBER_RUN || ev->type == PROTO_EV_FIBER_CREATE)
                         fiber = ev->args[1];
@@ -360,14 +386,7 @@ static int view_event(void *ctx, const struct fr_generation *g, const struct fr_
                 print_rel(c->out, rel);
                 fprintf(c->out, "  %s  ",
                         fr_fmt_wall(wall, sizeof(wall), fr_clock_wall_ns(&g->clock, ev->time), 0));
-                if (ev->tid == 0)
-                        (void)snprintf(thread, sizeof(thread), "tracer");
-                else if (t && t->name[0])
-                        (void)snprintf(thread, sizeof(thread), "%" PRIu64 " %.60s", ev->tid,
-                                       t->name);
-                else
-                        (void)snprintf(thread, sizeof(thread), "%" PRIu64, ev->tid);
-                fprintf(c->out, "%-22s ", thread);
+                print_thread(c->out, ev->tid, t);
                 if (fiber)
                         fprintf(c->out, "%-6" PRIu64 " ", fiber);
                 else

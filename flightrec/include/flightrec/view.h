@@ -162,6 +162,11 @@ char *fr_fmt_size(char *buf, size_t len, uint64_t bytes);
 /* Parses "1.5s", "200ms", "10us", "500ns", "2m", "1h", or plain seconds.
  * 0 or -EINVAL. */
 int fr_parse_duration(const char *s, int64_t *ret_ns);
+/* Writes n bytes of program-supplied text for a terminal: valid UTF-8 is
+ * kept, control characters (C0, DEL, C1) and bytes that are not UTF-8 are
+ * written as \xNN; with quoted, also '"' and '\' are escaped and \n \t \r
+ * use their C escapes.  Returns 0 or -EIO. */
+int fr_fmt_safe(FILE *out, const char *s, size_t n, int quoted);
 /* Wall-clock ns as "2026-11-26 05:07:48.123456789" in local time (TZ). */
 char *fr_fmt_wall(char *buf, size_t len, int64_t wall_ns, int with_date);
 
