@@ -7,3 +7,11 @@ set(DAEMON_HARNESS common/daemon-harness.c)
 gtrace_check_test(test-daemon-raw SOURCES integration/test-daemon-raw.c ${DAEMON_HARNESS}
   LIBS gtrace_flightrec TIMEOUT 120)
 add_dependencies(test-daemon-raw gtraced)
+
+# A real instrumented program for the runtime <-> daemon tests.
+add_executable(daemon-prog integration/daemon-prog.c)
+target_link_libraries(daemon-prog PRIVATE gtrace)
+gtrace_target(daemon-prog)
+gtrace_check_test(test-daemon-runtime SOURCES integration/test-daemon-runtime.c ${DAEMON_HARNESS}
+  LIBS gtrace_flightrec TIMEOUT 240)
+add_dependencies(test-daemon-runtime gtraced daemon-prog)

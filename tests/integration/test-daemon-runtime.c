@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gtraced with real instrumented programs (tests/integration/daemon-prog.c
+ * linked with libgtrace): several processes, the last event before a
+ * snapshot, SIGUSR1, kill -9, a crash, a stopped process, a daemon restart,
+ * an absent daemon.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon-harness.h"
+
+static struct dh_daemon D;
+
+struct prog {
+        pid_t pid;
+        int in;  /* its stdin (write end) */
+        int out; /* its stdout (read end) */
+};
+
+static void prog_start(struct prog *p, const char *period_ms, const char *mode,
+                       const char *arg)
+{
+        int in[2], out[2];
+        ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                dup2(in[0], STDIN_FILENO);
+                dup2(out[1], STDOUT_FILENO);
+                setenv("GTRACED_SOCKET", D.sock, 1);
+                setenv("GTRACE_PERIOD_MS", period_ms, 1);
+                setenv("GTRACE_DUMP_DIR", D.dir, 1);
+                unsetenv("GTRACE_NO_DAEMON");
+                const char *argv[] = {dh_binary("tests/daemon-prog"), mode, arg, NULL};
+                execv(argv[0], dh_mut(argv));
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        p->pid = pid;
+        p->in = in[1];
+        p->out = out[0];
+}
+
+/* One line of the program's stdout (without the newline). */
+static int prog_line(struct prog *p, char *buf, size_t cap, int timeout_ms)
+{
+        size_t got = 0;
+        uint64_t deadline = dh_now_ms() + (uint64_t)timeout_ms;
+        while (got + 1 < cap) {
+                uint64_t now = dh_now_ms();
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                struct pollfd pfd = {.fd = p->out, .events = POLLIN};
+                if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+                        continue;
+                ssize_t n = read(p->out, buf + got, 1);
+                if (n <= 0)
+                        return -EPIPE;
+                if (buf[got] == '\n')
+                        break;
+                got++;
+        }
+        buf[got] = 0;
+        return 0;
+}
+
+static int prog_end(struct prog *p)
+{
+        int st;
+        if (p->in >= 0)
+                close(p->in);
+        p->in = -1;
+        waitpid(p->pid, &st, 0);
+        close(p->out);
+        return st;
+}
+
+static void start(const char *const *extra)
+{
+        ck_assert_int_eq(dh_start(&D, extra, NULL), 0);
+}
+
+static void finish(void)
+{
+        ck_assert_int_eq(dh_stop(&D), 0);
+        dh_cleanup(&D);
+}
+
+struct proc_cond {
+        pid_t pid;
+        const char *state;
+        long long min_gens;
+};
+
+static int proc_matches(void *ctx)
+{
+        struct proc_cond *c = ctx;
+        json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
+        json_t *p = l ? dh_find_proc(l, c->pid) : NULL;
+        int ok = p && (!c->state || strcmp(dh_str(p, "state"), c->state) == 0) &&
+                 dh_int(p, "generations") >= c->min_gens;
+        json_decref(l);
+        return ok;
+}
+
+static void wait_proc(pid_t pid, const char *state, long long min_gens)
+{
+        struct proc_cond c = {pid, state, min_gens};
+        ck_assert_msg(dh_wait_until(proc_matches, &c, 15000), "pid %d never became %s",
+                      (int)pid, state ? state : "-");
+}
+
+static json_t *snapshot(pid_t pid)
+{
+        char req[128];
+        snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}", (int)pid);
+        json_t *r = dh_request(D.sock, -1, req);
+        ck_assert_ptr_nonnull(r);
+        return r;
+}
+
+/* The dump validates: our structural check always, and `gtracectl validate`
+ * when the client is built. */
+static void check_dump(const char *path, const char *marker)
+{
+        unsigned gens;
+        ck_assert_int_eq(dh_dump_check(path, &gens, NULL), 0);
+        ck_assert_uint_ge(gens, 1);
+        if (marker)
+                ck_assert_msg(dh_file_contains(path, marker), "%s lacks %s", path, marker);
+        const char *ctl = dh_binary("client/gtracectl");
+        if (access(ctl, X_OK) == 0) {
+                char cmd[1024];
+                snprintf(cmd, sizeof(cmd), "'%s' validate '%s' >/dev/null", ctl, path);
+                ck_assert_msg(system(cmd) == 0, "gtracectl validate %s failed", path);
+        }
+}
+
+/* A dump in D.dumps for pid, or NULL (static buffer). */
+static const char *find_dump(pid_t pid)
+{
+        static char path[512];
+        char pat[32];
+        snprintf(pat, sizeof(pat), "-%d-", (int)pid);
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "ls '%s' 2>/dev/null | grep -- '%s' | grep -v '^\\.' | head -1",
+                 D.dumps, pat);
+        FILE *f = popen(cmd, "r");
+        char name[256] = "";
+        if (f) {
+                if (!fgets(name, sizeof(name), f))
+                        name[0] = 0;
+                pclose(f);
+        }
+        name[strcspn(name, "\n")] = 0;
+        if (!name[0])
+                return NULL;
+        snprintf(path, sizeof(path), "%s/%s", D.dumps, name);
+        return path;
+}
+
+static int dump_exists(void *ctx)
+{
+        return find_dump(*(pid_t *)ctx) != NULL;
+}
+
+START_TEST(test_several_processes_last_event)
+{
+        start(NULL);
+        struct prog p[3];
+        char line[256], marker[3][64];
+        for (int i = 0; i < 3; i++) {
+                snprintf(marker[i], sizeof(marker[i]), "last-event-of-%d-%d", i, (int)getpid());
+                /* A long period: only the snapshot's FLUSH can deliver the marker. */
+                prog_start(&p[i], "60000", "wait", marker[i]);
+                ck_assert_int_eq(prog_line(&p[i], line, sizeof(line), 10000), 0);
+                ck_assert_str_eq(line, "ready");
+        }
+        for (int i = 0; i < 3; i++)
+                wait_proc(p[i].pid, "live", 0);
+        for (int i = 0; i < 3; i++) {
+                json_t *r = snapshot(p[i].pid);
+                ck_assert_msg(json_is_true(json_object_get(r, "ok")), "%s",
+                              dh_str(r, "error"));
+                ck_assert(json_is_true(json_object_get(r, "flushed")));
+                check_dump(dh_str(r, "path"), marker[i]);
+                for (int j = 0; j < 3; j++)
+                        if (j != i)
+                                ck_assert(!dh_file_contains(dh_str(r, "path"), marker[j]));
+                json_decref(r);
+        }
+        for (int i = 0; i < 3; i++) {
+                int st = prog_end(&p[i]);
+                ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+                wait_proc(p[i].pid, "exited", 1);
+        }
+        finish();
+}
+END_TEST
+
+START_TEST(test_sigusr1_dumps_all)
+{
+        start(NULL);
+        struct prog p[2];
+        char line[64];
+        for (int i = 0; i < 2; i++) {
+                prog_start(&p[i], "100", "wait", "usr1-marker");
+                ck_assert_int_eq(prog_line(&p[i], line, sizeof(line), 10000), 0);
+                wait_proc(p[i].pid, "live", 1);
+        }
+        ck_assert_int_eq(kill(D.pid, SIGUSR1), 0);
+        for (int i = 0; i < 2; i++) {
+                ck_assert(dh_wait_until(dump_exists, &p[i].pid, 10000));
+                check_dump(find_dump(p[i].pid), "usr1-marker");
+        }
+        for (int i = 0; i < 2; i++)
+                prog_end(&p[i]);
+        finish();
+}
+END_TEST
+
+START_TEST(test_kill9_history_dumpable)
+{
+        start(NULL);
+        struct prog p;
+        char line[64];
+        prog_start(&p, "50", "wait", "before-kill");
+        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 10000), 0);
+        wait_proc(p.pid, "live", 2);
+        kill(p.pid, SIGKILL);
+        prog_end(&p);
+        wait_proc(p.pid, "crashed", 1);
+        ck_assert(dh_wait_until(dump_exists, &p.pid, 10000)); /* automatic */
+        json_t *r = snapshot(p.pid);
+        ck_assert(json_is_true(json_object_get(r, "ok")));
+        ck_assert(json_is_false(json_object_get(r, "flushed")));
+        check_dump(dh_str(r, "path"), NULL);
+        json_decref(r);
+        finish();
+}
+END_TEST
+
+START_TEST(test_crash_dump_has_last_events)
+{
+        start(NULL);
+        struct prog p;
+        char marker[64];
+        snprintf(marker, sizeof(marker), "dying-words-%d", (int)getpid());
+        prog_start(&p, "60000", "crash", marker);
+        int st = prog_end(&p);
+        ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+        wait_proc(p.pid, "crashed", 1);
+        ck_assert(dh_wait_until(dump_exists, &p.pid, 10000));
+        check_dump(find_dump(p.pid), marker);
+        json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
+        ck_assert_str_eq(dh_str(dh_find_proc(l, p.pid), "signal_name"), "SIGSEGV");
+        json_decref(l);
+        finish();
+}
+END_TEST
+
+START_TEST(test_stopped_process_snapshot_bounded)
+{
+        const char *extra[] = {"--flush-timeout", "250", NULL};
+        start(extra);
+        struct prog p;
+        char line[64];
+        prog_start(&p, "50", "wait", "stopped");
+        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 10000), 0);
+        wait_proc(p.pid, "live", 1);
+        kill(p.pid, SIGSTOP);
+        uint64_t t0 = dh_now_ms();
+        json_t *r = snapshot(p.pid);
+        uint64_t took = dh_now_ms() - t0;
+        kill(p.pid, SIGCONT);
+        ck_assert(json_is_true(json_object_get(r, "ok")));
+        ck_assert(json_is_false(json_object_get(r, "flushed")));
+        ck_assert_uint_lt(took, 250 + 1500);
+        check_dump(dh_str(r, "path"), NULL);
+        json_decref(r);
+        prog_end(&p);
+        finish();
+}
+END_TEST
+
+START_TEST(test_daemon_restart_producers_reconnect)
+{
+        start(NULL);
+        struct prog p;
+        char line[64];
+        prog_start(&p, "50", "spin", "3000");
+        wait_proc(p.pid, "live", 1);
+        uint64_t t0 = dh_now_ms();
+        ck_assert_int_eq(dh_stop(&D), 0);
+        ck_assert_int_eq(dh_start(&D, NULL, NULL), 0);
+        /* The runtime reconnects on its own and history starts again. */
+        wait_proc(p.pid, "live", 1);
+        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 15000), 0);
+        ck_assert_uint_gt(strtoull(line, NULL, 10), 0);
+        /* It never stalled: it ended on time (3 s of spinning from its start). */
+        ck_assert_uint_lt(dh_now_ms() - t0, 3000 + 2000);
+        int st = prog_end(&p);
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        finish();
+}
+END_TEST
+
+START_TEST(test_daemon_absent_full_speed)
+{
+        ck_assert_int_eq(dh_prepare(&D), 0); /* a socket path nobody listens on */
+        struct prog p;
+        char line[64];
+        prog_start(&p, "20", "run", "300000");
+        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 20000), 0);
+        unsigned long long absent_ms = strtoull(line, NULL, 10);
+        prog_end(&p);
+        /* Same work with the daemon connection disabled outright. */
+        setenv("GTRACE_NO_DAEMON", "1", 1);
+        int in[2], out[2];
+        ck_assert_int_eq(pipe(in), 0);
+        ck_assert_int_eq(pipe(out), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                dup2(out[1], STDOUT_FILENO);
+                setenv("GTRACED_SOCKET", D.sock, 1);
+                setenv("GTRACE_PERIOD_MS", "20", 1);
+                const char *argv[] = {dh_binary("tests/daemon-prog"), "run", "300000", NULL};
+                execv(argv[0], dh_mut(argv));
+                _exit(127);
+        }
+        unsetenv("GTRACE_NO_DAEMON");
+        close(out[1]);
+        struct prog q = {.pid = pid, .in = in[1], .out = out[0]};
+        close(in[0]);
+        ck_assert_int_eq(prog_line(&q, line, sizeof(line), 20000), 0);
+        unsigned long long base_ms = strtoull(line, NULL, 10);
+        prog_end(&q);
+        ck_assert_msg(absent_ms <= 2 * base_ms + 200, "absent %llu ms vs %llu ms", absent_ms,
+                      base_ms);
+        dh_cleanup(&D);
+}
+END_TEST
+
+START_TEST(test_gtrace_dump_through_daemon)
+{
+        start(NULL);
+        struct prog p;
+        char line[4200];
+        prog_start(&p, "60000", "dump", "asked-for-it");
+        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 10000), 0);
+        ck_assert_msg(strncmp(line, "0 ", 2) == 0, "%s", line);
+        ck_assert_msg(strncmp(line + 2, D.dumps, strlen(D.dumps)) == 0, "%s", line);
+        check_dump(line + 2, "asked-for-it");
+        ck_assert(dh_file_contains(line + 2, "prog asked"));
+        prog_end(&p);
+        finish();
+}
+END_TEST
+
+static Suite *daemon_runtime_suite(void)
+{
+        Suite *s = suite_create("daemon-runtime");
+        TCase *core = tcase_create("core");
+        tcase_set_timeout(core, 90);
+        tcase_add_test(core, test_several_processes_last_event);
+        tcase_add_test(core, test_sigusr1_dumps_all);
+        tcase_add_test(core, test_gtrace_dump_through_daemon);
+        suite_add_tcase(s, core);
+        TCase *failures = tcase_create("failures");
+        tcase_set_timeout(failures, 90);
+        tcase_add_test(failures, test_kill9_history_dumpable);
+        tcase_add_test(failures, test_crash_dump_has_last_events);
+        tcase_add_test(failures, test_stopped_process_snapshot_bounded);
+        tcase_add_test(failures, test_daemon_restart_producers_reconnect);
+        tcase_add_test(failures, test_daemon_absent_full_speed);
+        suite_add_tcase(s, failures);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(daemon_runtime_suite());
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
