@@ -21,7 +21,8 @@
  * (consecutive groups share a read), so region begin and region end can be
  * told apart while the timer costs 1/32 of a counter read per event; the cost
  * of an empty group is measured too and subtracted.  One *sample* is a few
- * hundred thousand events of one variant.  A *round* takes one sample of
+ * hundred thousand events of one variant; its value is the mean group time
+ * without the groups that were interrupted (see sample_ns).  A *round* takes one sample of
  * every variant, in an order that rotates from round to round, so slow
  * phases of a noisy machine hit every variant alike; ratios are computed
  * per round (A and B of the same round) and the median over rounds is
@@ -117,136 +118,91 @@ struct worker {
         int cpu;
         uint64_t fiber;
         pthread_t thread;
+        uint32_t *group[2];   /* ticks of each group of the current sample, per result slot */
         double *ns[NRESULTS]; /* [round] ns per event (group overhead not yet subtracted) */
+        uint64_t groups_total, groups_dropped;
 };
 
-/* Ticks spent per result in one sample of `groups` groups.  Each variant
- * fills the results it measures. */
-typedef void (*variant_fn)(struct worker *w, uint32_t groups, uint64_t *ticks);
+/* A variant runs `groups` groups and stores each group's ticks in
+ * w->group[0] (and w->group[1] for the second result of region). */
+typedef void (*variant_fn)(struct worker *w, uint32_t groups);
 
 static const char *const log_text = "connection reset by peer";
 
-static void v_floor(struct worker *w, uint32_t groups, uint64_t *ticks)
+/* One group: BODY issues GROUP events; its ticks go to w->group[SLOT][g]. */
+#define TIMED_GROUPS(SLOT, BODY)                                                                   \
+        do {                                                                                       \
+                uint32_t *out_ = w->group[SLOT];                                                   \
+                uint64_t t_ = bench_ticks();                                                       \
+                for (uint32_t g = 0; g < groups; g++) {                                            \
+                        BODY;                                                                      \
+                        uint64_t u_ = bench_ticks();                                               \
+                        out_[g] = (uint32_t)(u_ - t_ < UINT32_MAX ? u_ - t_ : UINT32_MAX);         \
+                        t_ = u_;                                                                   \
+                }                                                                                  \
+        } while (0)
+
+static void v_floor(struct worker *w, uint32_t groups)
 {
-        uint64_t t = bench_ticks(), acc = 0;
-        for (uint32_t g = 0; g < groups; g++) {
-                for (uint32_t j = 0; j < GROUP; j++)
-                        floor_event(0x20, j);
-                uint64_t u = bench_ticks();
-                acc += u - t;
-                t = u;
-        }
-        ticks[R_FLOOR] = acc;
+        TIMED_GROUPS(0, for (uint32_t j = 0; j < GROUP; j++) floor_event(0x20, j));
 }
 
-static void v_empty(struct worker *w, uint32_t groups, uint64_t *ticks)
+static void v_empty(struct worker *w, uint32_t groups)
 {
-        uint64_t t = bench_ticks(), acc = 0;
-        for (uint32_t g = 0; g < groups; g++) {
-                __asm__ volatile("" ::: "memory");
-                uint64_t u = bench_ticks();
-                acc += u - t;
-                t = u;
-        }
-        ticks[R_EMPTY] = acc;
+        TIMED_GROUPS(0, __asm__ volatile("" ::: "memory"));
 }
 
-static void v_region(struct worker *w, uint32_t groups, uint64_t *ticks)
+static void v_region(struct worker *w, uint32_t groups)
 {
-        uint64_t t = bench_ticks(), b = 0, e = 0;
+        uint32_t *b = w->group[0], *e = w->group[1];
+        uint64_t t = bench_ticks();
         for (uint32_t g = 0; g < groups; g++) {
                 for (uint32_t j = 0; j < GROUP; j++)
                         gtrace_region_begin("request");
                 uint64_t u = bench_ticks();
-                b += u - t;
+                b[g] = (uint32_t)(u - t < UINT32_MAX ? u - t : UINT32_MAX);
                 for (uint32_t j = 0; j < GROUP; j++)
                         gtrace_region_end();
                 t = bench_ticks();
-                e += t - u;
+                e[g] = (uint32_t)(t - u < UINT32_MAX ? t - u : UINT32_MAX);
         }
-        ticks[R_BEGIN] = b;
-        ticks[R_END] = e;
 }
 
-static void v_counter(struct worker *w, uint32_t groups, uint64_t *ticks)
+static void v_counter(struct worker *w, uint32_t groups)
 {
-        uint64_t t = bench_ticks(), acc = 0;
-        for (uint32_t g = 0; g < groups; g++) {
-                for (uint32_t j = 0; j < GROUP; j++)
-                        gtrace_counter("queue_depth", (int64_t)j);
-                uint64_t u = bench_ticks();
-                acc += u - t;
-                t = u;
-        }
-        ticks[R_COUNTER] = acc;
+        TIMED_GROUPS(0, for (uint32_t j = 0; j < GROUP; j++) gtrace_counter("queue_depth", (int64_t)j));
 }
 
-static void v_log(struct worker *w, uint32_t groups, uint64_t *ticks)
+static void v_log(struct worker *w, uint32_t groups)
 {
-        uint64_t t = bench_ticks(), acc = 0;
-        for (uint32_t g = 0; g < groups; g++) {
-                for (uint32_t j = 0; j < GROUP; j++)
-                        gtrace_log("net", log_text);
-                uint64_t u = bench_ticks();
-                acc += u - t;
-                t = u;
-        }
-        ticks[R_LOG] = acc;
+        TIMED_GROUPS(0, for (uint32_t j = 0; j < GROUP; j++) gtrace_log("net", log_text));
 }
 
-static void v_fiber(struct worker *w, uint32_t groups, uint64_t *ticks)
+static void v_fiber(struct worker *w, uint32_t groups)
 {
-        uint64_t t = bench_ticks(), acc = 0;
-        for (uint32_t g = 0; g < groups; g++) {
-                for (uint32_t j = 0; j < GROUP / 2; j++) {
-                        gtrace_fiber_run(w->fiber);
-                        gtrace_fiber_yield();
-                }
-                uint64_t u = bench_ticks();
-                acc += u - t;
-                t = u;
-        }
-        ticks[R_FIBER] = acc;
+        TIMED_GROUPS(0, for (uint32_t j = 0; j < GROUP / 2; j++) {
+                gtrace_fiber_run(w->fiber);
+                gtrace_fiber_yield();
+        });
 }
 
 #if defined(BENCH_HAVE_LTTNG)
-static void v_lt_ints(struct worker *w, uint32_t groups, uint64_t *ticks)
+static void v_lt_ints(struct worker *w, uint32_t groups)
 {
-        uint64_t t = bench_ticks(), acc = 0;
-        for (uint32_t g = 0; g < groups; g++) {
-                for (uint32_t j = 0; j < GROUP; j++)
-                        lttng_ust_tracepoint(gtbench, ints, 1, (int64_t)j);
-                uint64_t u = bench_ticks();
-                acc += u - t;
-                t = u;
-        }
-        ticks[R_LT_INTS] = acc;
+        TIMED_GROUPS(0, for (uint32_t j = 0; j < GROUP; j++)
+                                lttng_ust_tracepoint(gtbench, ints, 1, (int64_t)j));
 }
 
-static void v_lt_msg(struct worker *w, uint32_t groups, uint64_t *ticks)
+static void v_lt_msg(struct worker *w, uint32_t groups)
 {
-        uint64_t t = bench_ticks(), acc = 0;
-        for (uint32_t g = 0; g < groups; g++) {
-                for (uint32_t j = 0; j < GROUP; j++)
-                        lttng_ust_tracepoint(gtbench, msg, 1, log_text);
-                uint64_t u = bench_ticks();
-                acc += u - t;
-                t = u;
-        }
-        ticks[R_LT_MSG] = acc;
+        TIMED_GROUPS(0, for (uint32_t j = 0; j < GROUP; j++)
+                                lttng_ust_tracepoint(gtbench, msg, 1, log_text));
 }
 
-static void v_lt_off(struct worker *w, uint32_t groups, uint64_t *ticks)
+static void v_lt_off(struct worker *w, uint32_t groups)
 {
-        uint64_t t = bench_ticks(), acc = 0;
-        for (uint32_t g = 0; g < groups; g++) {
-                for (uint32_t j = 0; j < GROUP; j++)
-                        lttng_ust_tracepoint(gtbench_off, ints, 1, (int64_t)j);
-                uint64_t u = bench_ticks();
-                acc += u - t;
-                t = u;
-        }
-        ticks[R_LT_OFF] = acc;
+        TIMED_GROUPS(0, for (uint32_t j = 0; j < GROUP; j++)
+                                lttng_ust_tracepoint(gtbench_off, ints, 1, (int64_t)j));
 }
 #endif
 
@@ -325,27 +281,56 @@ static void worker_init(struct worker *w)
         floor_self->pos = floor_self->data;
         floor_self->end = floor_self->data + FLOOR_BYTES;
         w->fiber = gtrace_fiber_create("bench-fiber");
+        for (int i = 0; i < 2; i++) {
+                w->group[i] = calloc(run.groups, sizeof(uint32_t));
+                if (!w->group[i]) {
+                        fprintf(stderr, "bench-emit: out of memory\n");
+                        exit(1);
+                }
+        }
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+/*
+ * ns per event of one sample: the mean group time, leaving out groups that
+ * took more than TRIM times the median group.  Those are groups during which
+ * the thread was preempted or interrupted (on a shared machine, by whatever
+ * else runs); gtrace's own slow paths (a new chunk every few thousand events)
+ * stay well below that bound and are included, amortized, in the mean.
+ */
+#define TRIM 4
+static double sample_ns(struct worker *w, uint32_t *g, uint32_t n)
+{
+        qsort(g, n, sizeof(*g), cmp_u32);
+        uint64_t bound = (uint64_t)g[n / 2] * TRIM + 64, sum = 0;
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < n && g[i] <= bound; i++, kept++)
+                sum += g[i];
+        w->groups_total += n;
+        w->groups_dropped += n - kept;
+        return (double)sum / kept / run.ticks_per_ns / GROUP;
 }
 
 static void *worker_main(void *arg)
 {
         struct worker *w = arg;
         worker_init(w);
-        uint64_t ticks[NRESULTS];
         /* Round 0 warms up (first chunks, interned names, LTTng's per-thread
          * state) and is not recorded. */
         for (uint32_t r = 0; r <= run.rounds; r++) {
                 for (uint32_t k = 0; k < nvariants; k++) {
                         const struct variant *v = &variants[(r + k) % nvariants];
                         pthread_barrier_wait(&run.barrier);
-                        v->fn(w, run.groups, ticks);
+                        v->fn(w, run.groups);
                         if (r == 0)
                                 continue;
-                        for (int i = 0; i < v->nresults; i++) {
-                                enum result res = v->results[i];
-                                w->ns[res][r - 1] = (double)ticks[res] / run.ticks_per_ns /
-                                                    ((double)run.groups * GROUP);
-                        }
+                        for (int i = 0; i < v->nresults; i++)
+                                w->ns[v->results[i]][r - 1] = sample_ns(w, w->group[i], run.groups);
                 }
         }
         return NULL;
@@ -473,12 +458,11 @@ static int callgrind_mode(void)
 {
 #if defined(BENCH_HAVE_CALLGRIND)
         struct worker *w = &run.workers[0];
-        uint64_t ticks[NRESULTS];
         worker_init(w);
         for (size_t k = 0; k < nvariants; k++) {
-                variants[k].fn(w, run.groups, ticks); /* warm-up */
+                variants[k].fn(w, run.groups); /* warm-up */
                 CALLGRIND_ZERO_STATS;
-                variants[k].fn(w, run.groups, ticks);
+                variants[k].fn(w, run.groups);
                 CALLGRIND_DUMP_STATS_AT(variants[k].name);
                 /* bench/run divides a dump's total by the events it covers. */
                 printf("callgrind\t%s\t%llu\n", variants[k].name,
@@ -611,14 +595,24 @@ int main(int argc, char **argv)
                                             : "emit, 2 threads: gtrace events lost",
                           lost, "", "0", "**NO**");
         }
-        fprintf(stderr, "bench-emit: %d thread(s), %u rounds x %u events per sample; gtrace: "
-                        "%llu events, %llu lost, %llu generations\n",
-                run.nthreads, run.rounds, run.groups * GROUP, (unsigned long long)st.events,
-                (unsigned long long)st.events_lost, (unsigned long long)st.generations);
+        uint64_t gt = 0, gd = 0;
+        for (int i = 0; i < run.nthreads; i++) {
+                gt += run.workers[i].groups_total;
+                gd += run.workers[i].groups_dropped;
+        }
+        fprintf(stderr, "bench-emit: %d thread(s), %u rounds x %u events per sample; %.3f%% of "
+                        "groups left out as interrupted; gtrace: %llu events, %llu lost, %llu "
+                        "generations\n",
+                run.nthreads, run.rounds, run.groups * GROUP, gt ? 100.0 * (double)gd / (double)gt : 0,
+                (unsigned long long)st.events, (unsigned long long)st.events_lost,
+                (unsigned long long)st.generations);
         gtrace_stop();
-        for (int i = 0; i < run.nthreads; i++)
+        for (int i = 0; i < run.nthreads; i++) {
                 for (int k = 0; k < NRESULTS; k++)
                         free(run.workers[i].ns[k]);
+                free(run.workers[i].group[0]);
+                free(run.workers[i].group[1]);
+        }
         pthread_barrier_destroy(&run.barrier);
         return 0;
 }
