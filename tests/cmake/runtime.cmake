@@ -9,3 +9,5 @@ gtrace_check_test(test-runtime-api SOURCES unit/test-runtime-api.c
   LIBS gtrace_static gtrace_rtcheck TIMEOUT 120)
 gtrace_check_test(test-runtime-stress SOURCES unit/test-runtime-stress.c
   LIBS gtrace_static gtrace_rtcheck LABELS concurrency TIMEOUT 300)
+gtrace_check_test(test-runtime-fastpath SOURCES unit/test-runtime-fastpath.c
+  LIBS gtrace_static gtrace_rtcheck LABELS concurrency TIMEOUT 120)

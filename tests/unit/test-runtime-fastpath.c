@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fast path's promises, checked for real:
+ *  - no system call: a child process locks its emitting thread in a seccomp
+ *    filter that kills the process on any system call but exit, then emits
+ *    thousands of events of every fast-path kind (and the slow paths a
+ *    thread meets without waking anyone: new chunks, new generations);
+ *  - fibers migrate between threads and the reader orders their transitions
+ *    by sequence numbers, not clocks.
+ */
+#include <check.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gtrace/gtrace.h"
+#include "rt-check.h"
+
+static int deny_all_syscalls_but_exit(void)
+{
+        struct sock_filter filter[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_exit_group, 2, 0),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_exit, 1, 0),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {.len = sizeof(filter) / sizeof(filter[0]), .filter = filter};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return -1;
+        return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+START_TEST(test_fastpath_makes_no_syscall)
+{
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct gtrace_options o = {.period_ms = 1, .flags = GTRACE_F_NO_DAEMON,
+                                           .chunk_bytes = 4096};
+                if (gtrace_start(&o) != 0)
+                        _exit(3);
+                /* Registration and first use of each string may make system
+                 * calls; after that, nothing may. */
+                gtrace_region_begin("warm");
+                gtrace_counter("depth", 1);
+                gtrace_region_end();
+                if (deny_all_syscalls_but_exit() != 0)
+                        _exit(4);
+                /* The advancer keeps cutting generations every millisecond on
+                 * its own thread (the filter applies to this thread only), so
+                 * this loop crosses generations and fills chunks. */
+                for (int i = 0; i < 200000; i++) {
+                        gtrace_region_begin("warm");
+                        gtrace_counter("depth", i);
+                        gtrace_region_end();
+                }
+                syscall(SYS_exit_group, 0);
+        }
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        if (WIFSIGNALED(status))
+                ck_abort_msg("emitting thread was killed by signal %d: a system call on the "
+                             "fast path", WTERMSIG(status));
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
+/* Ping-pong: two threads take turns running the same fibers. */
+struct pingpong {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        uint64_t fibers[8];
+        int turn;
+        int rounds;
+};
+
+struct player {
+        struct pingpong *pp;
+        int me; /* plays when turn % 2 == me */
+};
+
+static void *pingpong_main(void *arg)
+{
+        struct player *pl = arg;
+        struct pingpong *pp = pl->pp;
+        int me = pl->me;
+        for (int r = 0; r < pp->rounds; r++) {
+                pthread_mutex_lock(&pp->lock);
+                while (pp->turn % 2 != me)
+                        pthread_cond_wait(&pp->cond, &pp->lock);
+                for (int i = 0; i < 8; i++) {
+                        gtrace_fiber_ready(pp->fibers[i]);
+                        gtrace_fiber_run(pp->fibers[i]);
+                        gtrace_region_begin("step");
+                        gtrace_region_end();
+                        gtrace_fiber_block("handoff");
+                }
+                pp->turn++;
+                pthread_cond_broadcast(&pp->cond);
+                pthread_mutex_unlock(&pp->lock);
+        }
+        return NULL;
+}
+
+START_TEST(test_fiber_migration_ordered_by_seq)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = {.period_ms = 2, .dump_dir = dir, .flags = GTRACE_F_NO_DAEMON,
+                                   .ring_generations = 1024};
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        struct pingpong pp = {.rounds = 300};
+        pthread_mutex_init(&pp.lock, NULL);
+        pthread_cond_init(&pp.cond, NULL);
+        for (int i = 0; i < 8; i++) {
+                pp.fibers[i] = gtrace_fiber_create("migrant");
+                gtrace_fiber_run(pp.fibers[i]);
+                gtrace_fiber_block("start");
+        }
+        pthread_t a, b;
+        struct player pa = {&pp, 0}, pb = {&pp, 1};
+        pthread_create(&a, NULL, pingpong_main, &pa);
+        pthread_create(&b, NULL, pingpong_main, &pb);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("migration", path, sizeof(path)), 0);
+        gtrace_stop();
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_RUN), 8 + 2 * 300 * 8);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_READY), 2 * 300 * 8);
+        ck_assert_uint_ge(s.fiber_threads_max, 3); /* main, a and b */
+        ck_assert_uint_gt(s.generations, 1);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *suite = suite_create("runtime-fastpath");
+        TCase *tc = tcase_create("core");
+        tcase_set_timeout(tc, 60);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+        /* Sanitizer runtimes make their own system calls. */
+        tcase_add_test(tc, test_fastpath_makes_no_syscall);
+#endif
+        tcase_add_test(tc, test_fiber_migration_ordered_by_seq);
+        suite_add_tcase(suite, tc);
+        SRunner *sr = srunner_create(suite);
+        srunner_run_all(sr, CK_NORMAL);
+        int failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed ? 1 : 0;
+}
