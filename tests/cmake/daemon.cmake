@@ -15,3 +15,6 @@ gtrace_target(daemon-prog)
 gtrace_check_test(test-daemon-runtime SOURCES integration/test-daemon-runtime.c ${DAEMON_HARNESS}
   LIBS gtrace_flightrec TIMEOUT 240)
 add_dependencies(test-daemon-runtime gtraced daemon-prog)
+gtrace_check_test(test-daemon-systemd SOURCES integration/test-daemon-systemd.c ${DAEMON_HARNESS}
+  LIBS gtrace_flightrec TIMEOUT 120)
+add_dependencies(test-daemon-systemd gtraced)
