@@ -267,7 +267,7 @@ static int run_view(struct ctl *ctl, int argc, char **argv)
         struct view_args a;
         struct fr_dump *d = NULL;
         struct fr_error err;
-        const char *path;
+        const char *path = NULL;
         int first, r;
 
         memset(&a, 0, sizeof(a));
@@ -360,7 +360,7 @@ static int run_stats(struct ctl *ctl, int argc, char **argv)
         struct fr_stats s;
         struct fr_error err;
         struct stat st;
-        const char *path;
+        const char *path = NULL;
         char a[64], b[64], c[64];
         int first, r;
 
@@ -497,7 +497,7 @@ static int run_validate(struct ctl *ctl, int argc, char **argv)
         struct fr_error err;
         struct validate_ctx v = {0};
         struct fr_callbacks cb = {.generation_end = validate_gen_end};
-        const char *path;
+        const char *path = NULL;
         int first, r;
 
         memset(&err, 0, sizeof(err));
@@ -614,7 +614,7 @@ static int run_export(struct ctl *ctl, int argc, char **argv)
         struct fr_error err;
         struct fr_export_result res = {0};
         struct progress pr = {0};
-        const char *path;
+        const char *path = NULL;
         char tmp_path[PATH_MAX], abs_path[PATH_MAX];
         int first, r, fd = 1;
 

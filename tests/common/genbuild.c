@@ -422,7 +422,7 @@ static int gb_compile_line(struct gb_cc *c, struct gb_gen *g, struct gb_tok *tk,
         }
         if (strcmp(name, "raw") == 0) {
                 for (size_t i = 1; i < n; i++) {
-                        uint64_t v;
+                        uint64_t v = 0;
                         uint8_t b;
                         if ((r = gb_num(c, &tk[i], 0, &v)) < 0)
                                 return r;
