@@ -98,20 +98,50 @@ static int rd_reserve(void **p, size_t *cap, size_t need, size_t elem)
 /*
  * Open addressing with linear probing, load factor at most 1/2.  A slot is
  * occupied when its stamp equals the map's stamp, so emptying the map for
- * the next generation is one increment rather than a sweep.
+ * the next generation is one increment rather than a sweep.  Key, value and
+ * stamp share a slot: a lookup touches one cache line.
+ *
+ * The runtime numbers strings, tasks and fibers from counters, and events
+ * mostly refer to recent ones, so the hash keeps blocks of RD_BLOCK
+ * consecutive ids in consecutive slots (two cache lines) and scatters the
+ * blocks: a generation's busy tasks then share a few cache lines instead of
+ * one each, which is the difference between cache hits and memory misses
+ * once a generation holds tens of thousands of tasks.  (Passing the low bits
+ * straight through would be even more local, but long runs of ids then form
+ * long clusters that any other id landing inside must probe across.)
+ *
+ * Ids come from untrusted input, and any fixed hash can be collided on
+ * purpose, so every insert counts its probes: past RD_PROBE_LIMIT the map
+ * rebuilds itself with a scrambling hash keyed by a per-map seed.  Lookups
+ * of present keys follow their insert's path, so they are bounded the same
+ * way.
  */
-struct rd_map {
-        uint64_t *keys;
-        uint32_t *vals;
-        uint32_t *stamps;
+#define RD_PROBE_LIMIT 64
+#define RD_BLOCK_BITS 3 /* 8 ids per block */
+
+struct rd_slot {
+        uint64_t key;
+        uint32_t val;
         uint32_t stamp;
-        uint32_t bits; /* capacity 1 << bits; 0: nothing allocated */
+};
+
+struct rd_map {
+        struct rd_slot *slots;
+        uint64_t seed;  /* scrambling hash when non-zero */
+        uint32_t stamp;
+        uint32_t bits;  /* capacity 1 << bits; 0: nothing allocated */
         uint32_t n;
 };
 
-static inline uint32_t rd_hash(uint64_t k, uint32_t bits)
+static inline uint32_t rd_hash(const struct rd_map *m, uint64_t k)
 {
-        return (uint32_t)((k * 0x9e3779b97f4a7c15ull) >> (64 - bits));
+        if (m->seed)
+                return (uint32_t)(((k ^ m->seed) * 0x9e3779b97f4a7c15ull) >> (64 - m->bits));
+        /* m->bits >= 6 > RD_BLOCK_BITS */
+        return (uint32_t)(((k >> RD_BLOCK_BITS) * 0x9e3779b97f4a7c15ull) >>
+                          (64 - (m->bits - RD_BLOCK_BITS)))
+                       << RD_BLOCK_BITS |
+               (uint32_t)(k & ((1u << RD_BLOCK_BITS) - 1));
 }
 
 static uint32_t rd_map_get(const struct rd_map *m, uint64_t key)
@@ -121,52 +151,57 @@ static uint32_t rd_map_get(const struct rd_map *m, uint64_t key)
         if (m->bits == 0)
                 return RD_NONE;
         mask = (1u << m->bits) - 1;
-        for (i = rd_hash(key, m->bits);; i = (i + 1) & mask) {
-                if (m->stamps[i] != m->stamp)
+        for (i = rd_hash(m, key);; i = (i + 1) & mask) {
+                const struct rd_slot *sl = &m->slots[i];
+                if (sl->stamp != m->stamp)
                         return RD_NONE;
-                if (m->keys[i] == key)
-                        return m->vals[i];
+                if (sl->key == key)
+                        return sl->val;
         }
 }
 
-static void rd_map_insert_slot(struct rd_map *m, uint64_t key, uint32_t val)
+/* Returns the number of slots probed. */
+static uint32_t rd_map_insert_slot(struct rd_map *m, uint64_t key, uint32_t val)
 {
-        uint32_t mask = (1u << m->bits) - 1, i;
+        uint32_t mask = (1u << m->bits) - 1, i, probes = 1;
 
-        for (i = rd_hash(key, m->bits); m->stamps[i] == m->stamp; i = (i + 1) & mask)
-                ;
-        m->keys[i] = key;
-        m->vals[i] = val;
-        m->stamps[i] = m->stamp;
+        for (i = rd_hash(m, key); m->slots[i].stamp == m->stamp; i = (i + 1) & mask)
+                probes++;
+        m->slots[i] = (struct rd_slot){key, val, m->stamp};
         m->n++;
+        return probes;
+}
+
+/* Rebuilds m with 1 << bits slots, scrambled or not. */
+static int rd_map_rebuild(struct rd_map *m, uint32_t bits, int scramble)
+{
+        struct rd_map nm = {.stamp = 1, .bits = bits};
+
+        if (bits > 31)
+                return -ENOMEM;
+        nm.slots = fr_calloc((size_t)1 << bits, sizeof(struct rd_slot));
+        if (!nm.slots)
+                return -ENOMEM;
+        if (scramble || m->seed)
+                /* ASLR makes the heap address a secret enough key for this. */
+                nm.seed = ((uint64_t)(uintptr_t)nm.slots * 0xff51afd7ed558ccdull) | 1;
+        for (uint32_t i = 0; m->bits && i < (1u << m->bits); i++)
+                if (m->slots[i].stamp == m->stamp)
+                        rd_map_insert_slot(&nm, m->slots[i].key, m->slots[i].val);
+        fr_free(m->slots);
+        *m = nm;
+        return 0;
 }
 
 /* Adds key (which must be absent). */
 static int rd_map_put(struct rd_map *m, uint64_t key, uint32_t val)
 {
         if (m->bits == 0 || (uint64_t)(m->n + 1) * 2 > (1ull << m->bits)) {
-                struct rd_map nm = {.stamp = 1, .bits = m->bits ? m->bits + 1 : 6};
-
-                if (nm.bits > 31)
+                if (rd_map_rebuild(m, m->bits ? m->bits + 1 : 6, 0) < 0)
                         return -ENOMEM;
-                nm.keys = fr_malloc(sizeof(uint64_t) << nm.bits);
-                nm.vals = fr_malloc(sizeof(uint32_t) << nm.bits);
-                nm.stamps = fr_calloc((size_t)1 << nm.bits, sizeof(uint32_t));
-                if (!nm.keys || !nm.vals || !nm.stamps) {
-                        fr_free(nm.keys);
-                        fr_free(nm.vals);
-                        fr_free(nm.stamps);
-                        return -ENOMEM;
-                }
-                for (uint32_t i = 0; m->bits && i < (1u << m->bits); i++)
-                        if (m->stamps[i] == m->stamp)
-                                rd_map_insert_slot(&nm, m->keys[i], m->vals[i]);
-                fr_free(m->keys);
-                fr_free(m->vals);
-                fr_free(m->stamps);
-                *m = nm;
         }
-        rd_map_insert_slot(m, key, val);
+        if (rd_map_insert_slot(m, key, val) > RD_PROBE_LIMIT && !m->seed)
+                return rd_map_rebuild(m, m->bits, 1);
         return 0;
 }
 
@@ -176,16 +211,15 @@ static void rd_map_clear(struct rd_map *m)
         if (m->bits == 0)
                 return;
         if (++m->stamp == 0) {
-                memset(m->stamps, 0, sizeof(uint32_t) << m->bits);
+                for (uint32_t i = 0; i < (1u << m->bits); i++)
+                        m->slots[i].stamp = 0;
                 m->stamp = 1;
         }
 }
 
 static void rd_map_done(struct rd_map *m)
 {
-        fr_free(m->keys);
-        fr_free(m->vals);
-        fr_free(m->stamps);
+        fr_free(m->slots);
         *m = (struct rd_map){0};
 }
 

@@ -232,7 +232,8 @@ static int run_blobs(const struct gb_blobs *blobs, int dump, const struct fr_cal
                 /* An exact-size copy, so a read past the end is caught by ASan. */
                 uint8_t *copy = malloc(blobs->v[0].len ? blobs->v[0].len : 1);
                 int r;
-                memcpy(copy, blobs->v[0].data, blobs->v[0].len);
+                if (blobs->v[0].len)
+                        memcpy(copy, blobs->v[0].data, blobs->v[0].len);
                 r = fr_generation_parse(copy, blobs->v[0].len, 0, cb, ctx, err);
                 free(copy);
                 return r;
@@ -338,7 +339,8 @@ START_TEST(test_truncations)
                                 struct fr_error err = {0};
                                 int r;
 
-                                memcpy(copy, b->data, cut);
+                                if (cut)
+                                        memcpy(copy, b->data, cut);
                                 r = fr_generation_parse(copy, cut, 1000, NULL, NULL, &err);
                                 ck_assert_msg(r < 0, "%s: prefix of %zu bytes parsed", cases[c],
                                               cut);
