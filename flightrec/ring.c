@@ -18,7 +18,6 @@
  * when the global bound is exceeded; a heap would save little at the sizes
  * the daemon allows and would need updating on every push.
  */
-#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,30 +203,30 @@ size_t fr_rings_count(const struct fr_rings *s)
         return s->nrings;
 }
 
-void fr_rings_check(const struct fr_rings *s)
+int fr_rings_check(const struct fr_rings *s)
 {
         uint64_t bytes = 0, gens = 0;
         size_t n = 0;
         int all_single = 1;
         for (const struct fr_ring *r = s->rings; r; r = r->next) {
                 uint64_t rb = 0;
-                assert(r->set == s);
-                assert(r->count <= s->limits.generations);
+                if (r->set != s || r->count > s->limits.generations)
+                        return -EBADMSG;
                 for (uint32_t i = 0; i < r->count; i++)
                         rb += fr_ring_at(r, i)->len;
-                assert(rb == r->bytes);
-                assert(r->count <= 1 || r->bytes <= s->limits.max_process_bytes);
+                if (rb != r->bytes || (r->count > 1 && r->bytes > s->limits.max_process_bytes))
+                        return -EBADMSG;
                 if (r->count > 1)
                         all_single = 0;
                 bytes += rb;
                 gens += r->count;
                 n++;
         }
-        assert(n == s->nrings);
-        assert(bytes == s->bytes);
-        assert(gens == s->generations);
-        assert(all_single || s->bytes <= s->limits.max_total_bytes);
-        (void)all_single;
+        if (n != s->nrings || bytes != s->bytes || gens != s->generations)
+                return -EBADMSG;
+        if (!all_single && s->bytes > s->limits.max_total_bytes)
+                return -EBADMSG;
+        return 0;
 }
 
 /* ---- one ring ---------------------------------------------------------------- */

@@ -71,7 +71,7 @@ START_TEST(test_retention_by_count)
         struct fr_ring *r = fr_ring_new(s, 1, 100);
         for (uint64_t g = 1; g <= 10; g++) {
                 fr_ring_push(r, blob(100, g));
-                fr_rings_check(s);
+                ck_assert_int_eq(fr_rings_check(s), 0);
         }
         ck_assert_uint_eq(fr_ring_count(r), 3);
         ck_assert_uint_eq(fr_ring_at(r, 0)->gen, 8);
@@ -97,7 +97,7 @@ START_TEST(test_retention_by_bytes)
         ck_assert_uint_eq(fr_ring_bytes(r), 900);
         /* One generation bigger than the bound is still kept, alone. */
         fr_ring_push(r, blob(5000, 11));
-        fr_rings_check(s);
+        ck_assert_int_eq(fr_rings_check(s), 0);
         ck_assert_uint_eq(fr_ring_count(r), 1);
         ck_assert_uint_eq(fr_ring_at(r, 0)->gen, 11);
         fr_rings_free(s);
@@ -118,7 +118,7 @@ START_TEST(test_global_cap_fair)
         struct fr_ring *chatty = fr_ring_new(s, 99, 0);
         for (uint64_t g = 1; g <= 500; g++) {
                 fr_ring_push(chatty, blob(500, g));
-                fr_rings_check(s);
+                ck_assert_int_eq(fr_rings_check(s), 0);
                 ck_assert_uint_le(fr_rings_bytes(s), 10000);
         }
         /* The quiet processes keep all their history; the chatty one got
@@ -133,7 +133,7 @@ START_TEST(test_global_cap_fair)
         for (uint64_t g = 1; g <= 500; g++) {
                 fr_ring_push(other, blob(500, g));
                 fr_ring_push(chatty, blob(500, 500 + g));
-                fr_rings_check(s);
+                ck_assert_int_eq(fr_rings_check(s), 0);
         }
         ck_assert_uint_ge(fr_ring_bytes(other), 3000);
         ck_assert_uint_ge(fr_ring_bytes(chatty), 3000);
@@ -149,7 +149,7 @@ START_TEST(test_global_cap_keeps_newest)
         struct fr_ring *a = fr_ring_new(s, 1, 0), *b = fr_ring_new(s, 2, 0);
         fr_ring_push(a, blob(600, 1));
         fr_ring_push(b, blob(600, 1)); /* total 1200: a (other) loses its only one */
-        fr_rings_check(s);
+        ck_assert_int_eq(fr_rings_check(s), 0);
         ck_assert_uint_eq(fr_ring_count(a), 0);
         ck_assert_uint_eq(fr_ring_count(b), 1);
         fr_rings_free(s);

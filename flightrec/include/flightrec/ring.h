@@ -73,8 +73,9 @@ const struct fr_limits *fr_rings_limits(const struct fr_rings *s);
 uint64_t fr_rings_bytes(const struct fr_rings *s);       /* held, all processes */
 uint64_t fr_rings_generations(const struct fr_rings *s); /* held, all processes */
 size_t fr_rings_count(const struct fr_rings *s);         /* processes */
-/* Asserts the totals and every ring's bounds (tests, debug builds). */
-void fr_rings_check(const struct fr_rings *s);
+/* Checks the totals and every ring's bounds against the state the comment
+ * in ring.c describes: 0, or -EBADMSG if anything disagrees (tests). */
+int fr_rings_check(const struct fr_rings *s);
 
 /* An empty ring for (pid, start_time) in set s; NULL on ENOMEM.  The caller
  * makes sure the key is not already present (fr_ring_find). */
