@@ -49,8 +49,14 @@ struct task_track {
         int64_t last_ts;  /* latest timestamp written on it */
 };
 
+/* The phases we write, each with its event prefix rendered once the pid is
+ * known: {"ph":"X","pid":4242,"tid": */
+static const char phases[] = "MXiCbesf";
+
 struct ex {
         struct xw *w;
+        char prefix[sizeof(phases) - 1][48];
+        size_t prefix_len[sizeof(phases) - 1];
         struct fr_track *track;
         const struct fr_export_options *o;
         const struct fr_dump_meta *meta;
@@ -68,6 +74,17 @@ struct ex {
 
 /* ---- event framing ---- */
 
+static void set_pid(struct ex *x, uint64_t pid)
+{
+        x->pid = pid;
+        for (size_t i = 0; i < sizeof(phases) - 1; i++) {
+                int n = snprintf(x->prefix[i], sizeof(x->prefix[i]),
+                                 "{\"ph\":\"%c\",\"pid\":%llu,\"tid\":", phases[i],
+                                 (unsigned long long)pid);
+                x->prefix_len[i] = n > 0 ? (size_t)n : 0;
+        }
+}
+
 static void ev_begin(struct ex *x, const char *ph, uint64_t tid, int64_t ts_ns)
 {
         struct xw *w = x->w;
@@ -76,11 +93,18 @@ static void ev_begin(struct ex *x, const char *ph, uint64_t tid, int64_t ts_ns)
         else
                 xw_lit(w, ",\n");
         x->first = 0;
-        xw_lit(w, "{\"ph\":\"");
-        xw_raw(w, ph, strlen(ph));
-        xw_lit(w, "\",\"pid\":");
-        xw_u64(w, x->pid);
-        xw_lit(w, ",\"tid\":");
+        size_t i;
+        switch (ph[0]) { /* the order of phases[] */
+        case 'X': i = 1; break;
+        case 'i': i = 2; break;
+        case 'C': i = 3; break;
+        case 'b': i = 4; break;
+        case 'e': i = 5; break;
+        case 's': i = 6; break;
+        case 'f': i = 7; break;
+        default: i = 0; break;
+        }
+        xw_raw(w, x->prefix[i], x->prefix_len[i]);
         xw_u64(w, tid);
         xw_lit(w, ",\"ts\":");
         xw_us(w, ts_ns);
@@ -206,10 +230,12 @@ static void h_fiber_state(void *ctx, struct fr_track_fiber *f, uint8_t old_state
          * viewer colours each kind of wait on its own. */
         if ((old_state == PROTO_FIBER_WAITING || old_state == PROTO_FIBER_SYSCALL) &&
             old_reason && old_reason[0]) {
-                char name[256];
-                (void)snprintf(name, sizeof(name), "%s: %s", proto_fiber_state_name(old_state),
-                               old_reason);
-                xw_cstr(w, name);
+                if (old_state == PROTO_FIBER_WAITING)
+                        xw_lit(w, "\"waiting: ");
+                else
+                        xw_lit(w, "\"syscall: ");
+                xw_str_body(w, old_reason, strlen(old_reason));
+                xw_lit(w, "\"");
         } else {
                 xw_cstr(w, proto_fiber_state_name(old_state));
         }
@@ -444,16 +470,18 @@ static void ex_fiber_ready(struct ex *x, const struct fr_event *ev, int64_t ns)
 {
         struct fr_track_fiber *f = fr_track_fiber(x->track, ev->args[A_FIBER]);
         uint64_t flow = ++x->next_flow;
-        char name[160];
 
-        if (f && f->name[0])
-                (void)snprintf(name, sizeof(name), "ready %.120s", f->name);
-        else
-                (void)snprintf(name, sizeof(name), "ready fiber %llu",
-                               (unsigned long long)ev->args[A_FIBER]);
         ev_begin(x, "X", ev->tid, ns);
         xw_lit(x->w, ",\"dur\":0.001"); /* 1 ns: flow binding needs a slice that encloses ts */
-        ev_name(x, "fiber", name);
+        if (f && f->name[0]) {
+                xw_lit(x->w, ",\"cat\":\"fiber\",\"name\":\"ready ");
+                xw_str_body(x->w, f->name, strlen(f->name));
+                xw_lit(x->w, "\"");
+        } else {
+                xw_lit(x->w, ",\"cat\":\"fiber\",\"name\":\"ready fiber ");
+                xw_u64(x->w, ev->args[A_FIBER]);
+                xw_lit(x->w, "\"");
+        }
         xw_lit(x->w, ",\"args\":{\"fiber\":");
         xw_u64(x->w, ev->args[A_FIBER]);
         xw_lit(x->w, "}");
@@ -487,33 +515,37 @@ static int ex_generation_begin(void *ctx, const struct fr_generation *g)
 {
         struct ex *x = ctx;
         if (!x->have_pid) {
-                x->pid = x->meta && x->meta->pid ? x->meta->pid : g->pid;
+                set_pid(x, x->meta && x->meta->pid ? x->meta->pid : g->pid);
                 x->have_pid = 1;
                 meta_name(x, "process_name", x->pid,
                           x->meta && x->meta->command[0] ? x->meta->command : "traced process");
         }
         x->generations++;
         x->lost_in_gen = 0;
-        int64_t start = fr_track_ns(g, g->clock.start);
+        int r = fr_track_generation_begin(x->track, g);
+        if (r < 0)
+                return r;
+        int64_t start = fr_track_time(x->track, g->clock.start);
         note_time(x, start);
         if (g->gens_lost)
                 ex_lost(x, "p", x->pid, start, "generations lost", g->gens_lost,
                         g->gens_lost_bytes);
-        return fr_track_generation_begin(x->track, g);
+        return 0;
 }
 
 static int ex_event(void *ctx, const struct fr_generation *g, const struct fr_event *ev)
 {
         struct ex *x = ctx;
-        int64_t ns = fr_track_ns(g, ev->time);
+        int64_t ns;
         int r;
 
         x->events_in++;
-        if (ev->spec && ev->spec->where != 'T')
-                note_time(x, ns);
         r = fr_track_event(x->track, g, ev);
         if (r < 0)
                 return r;
+        ns = fr_track_event_ns(x->track);
+        if (ev->spec && ev->spec->where != 'T')
+                note_time(x, ns);
         switch (ev->type) {
         case PROTO_EV_LOG: ex_log(x, g, ev, ns); break;
         case PROTO_EV_COUNTER: ex_counter(x, ev, ns); break;
@@ -533,7 +565,7 @@ static int ex_event(void *ctx, const struct fr_generation *g, const struct fr_ev
 static int ex_generation_end(void *ctx, const struct fr_generation *g)
 {
         struct ex *x = ctx;
-        int64_t end = fr_track_ns(g, g->clock.end);
+        int64_t end = fr_track_time(x->track, g->clock.end);
         note_time(x, end);
         /* Drops the batches report without an EVENTS_LOST event of their own. */
         if (g->lost > x->lost_in_gen)

@@ -51,13 +51,33 @@ static inline void xw_reserve(struct xw *w, size_t n)
                 (void)xw_flush(w);
 }
 
+/* Two digits per division: numbers are most of what an export writes. */
+static const char digit_pairs[201] = "00010203040506070809"
+                                     "10111213141516171819"
+                                     "20212223242526272829"
+                                     "30313233343536373839"
+                                     "40414243444546474849"
+                                     "50515253545556575859"
+                                     "60616263646566676869"
+                                     "70717273747576777879"
+                                     "80818283848586878889"
+                                     "90919293949596979899";
+
 static size_t fmt_u64(char *end, uint64_t v)
 {
         char *p = end;
-        do {
-                *--p = (char)('0' + v % 10);
-                v /= 10;
-        } while (v);
+        while (v >= 100) {
+                unsigned k = (unsigned)(v % 100) * 2;
+                v /= 100;
+                *--p = digit_pairs[k + 1];
+                *--p = digit_pairs[k];
+        }
+        if (v >= 10) {
+                *--p = digit_pairs[v * 2 + 1];
+                *--p = digit_pairs[v * 2];
+        } else {
+                *--p = (char)('0' + v);
+        }
         return (size_t)(end - p);
 }
 
@@ -149,11 +169,17 @@ static size_t utf8_seq(const uint8_t *s, size_t n)
 
 void xw_str(struct xw *w, const char *str, size_t n)
 {
+        xw_lit(w, "\"");
+        xw_str_body(w, str, n);
+        xw_lit(w, "\"");
+}
+
+void xw_str_body(struct xw *w, const char *str, size_t n)
+{
         static const char hex[] = "0123456789abcdef";
         const uint8_t *s = (const uint8_t *)str;
         size_t i = 0;
 
-        xw_lit(w, "\"");
         while (i < n) {
                 /* Copy the longest run that needs no escaping in one go. */
                 size_t j = i;
@@ -192,7 +218,6 @@ void xw_str(struct xw *w, const char *str, size_t n)
                         }
                 }
         }
-        xw_lit(w, "\"");
 }
 
 void xw_cstr(struct xw *w, const char *s)

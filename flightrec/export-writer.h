@@ -34,7 +34,21 @@ void xw_raw_slow(struct xw *w, const char *s, size_t n);
 static inline void xw_raw(struct xw *w, const char *s, size_t n)
 {
         if (n <= XW_BUFFER_BYTES - w->len) {
-                memcpy(w->buf + w->len, s, n);
+                char *d = w->buf + w->len;
+                /* Most pieces are a few bytes: copy them inline with two
+                 * overlapping fixed-size moves rather than calling memcpy. */
+                if (n >= 8 && n <= 16) {
+                        memcpy(d, s, 8);
+                        memcpy(d + n - 8, s + n - 8, 8);
+                } else if (n >= 4 && n < 8) {
+                        memcpy(d, s, 4);
+                        memcpy(d + n - 4, s + n - 4, 4);
+                } else if (n < 4) {
+                        for (size_t i = 0; i < n; i++)
+                                d[i] = s[i];
+                } else {
+                        memcpy(d, s, n);
+                }
                 w->len += n;
                 w->total += n;
         } else {
@@ -51,6 +65,8 @@ void xw_us(struct xw *w, int64_t ns);
 /* A JSON string literal (quotes included) from n bytes: control characters
  * escaped, invalid UTF-8 replaced by U+FFFD, so the output always parses. */
 void xw_str(struct xw *w, const char *s, size_t n);
+/* The same without the quotes, to build one string from pieces. */
+void xw_str_body(struct xw *w, const char *s, size_t n);
 void xw_cstr(struct xw *w, const char *s); /* NULL writes "" */
 /* "0x1f" as a JSON string. */
 void xw_hex_str(struct xw *w, uint64_t v);

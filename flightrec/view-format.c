@@ -188,3 +188,50 @@ int fr_fmt_safe(FILE *out, const char *str, size_t n, int quoted)
         }
         return ferror(out) ? -EIO : 0;
 }
+
+/* ---- clock conversion ---- */
+
+void fr_clockconv_init(struct fr_clockconv *cv, const struct fr_clock *c)
+{
+        cv->c = *c;
+        cv->mult = 0;
+        cv->dmax = 0;
+        if (c->freq == 0)
+                return;
+        cv->mult = ((unsigned __int128)1000000000u << 64) / c->freq;
+        /* d * mult must fit 128 bits, which also keeps the quotient below 2^64. */
+        unsigned __int128 lim = ~(unsigned __int128)0 / (cv->mult ? cv->mult : 1);
+        cv->dmax = lim > ((unsigned __int128)1 << 62) ? (uint64_t)1 << 62 : (uint64_t)lim;
+}
+
+static int64_t conv(const struct fr_clockconv *cv, uint64_t anchor, uint64_t t, int wall)
+{
+        const struct fr_clock *c = &cv->c;
+        if (c->freq == 0)
+                return (int64_t)anchor;
+        uint64_t d = t >= c->ref ? t - c->ref : c->ref - t;
+        if (d >= cv->dmax) /* far from the anchor: the exact slow path */
+                return wall ? fr_clock_wall_ns(c, t) : fr_clock_mono_ns(c, t);
+        /* mult is at most 1 short of the true reciprocal, so the product is
+         * at most 1 short of the exact floor(d * 1e9 / freq): fix it up. */
+        uint64_t q = (uint64_t)(((unsigned __int128)d * cv->mult) >> 64);
+        if ((unsigned __int128)(q + 1) * c->freq <= (unsigned __int128)d * 1000000000u)
+                q++;
+        /* As the reader: (t - ref) * 1e9 / freq truncates toward zero. */
+        __int128 ns = t >= c->ref ? (__int128)anchor + q : (__int128)anchor - q;
+        if (ns > INT64_MAX)
+                return INT64_MAX;
+        if (ns < INT64_MIN)
+                return INT64_MIN;
+        return (int64_t)ns;
+}
+
+int64_t fr_clockconv_mono(const struct fr_clockconv *cv, uint64_t t)
+{
+        return conv(cv, cv->c.mono_ns, t, 0);
+}
+
+int64_t fr_clockconv_wall(const struct fr_clockconv *cv, uint64_t t)
+{
+        return conv(cv, cv->c.wall_ns, t, 1);
+}

@@ -73,6 +73,8 @@ struct fr_track {
         struct vmap threads, fibers, tasks;
         uint64_t gen_index; /* generations begun, 1-based */
         int64_t gen_start_ns;
+        int64_t event_ns;   /* time of the event being processed */
+        struct fr_clockconv conv; /* the current generation's clock */
 };
 
 static char *xstrdup(const char *s)
@@ -83,6 +85,16 @@ static char *xstrdup(const char *s)
 int64_t fr_track_ns(const struct fr_generation *g, uint64_t t)
 {
         return fr_clock_mono_ns(&g->clock, t);
+}
+
+int64_t fr_track_time(const struct fr_track *tr, uint64_t t)
+{
+        return fr_clockconv_mono(&tr->conv, t);
+}
+
+int64_t fr_track_event_ns(const struct fr_track *tr)
+{
+        return tr->event_ns;
 }
 
 struct fr_track *fr_track_new(const struct fr_track_hooks *hooks, void *ctx)
@@ -413,7 +425,8 @@ static void task_close(struct fr_track *tr, struct fr_track_task *k, int64_t end
 int fr_track_generation_begin(struct fr_track *tr, const struct fr_generation *g)
 {
         tr->gen_index++;
-        tr->gen_start_ns = fr_track_ns(g, g->clock.start);
+        fr_clockconv_init(&tr->conv, &g->clock);
+        tr->gen_start_ns = fr_track_time(tr, g->clock.start);
         return 0;
 }
 
@@ -525,7 +538,7 @@ static int on_thread_status(struct fr_track *tr, const struct fr_generation *g,
                               strcmp(sys, t->syscall) != 0))
                 syscall_close(tr, t, tr->gen_start_ns, FR_END_LOST);
         if (sys && !t->in_syscall)
-                return syscall_open(t, sys, fr_track_ns(g, sys_units), sys_units);
+                return syscall_open(t, sys, fr_track_time(tr, sys_units), sys_units);
         (void)now;
         return 0;
 }
@@ -545,7 +558,7 @@ static int on_region_status(struct fr_track *tr, const struct fr_generation *g,
                 while (t->nregions > idx)
                         region_pop(tr, t, tr->gen_start_ns, FR_END_LOST);
         }
-        return region_push(t, name, fr_track_ns(g, units), units);
+        return region_push(t, name, fr_track_time(tr, units), units);
 }
 
 static int on_fiber_status(struct fr_track *tr, const struct fr_event *ev)
@@ -593,7 +606,7 @@ static int on_task_status(struct fr_track *tr, const struct fr_generation *g,
                 task_close(tr, k, tr->gen_start_ns, FR_END_LOST);
         }
         return task_open(tr, id, ev->args[A_TASK_STATUS_PARENT], ev->str[A_TASK_STATUS_NAME],
-                         fr_track_ns(g, units), units, 0);
+                         fr_track_time(tr, units), units, 0);
 }
 
 static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t,
@@ -642,12 +655,13 @@ static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t,
 
 int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const struct fr_event *ev)
 {
-        int64_t now = fr_track_ns(g, ev->time);
+        int64_t now = fr_track_time(tr, ev->time);
         struct fr_track_thread *t = NULL;
         struct fr_track_task *k;
         struct fr_track_fiber *f;
         int r;
 
+        tr->event_ns = now;
         /* The tracer's own batch (thread 0) carries only fiber and task status. */
         if (ev->tid == 0) {
                 if (ev->type == PROTO_EV_FIBER_STATUS)
