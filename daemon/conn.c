@@ -25,6 +25,7 @@ static uint64_t next_conn_id = 1;
 
 static void conn_update_poll(struct gd_conn *c);
 static void on_conn_poll(uv_poll_t *h, int status, int events);
+static void conn_process_frames(struct gd_conn *c);
 
 const char *gd_conn_name(const struct gd_conn *c, char *buf, size_t len)
 {
@@ -291,8 +292,17 @@ static void conn_dispatch(struct gd_conn *c, const struct proto_header *h, const
         }
 }
 
-/* Splits and dispatches the frames in the staging buffer. */
+/* Splits and dispatches the frames in the staging buffer.  A handler may
+ * answer at once and resume the connection (gd_conn_resume()); the loop
+ * here then simply goes on, it is never re-entered. */
 static void conn_process(struct gd_conn *c)
+{
+        c->dispatching++;
+        conn_process_frames(c);
+        c->dispatching--;
+}
+
+static void conn_process_frames(struct gd_conn *c)
 {
         size_t off = 0;
         while (conn_reading(c) && c->rlen - off >= PROTO_HEADER_BYTES) {
@@ -466,6 +476,8 @@ void gd_conn_resume(struct gd_conn *c)
         if (c->state != GD_CONN_CONTROL_BUSY)
                 return;
         c->state = GD_CONN_CONTROL;
+        if (c->dispatching)
+                return; /* the frame loop that dispatched the request goes on */
         conn_process(c);
         if (c->state != GD_CONN_CLOSED)
                 conn_update_poll(c);

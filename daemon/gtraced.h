@@ -285,6 +285,7 @@ struct gd_conn {
         uint64_t id;              /* for log messages */
         struct gd_proc *proc;     /* producer role: its process */
         int saw_goodbye;
+        int dispatching;          /* inside conn_process(): no re-entry */
         /* input */
         uint8_t rbuf[GD_CONN_RBUF_BYTES];
         size_t rlen;

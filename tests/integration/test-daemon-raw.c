@@ -563,6 +563,81 @@ START_TEST(test_retain_exited)
 }
 END_TEST
 
+/* Regression: a request answered at once (snapshot --all with nothing
+ * visible) used to resume the connection from inside the frame loop, which
+ * re-read the frame being handled.  Two pipelined requests must get exactly
+ * two replies. */
+START_TEST(test_regress_sync_reply_reentry)
+{
+        start(NULL);
+        int fd = dh_connect_raw(D.sock);
+        ck_assert_int_ge(fd, 0);
+        const char *a = "{\"command\":\"snapshot\",\"all\":true}";
+        const char *b = "{\"command\":\"status\"}";
+        uint8_t buf[256];
+        size_t n = 0;
+        proto_header_put(buf, PROTO_MSG_REQUEST, (uint32_t)strlen(a));
+        memcpy(buf + PROTO_HEADER_BYTES, a, strlen(a));
+        n = PROTO_HEADER_BYTES + strlen(a);
+        proto_header_put(buf + n, PROTO_MSG_REQUEST, (uint32_t)strlen(b));
+        memcpy(buf + n + PROTO_HEADER_BYTES, b, strlen(b));
+        n += PROTO_HEADER_BYTES + strlen(b);
+        ck_assert_int_eq(send(fd, buf, n, MSG_NOSIGNAL), (ssize_t)n);
+        uint16_t type;
+        uint8_t *p;
+        size_t len;
+        ck_assert_int_eq(dh_recv_frame(fd, 5000, &type, &p, &len), 0);
+        ck_assert_ptr_nonnull(strstr((char *)p, "\"dumps\":[]"));
+        free(p);
+        ck_assert_int_eq(dh_recv_frame(fd, 5000, &type, &p, &len), 0);
+        ck_assert_ptr_nonnull(strstr((char *)p, "\"daemon\":\"gtraced\""));
+        free(p);
+        ck_assert_int_eq(dh_recv_frame(fd, 300, &type, &p, &len), -ETIMEDOUT);
+        close(fd);
+        finish();
+}
+END_TEST
+
+START_TEST(test_dump_name_cannot_escape)
+{
+        start(NULL);
+        struct dh_producer p;
+        ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "../../etc/evil name", 0), 0);
+        ck_assert_int_eq(dh_producer_cmd(&p, 'g', 300, NULL, 0), 0);
+        wait_proc(p.pid, "live", 1);
+        json_t *r = snapshot(p.pid);
+        ck_assert(json_is_true(json_object_get(r, "ok")));
+        const char *path = dh_str(r, "path");
+        ck_assert_msg(strncmp(path, D.dumps, strlen(D.dumps)) == 0, "%s", path);
+        ck_assert_ptr_null(strchr(path + strlen(D.dumps) + 1, '/'));
+        ck_assert_ptr_nonnull(strstr(path, "/_._.._etc_evil_name-"));
+        json_decref(r);
+        ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
+        dh_producer_wait(&p);
+        finish();
+}
+END_TEST
+
+START_TEST(test_connection_limit)
+{
+        const char *extra[] = {"--max-connections", "2", NULL};
+        start(extra);
+        int a = dh_connect_raw(D.sock), b = dh_connect_raw(D.sock);
+        ck_assert_int_ge(a, 0);
+        ck_assert_int_ge(b, 0);
+        ck_assert_int_lt(dh_connect_raw(D.sock), 0); /* refused with ERROR EUSERS */
+        close(a);
+        /* A freed slot is usable again (once the daemon saw the close). */
+        int c = -1;
+        for (uint64_t end = dh_now_ms() + 5000; c < 0 && dh_now_ms() < end;)
+                c = dh_connect_raw(D.sock);
+        ck_assert_int_ge(c, 0);
+        close(b);
+        close(c);
+        finish();
+}
+END_TEST
+
 static Suite *daemon_raw_suite(void)
 {
         Suite *s = suite_create("daemon-raw");
@@ -586,7 +661,13 @@ static Suite *daemon_raw_suite(void)
         tcase_add_test(errors, test_garbage_frames);
         tcase_add_test(errors, test_other_uid_sees_nothing);
         tcase_add_test(errors, test_flags_and_config);
+        tcase_add_test(errors, test_dump_name_cannot_escape);
+        tcase_add_test(errors, test_connection_limit);
         suite_add_tcase(s, errors);
+        TCase *regress = tcase_create("regress");
+        tcase_set_timeout(regress, 60);
+        tcase_add_test(regress, test_regress_sync_reply_reentry);
+        suite_add_tcase(s, regress);
         return s;
 }
 
