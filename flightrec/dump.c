@@ -146,6 +146,13 @@ static int dr_skip(struct fr_dump *d, uint64_t len)
         return 0;
 }
 
+/* The payload buffer; never NULL, so that `+ 0` on it is defined. */
+static const uint8_t *dr_data(const struct fr_dump *d)
+{
+        static const uint8_t empty[1];
+        return d->blob ? d->blob : empty;
+}
+
 /*
  * Reads a payload of len bytes into d->blob.  The buffer grows with what the
  * file really holds, never straight to the claimed length.
@@ -300,7 +307,7 @@ static int dr_header(struct fr_dump *d)
                 return dr_fail(d, r, rec_off, "truncated dump file: META record is cut short");
         if (r < 0)
                 return dr_fail(d, r, rec_off, "cannot read META: %s", strerror(-r));
-        return dr_meta(d, d->blob, d->blob + len, rec_off);
+        return dr_meta(d, dr_data(d), dr_data(d) + len, rec_off);
 }
 
 int fr_dump_open_fd(int fd, struct fr_dump **ret, struct fr_error *ret_err)
@@ -413,8 +420,8 @@ static int dr_next(struct fr_dump *d, size_t *ret_len, uint64_t *ret_offset)
                         if (r < 0)
                                 return dr_fail(d, r, rec_off,
                                                "truncated dump file: END record is cut short");
-                        p = d->blob;
-                        if (proto_get_uvarint(&p, d->blob + len, &count) < 0)
+                        p = dr_data(d);
+                        if (proto_get_uvarint(&p, dr_data(d) + len, &count) < 0)
                                 return dr_fail(d, -EBADMSG, rec_off, "malformed END record");
                         if (count != d->ngens)
                                 return dr_fail(d, -EBADMSG, rec_off,
@@ -463,7 +470,7 @@ int fr_dump_next(struct fr_dump *d, const uint8_t **ret_blob, size_t *ret_len,
                 return r;
         }
         if (r == 1) {
-                *ret_blob = d->blob;
+                *ret_blob = dr_data(d);
                 *ret_len = len;
                 if (ret_offset)
                         *ret_offset = off;

@@ -72,7 +72,30 @@
 
 /* ---- growable arrays and the u64 -> index map ---------------------------- */
 
-static int rd_reserve(void **p, size_t *cap, size_t need, size_t elem)
+/*
+ * Memory accounting.  Every table grows only with records actually read, but
+ * a record of three bytes can still cost a hundred bytes of tables (a task,
+ * its map slot, the slack of doubling), so a parser also keeps the total
+ * under a budget: FR_PARSER_MAX_MEMORY, or what fr_parser_set_max_memory()
+ * set.  Exceeding it fails the generation with -EMSGSIZE rather than letting
+ * a hostile 256 MiB blob take gigabytes.
+ */
+struct rd_budget {
+        size_t used, max;
+        int over; /* the last failure was the budget, not malloc */
+};
+
+static int rd_charge(struct rd_budget *b, size_t grow)
+{
+        if (grow > b->max - b->used) {
+                b->over = 1;
+                return -ENOMEM;
+        }
+        b->used += grow;
+        return 0;
+}
+
+static int rd_reserve(struct rd_budget *b, void **p, size_t *cap, size_t need, size_t elem)
 {
         size_t nc;
         void *q;
@@ -85,15 +108,20 @@ static int rd_reserve(void **p, size_t *cap, size_t need, size_t elem)
                         return -ENOMEM;
                 nc *= 2;
         }
-        q = fr_realloc(*p, nc * elem);
-        if (!q)
+        if (rd_charge(b, (nc - *cap) * elem) < 0)
                 return -ENOMEM;
+        q = fr_realloc(*p, nc * elem);
+        if (!q) {
+                b->used -= (nc - *cap) * elem;
+                return -ENOMEM;
+        }
         *p = q;
         *cap = nc;
         return 0;
 }
 
-#define RD_RESERVE(arr, cap, need) rd_reserve((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+#define RD_RESERVE(arr, cap, need)                                                                 \
+        rd_reserve(&r->budget, (void **)&(arr), &(cap), (need), sizeof(*(arr)))
 
 /*
  * Open addressing with linear probing, load factor at most 1/2.  A slot is
@@ -173,15 +201,19 @@ static uint32_t rd_map_insert_slot(struct rd_map *m, uint64_t key, uint32_t val)
 }
 
 /* Rebuilds m with 1 << bits slots, scrambled or not. */
-static int rd_map_rebuild(struct rd_map *m, uint32_t bits, int scramble)
+static int rd_map_rebuild(struct rd_budget *b, struct rd_map *m, uint32_t bits, int scramble)
 {
         struct rd_map nm = {.stamp = 1, .bits = bits};
+        size_t old = m->bits ? sizeof(struct rd_slot) << m->bits : 0;
 
-        if (bits > 31)
+        if (bits > 31 || rd_charge(b, sizeof(struct rd_slot) << bits) < 0)
                 return -ENOMEM;
         nm.slots = fr_calloc((size_t)1 << bits, sizeof(struct rd_slot));
-        if (!nm.slots)
+        if (!nm.slots) {
+                b->used -= sizeof(struct rd_slot) << bits;
                 return -ENOMEM;
+        }
+        b->used -= old;
         if (scramble || m->seed)
                 /* ASLR makes the heap address a secret enough key for this. */
                 nm.seed = ((uint64_t)(uintptr_t)nm.slots * 0xff51afd7ed558ccdull) | 1;
@@ -194,14 +226,14 @@ static int rd_map_rebuild(struct rd_map *m, uint32_t bits, int scramble)
 }
 
 /* Adds key (which must be absent). */
-static int rd_map_put(struct rd_map *m, uint64_t key, uint32_t val)
+static int rd_map_put(struct rd_budget *b, struct rd_map *m, uint64_t key, uint32_t val)
 {
         if (m->bits == 0 || (uint64_t)(m->n + 1) * 2 > (1ull << m->bits)) {
-                if (rd_map_rebuild(m, m->bits ? m->bits + 1 : 6, 0) < 0)
+                if (rd_map_rebuild(b, m, m->bits ? m->bits + 1 : 6, 0) < 0)
                         return -ENOMEM;
         }
         if (rd_map_insert_slot(m, key, val) > RD_PROBE_LIMIT && !m->seed)
-                return rd_map_rebuild(m, m->bits, 1);
+                return rd_map_rebuild(b, m, m->bits, 1);
         return 0;
 }
 
@@ -313,6 +345,7 @@ struct rd_plan {
 
 struct fr_parser {
         struct rd_plan plan[256];
+        struct rd_budget budget;
         const uint8_t *blob;
         size_t len;
         uint64_t base;
@@ -394,6 +427,12 @@ __attribute__((format(printf, 5, 6))) static int rd_fail(struct fr_parser *r, in
 
 static int rd_oom(struct fr_parser *r)
 {
+        if (r->budget.over) {
+                r->budget.over = 0;
+                return rd_fail(r, -EMSGSIZE, 0, RD_NONE,
+                               "generation needs more than the reader's %zu bytes of memory",
+                               r->budget.max);
+        }
         return rd_fail(r, -ENOMEM, 0, RD_NONE, "out of memory");
 }
 
@@ -534,7 +573,7 @@ static int rd_add_thread(struct fr_parser *r, uint64_t tid, uint64_t name, uint3
         struct rd_thread *t;
 
         if (RD_RESERVE(r->th, r->cth, r->nth + 1) < 0 ||
-            rd_map_put(&r->thmap, tid, (uint32_t)r->nth) < 0)
+            rd_map_put(&r->budget, &r->thmap, tid, (uint32_t)r->nth) < 0)
                 return rd_oom(r);
         t = &r->th[r->nth];
         memset(t, 0, offsetof(struct rd_thread, head));
@@ -560,7 +599,7 @@ static int rd_string_record(struct fr_parser *r, uint32_t off, uint64_t id, cons
                                ULL(id));
         if (RD_RESERVE(r->strs, r->cstrs, r->nstrs + 1) < 0 ||
             RD_RESERVE(r->sarena, r->csarena, r->nsarena + len + 1) < 0 ||
-            rd_map_put(&r->strmap, id, (uint32_t)r->nstrs) < 0)
+            rd_map_put(&r->budget, &r->strmap, id, (uint32_t)r->nstrs) < 0)
                 return rd_oom(r);
         s = &r->strs[r->nstrs++];
         s->off = (uint32_t)r->nsarena;
@@ -584,7 +623,7 @@ static int rd_stack_record(struct fr_parser *r, uint32_t off, uint64_t id, const
         /* At most one PC per byte: reserve once. */
         if (RD_RESERVE(r->stks, r->cstks, r->nstks + 1) < 0 ||
             RD_RESERVE(r->pcs, r->cpcs, r->npcs + len) < 0 ||
-            rd_map_put(&r->stkmap, id, (uint32_t)r->nstks) < 0)
+            rd_map_put(&r->budget, &r->stkmap, id, (uint32_t)r->nstks) < 0)
                 return rd_oom(r);
         s = &r->stks[r->nstks++];
         s->off = (uint32_t)r->npcs;
@@ -779,7 +818,7 @@ static uint32_t rd_fiber(struct fr_parser *r, uint64_t id)
         if (i != RD_NONE)
                 return i;
         if (RD_RESERVE(r->fb, r->cfb, r->nfb + 1) < 0 ||
-            rd_map_put(&r->fbmap, id, (uint32_t)r->nfb) < 0)
+            rd_map_put(&r->budget, &r->fbmap, id, (uint32_t)r->nfb) < 0)
                 return RD_NONE;
         r->fb[r->nfb] = (struct rd_fiber){.id = id, .thread = RD_NONE, .parked = RD_NONE};
         return (uint32_t)r->nfb++;
@@ -792,7 +831,7 @@ static struct rd_task *rd_task(struct fr_parser *r, uint64_t id)
         if (i != RD_NONE)
                 return &r->tk[i];
         if (RD_RESERVE(r->tk, r->ctk, r->ntk + 1) < 0 ||
-            rd_map_put(&r->tkmap, id, (uint32_t)r->ntk) < 0)
+            rd_map_put(&r->budget, &r->tkmap, id, (uint32_t)r->ntk) < 0)
                 return NULL;
         r->tk[r->ntk] = (struct rd_task){.id = id, .parked = RD_NONE};
         return &r->tk[r->ntk++];
@@ -1411,9 +1450,16 @@ struct fr_parser *fr_parser_new(void)
 {
         struct fr_parser *r = fr_calloc(1, sizeof(struct fr_parser));
 
-        if (r)
+        if (r) {
                 rd_plan_init(r->plan);
+                r->budget.max = FR_PARSER_MAX_MEMORY;
+        }
         return r;
+}
+
+void fr_parser_set_max_memory(struct fr_parser *r, size_t bytes)
+{
+        r->budget.max = bytes > r->budget.used ? bytes : r->budget.used;
 }
 
 void fr_parser_free(struct fr_parser *r)
@@ -1474,6 +1520,10 @@ int fr_parser_parse(struct fr_parser *r, const uint8_t *blob, size_t len, uint64
                                PROTO_MAX_GENERATION_BYTES);
         if (len > 0 && !blob)
                 return rd_fail(r, -EINVAL, 0, RD_NONE, "no blob");
+        if (!blob) {
+                static const uint8_t empty[1];
+                r->blob = empty; /* so that blob + 0 is defined */
+        }
         rc = rd_index(r);
         if (rc < 0)
                 return rc;

@@ -153,6 +153,28 @@ START_TEST(test_dump_parse)
 }
 END_TEST
 
+/* The memory budget: a generation that needs more fails cleanly, and the
+ * same parser succeeds once the budget is raised. */
+START_TEST(test_memory_budget)
+{
+        struct gb_gen g;
+        struct fr_parser *p = fr_parser_new();
+        struct fr_error err = {0};
+
+        build(&g);
+        ck_assert_ptr_nonnull(p);
+        fr_parser_set_max_memory(p, 16u << 10);
+        ck_assert_int_eq(fr_parser_parse(p, g.out.data, g.out.len, 0, NULL, NULL, &err),
+                         -EMSGSIZE);
+        ck_assert_int_eq(err.code, -EMSGSIZE);
+        ck_assert_ptr_nonnull(strstr(err.msg, "bytes of memory"));
+        fr_parser_set_max_memory(p, FR_PARSER_MAX_MEMORY);
+        ck_assert_int_eq(fr_parser_parse(p, g.out.data, g.out.len, 0, NULL, NULL, &err), 0);
+        fr_parser_free(p);
+        gb_gen_done(&g);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("flightrec-reader-chaos");
@@ -163,6 +185,7 @@ int main(void)
         tcase_add_test(tc, test_generation_parse);
         tcase_add_test(tc, test_parser_after_failure);
         tcase_add_test(tc, test_dump_parse);
+        tcase_add_test(tc, test_memory_budget);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);

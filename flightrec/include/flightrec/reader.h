@@ -118,6 +118,18 @@ int fr_generation_parse(const uint8_t *blob, size_t len, uint64_t base_offset,
 struct fr_parser;
 struct fr_parser *fr_parser_new(void); /* NULL: out of memory */
 void fr_parser_free(struct fr_parser *p); /* NULL ok */
+
+/*
+ * A parser's tables grow with what a generation holds, and a few input bytes
+ * can cost many bytes of tables (a 3-byte event can add a task entry and its
+ * hash slot), so each parser keeps its memory under a budget: a generation
+ * that would need more fails with -EMSGSIZE.  The default is generous for
+ * any real trace (a generation blob is at most PROTO_MAX_GENERATION_BYTES);
+ * the setter changes it for one parser (never below what it already holds).
+ * fr_generation_parse() and fr_dump_parse() use the default.
+ */
+#define FR_PARSER_MAX_MEMORY ((size_t)1 << 30)
+void fr_parser_set_max_memory(struct fr_parser *p, size_t bytes);
 int fr_parser_parse(struct fr_parser *p, const uint8_t *blob, size_t len, uint64_t base_offset,
                     const struct fr_callbacks *cb, void *ctx, struct fr_error *ret_err);
 
@@ -145,7 +157,8 @@ struct fr_dump;
 /* Opens and reads the header and META.  -EBADMSG not a gtrace dump (bad magic),
  * -EPROTONOSUPPORT newer format version, or the open/read errno. */
 int fr_dump_open(const char *path, struct fr_dump **ret, struct fr_error *ret_err);
-/* Takes ownership of fd (closed by fr_dump_free). */
+/* Takes ownership of fd: closed by fr_dump_free(), or before returning on failure.
+ * fd may be a pipe or socket (the reader never seeks). */
 int fr_dump_open_fd(int fd, struct fr_dump **ret, struct fr_error *ret_err);
 void fr_dump_free(struct fr_dump *d);
 const struct fr_dump_meta *fr_dump_meta(const struct fr_dump *d);
