@@ -1,6 +1,8 @@
 # Tests of the wire protocol, the daemon's generation rings and gtraced.
 gtrace_check_test(test-wire-codec SOURCES unit/test-wire-codec.c LIBS gtrace_proto TIMEOUT 30)
 gtrace_check_test(test-ring-retention SOURCES unit/test-ring-retention.c LIBS gtrace_flightrec TIMEOUT 30)
+gtrace_check_test(test-daemon-config SOURCES unit/test-daemon-config.c LIBS gtraced_core
+  TIMEOUT 30)
 
 # Integration tests: a real gtraced in a temporary directory.
 set(DAEMON_HARNESS common/daemon-harness.c)
