@@ -112,7 +112,10 @@ START_TEST(test_limits_drops_counted)
         struct gtrace_stats st;
         gtrace_get_stats(&st);
         gtrace_stop();
-        ck_assert_uint_gt(st.events_lost, 250000);
+        /* How many drop depends on how soon the advancer (woken when
+         * buffers are half full) gets a CPU; that some do, and that every
+         * event is either recorded or counted, does not. */
+        ck_assert_uint_gt(st.events_lost, 0);
         struct rt_summary s;
         ck_assert_int_eq(rt_read_dump(path, &s), 0);
         ck_assert_uint_eq(s.lost, st.events_lost);
