@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * gtrace-example-service: a small request-serving program instrumented with
+ * example-service: a small request-serving program instrumented with
  * libgtrace's public API only, to show what a trace of a real service looks
  * like and to give the demo and the tests something realistic to record.
  *
@@ -448,7 +448,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
         fprintf(f,
-                "usage: gtrace-example-service [options]\n"
+                "usage: example-service [options]\n"
                 "  --duration SEC  how long to accept requests (default 5, at most %d)\n"
                 "  --workers N     worker threads (default 4, 1..%d)\n"
                 "  --rate RPS      requests per second (default 2000, 1..%d)\n"
