@@ -452,6 +452,27 @@ START_TEST(test_container_errors)
         fr_dump_free(d);
         gb_buf_free(&f);
 
+        /* regress-empty-meta-null-offset: empty META, GENERATION and END
+         * payloads (nothing was ever allocated for them). */
+        f = (struct gb_buf){0};
+        build_file(&f, NULL, 0);
+        ck_assert_int_eq(parse_file(&f, &err, &c), -EBADMSG);
+        ck_assert_ptr_nonnull(strstr(err.msg, "no format version"));
+        gb_buf_free(&f);
+        f = (struct gb_buf){0};
+        build_file(&f, meta_v1, sizeof(meta_v1));
+        put_record(&f, PROTO_DUMP_END, NULL, 0);
+        ck_assert_int_eq(parse_file(&f, &err, &c), -EBADMSG);
+        ck_assert_ptr_nonnull(strstr(err.msg, "malformed END"));
+        gb_buf_free(&f);
+        f = (struct gb_buf){0};
+        build_file(&f, meta_v1, sizeof(meta_v1));
+        put_record(&f, PROTO_DUMP_GENERATION, NULL, 0);
+        put_end(&f, 1);
+        ck_assert_int_eq(parse_file(&f, &err, &c), -EBADMSG);
+        ck_assert_ptr_nonnull(strstr(err.msg, "empty generation blob"));
+        gb_buf_free(&f);
+
         /* Files that cannot be opened. */
         ck_assert_int_eq(fr_dump_open("/nonexistent/x.gtrace", &d, &err), -ENOENT);
         ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/x.gtrace"));
