@@ -31,5 +31,14 @@ if(TARGET gtracectl AND TARGET gtraced)
   gtrace_check_test(test-cli-errors SOURCES integration/test-cli-errors.c ${client_proc}
     LIBS gtrace_flightrec TIMEOUT 120)
   add_dependencies(test-cli-errors gtracectl gtraced)
+
+  # The whole path: an instrumented program (public API, static libgtrace),
+  # gtraced, gtracectl snapshot/validate/stats/view/export.
+  add_executable(test-cli-roundtrip-prog integration/test-cli-roundtrip-prog.c)
+  target_link_libraries(test-cli-roundtrip-prog PRIVATE gtrace_static Threads::Threads)
+  gtrace_target(test-cli-roundtrip-prog)
+  gtrace_check_test(test-cli-roundtrip SOURCES integration/test-cli-roundtrip.c ${client_proc}
+    LIBS gtrace_flightrec TIMEOUT 120)
+  add_dependencies(test-cli-roundtrip test-cli-roundtrip-prog gtracectl gtraced)
 endif()
 
