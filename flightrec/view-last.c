@@ -210,6 +210,67 @@ static void print_fiber(const struct fr_last *l, FILE *out, const struct fr_trac
         print_logs(l, out, fiber_log, f, f->nlogs);
 }
 
+/* Fibers that run are always listed; the others are grouped by state and
+ * wait reason, longest-waiting first (the suspects), at most
+ * FR_LAST_FIBERS_PER_GROUP each: a server with ten thousand idle
+ * connections should not bury the two fibers that matter. */
+static int fiber_group_cmp(const void *a, const void *b)
+{
+        const struct fr_track_fiber *x = *(const struct fr_track_fiber *const *)a;
+        const struct fr_track_fiber *y = *(const struct fr_track_fiber *const *)b;
+        int xr = x->state == PROTO_FIBER_RUNNING || x->state == PROTO_FIBER_SYSCALL;
+        int yr = y->state == PROTO_FIBER_RUNNING || y->state == PROTO_FIBER_SYSCALL;
+        if (xr != yr)
+                return yr - xr; /* running ones first */
+        if (x->state != y->state)
+                return x->state < y->state ? -1 : 1;
+        int c = strcmp(x->reason, y->reason);
+        if (c)
+                return c;
+        if (x->since_ns != y->since_ns)
+                return x->since_ns < y->since_ns ? -1 : 1;
+        return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void print_fibers(const struct fr_last *l, FILE *out, struct fr_track_fiber **fibers,
+                         size_t n)
+{
+        size_t counts[PROTO_FIBER_STATE_MAX + 1] = {0};
+        for (size_t i = 0; i < n; i++)
+                if (fibers[i]->state <= PROTO_FIBER_STATE_MAX)
+                        counts[fibers[i]->state]++;
+        fprintf(out, "fibers: %zu live (%zu running, %zu in blocking calls, %zu runnable, %zu "
+                     "waiting)\n",
+                n, counts[PROTO_FIBER_RUNNING], counts[PROTO_FIBER_SYSCALL],
+                counts[PROTO_FIBER_RUNNABLE], counts[PROTO_FIBER_WAITING]);
+        qsort(fibers, n, sizeof(*fibers), fiber_group_cmp);
+        for (size_t i = 0; i < n;) {
+                /* [i, j) is one group: same state and reason. */
+                size_t j = i + 1;
+                int running = fibers[i]->state == PROTO_FIBER_RUNNING ||
+                              fibers[i]->state == PROTO_FIBER_SYSCALL;
+                while (j < n && fibers[j]->state == fibers[i]->state &&
+                       !strcmp(fibers[j]->reason, fibers[i]->reason))
+                        j++;
+                size_t shown = running ? j - i : j - i < FR_LAST_FIBERS_PER_GROUP
+                                                         ? j - i
+                                                         : FR_LAST_FIBERS_PER_GROUP;
+                for (size_t k = i; k < i + shown; k++)
+                        print_fiber(l, out, fibers[k]);
+                if (shown < j - i) {
+                        fprintf(out, "  ... and %zu more %s", j - i - shown,
+                                proto_fiber_state_name(fibers[i]->state));
+                        if (fibers[i]->reason[0]) {
+                                fputs(" (", out);
+                                print_safe(out, fibers[i]->reason);
+                                fputc(')', out);
+                        }
+                        fputs(" fibers (--json lists them all)\n", out);
+                }
+                i = j;
+        }
+}
+
 int fr_last_print(const struct fr_last *l, const struct fr_dump_meta *meta, FILE *out)
 {
         struct fr_track_thread **threads = NULL;
@@ -264,13 +325,13 @@ int fr_last_print(const struct fr_last *l, const struct fr_dump_meta *meta, FILE
                 fputc('\n', out);
                 print_thread(l, out, threads[i]);
         }
-        if (nfibers)
+        if (nfibers) {
                 fputc('\n', out);
-        for (size_t i = 0; i < nfibers; i++)
-                print_fiber(l, out, fibers[i]);
+                print_fibers(l, out, fibers, nfibers);
+        }
         if (ntasks)
                 fputs("\ntasks open at the end:\n", out);
-        for (size_t i = 0; i < ntasks; i++) {
+        for (size_t i = 0; i < ntasks && i < FR_LAST_MAX_TASKS; i++) {
                 const struct fr_track_task *k = tasks[i];
                 fprintf(out, "  task %" PRIu64 " ", k->id);
                 print_safe(out, k->name);
@@ -279,6 +340,9 @@ int fr_last_print(const struct fr_last *l, const struct fr_dump_meta *meta, FILE
                 fprintf(out, "  open for %s\n",
                         fr_fmt_duration(d, sizeof(d), l->end_ns - k->start_ns));
         }
+        if (ntasks > FR_LAST_MAX_TASKS)
+                fprintf(out, "  ... and %zu more (--json lists them all)\n",
+                        ntasks - FR_LAST_MAX_TASKS);
 out:
         free(threads);
         free(fibers);

@@ -234,6 +234,12 @@ struct fr_last {
         uint64_t events;
 };
 
+/* The human output lists every running fiber, at most this many of each
+ * group of runnable / waiting fibers (same state and reason, the longest
+ * waiting first), and at most FR_LAST_MAX_TASKS open tasks; --json has all. */
+#define FR_LAST_FIBERS_PER_GROUP 10
+#define FR_LAST_MAX_TASKS 50
+
 /* Reads the whole dump into *ret (fr_last_done() frees it). 0 or an error. */
 int fr_last_collect(struct fr_dump *d, struct fr_last *ret, struct fr_error *ret_err);
 void fr_last_done(struct fr_last *l);
