@@ -57,6 +57,9 @@ struct ex {
         struct xw *w;
         char prefix[sizeof(phases) - 1][48];
         size_t prefix_len[sizeof(phases) - 1];
+        uint64_t last_tid;   /* the tid last written, kept formatted */
+        char last_tid_str[24];
+        size_t last_tid_len; /* 0: none yet */
         struct fr_track *track;
         const struct fr_export_options *o;
         const struct fr_dump_meta *meta;
@@ -105,7 +108,11 @@ static void ev_begin(struct ex *x, const char *ph, uint64_t tid, int64_t ts_ns)
         default: i = 0; break;
         }
         xw_raw(w, x->prefix[i], x->prefix_len[i]);
-        xw_u64(w, tid);
+        if (!x->last_tid_len || tid != x->last_tid) {
+                x->last_tid = tid;
+                x->last_tid_len = xw_fmt_u64(x->last_tid_str, tid);
+        }
+        xw_raw(w, x->last_tid_str, x->last_tid_len);
         xw_lit(w, ",\"ts\":");
         xw_us(w, ts_ns);
         x->events_out++;

@@ -10,6 +10,7 @@ void xw_init(struct xw *w, int fd)
         w->err = 0;
         w->len = 0;
         w->total = 0;
+        w->us_high_len = 0;
 }
 
 int xw_flush(struct xw *w)
@@ -44,13 +45,6 @@ void xw_raw_slow(struct xw *w, const char *s, size_t n)
         }
 }
 
-/* Keeps room for one small item (a number, an escape) without a check per byte. */
-static inline void xw_reserve(struct xw *w, size_t n)
-{
-        if (XW_BUFFER_BYTES - w->len < n)
-                (void)xw_flush(w);
-}
-
 /* Two digits per division: numbers are most of what an export writes. */
 static const char digit_pairs[201] = "00010203040506070809"
                                      "10111213141516171819"
@@ -63,7 +57,18 @@ static const char digit_pairs[201] = "00010203040506070809"
                                      "80818283848586878889"
                                      "90919293949596979899";
 
-static size_t fmt_u64(char *end, uint64_t v)
+static unsigned ndigits(uint64_t v)
+{
+        unsigned n = 1;
+        while (v >= 10000) {
+                v /= 10000;
+                n += 4;
+        }
+        return n + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
+/* Writes v's n digits ending at end (exclusive). */
+static void put_digits(char *end, uint64_t v)
 {
         char *p = end;
         while (v >= 100) {
@@ -78,40 +83,71 @@ static size_t fmt_u64(char *end, uint64_t v)
         } else {
                 *--p = (char)('0' + v);
         }
-        return (size_t)(end - p);
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+        unsigned n = ndigits(v);
+        put_digits(p + n, v);
+        return p + n;
+}
+
+size_t xw_fmt_u64(char *buf, uint64_t v)
+{
+        return (size_t)(put_u64(buf, v) - buf);
 }
 
 void xw_u64(struct xw *w, uint64_t v)
 {
-        char tmp[24];
-        size_t n = fmt_u64(tmp + sizeof(tmp), v);
-        xw_raw(w, tmp + sizeof(tmp) - n, n);
+        xw_commit(w, put_u64(xw_reserve(w, 24), v));
 }
 
 void xw_i64(struct xw *w, int64_t v)
 {
+        char *p = xw_reserve(w, 24);
         if (v < 0) {
-                xw_lit(w, "-");
-                xw_u64(w, (uint64_t)0 - (uint64_t)v);
+                *p++ = '-';
+                p = put_u64(p, (uint64_t)0 - (uint64_t)v);
         } else {
-                xw_u64(w, (uint64_t)v);
+                p = put_u64(p, (uint64_t)v);
         }
+        xw_commit(w, p);
 }
 
 void xw_us(struct xw *w, int64_t ns)
 {
         uint64_t a = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
-        char tmp[32];
-        char *end = tmp + sizeof(tmp);
-        uint64_t frac = a % 1000;
-        end[-1] = (char)('0' + frac % 10);
-        end[-2] = (char)('0' + frac / 10 % 10);
-        end[-3] = (char)('0' + frac / 100);
-        end[-4] = '.';
-        size_t n = 4 + fmt_u64(end - 4, a / 1000);
+        uint64_t us = a / 1000;
+        char *p = xw_reserve(w, 40);
         if (ns < 0)
-                xw_lit(w, "-");
-        xw_raw(w, end - n, n);
+                *p++ = '-';
+        if (us < 1000000) {
+                p = put_u64(p, us);
+        } else {
+                uint64_t high = us / 1000000;
+                unsigned low = (unsigned)(us % 1000000);
+                if (!w->us_high_len || high != w->us_high) {
+                        w->us_high = high;
+                        w->us_high_len = (unsigned)(put_u64(w->us_high_str, high) -
+                                                    w->us_high_str);
+                }
+                memcpy(p, w->us_high_str, w->us_high_len);
+                p += w->us_high_len;
+                /* The low six digits, leading zeros included. */
+                p[0] = digit_pairs[(low / 10000) * 2];
+                p[1] = digit_pairs[(low / 10000) * 2 + 1];
+                p[2] = digit_pairs[(low / 100 % 100) * 2];
+                p[3] = digit_pairs[(low / 100 % 100) * 2 + 1];
+                p[4] = digit_pairs[(low % 100) * 2];
+                p[5] = digit_pairs[(low % 100) * 2 + 1];
+                p += 6;
+        }
+        unsigned frac = (unsigned)(a % 1000);
+        p[0] = '.';
+        p[1] = (char)('0' + frac / 100);
+        p[2] = digit_pairs[(frac % 100) * 2];
+        p[3] = digit_pairs[(frac % 100) * 2 + 1];
+        xw_commit(w, p + 4);
 }
 
 void xw_hex_str(struct xw *w, uint64_t v)
@@ -191,7 +227,7 @@ void xw_str_body(struct xw *w, const char *str, size_t n)
                         continue;
                 }
                 uint8_t c = s[i];
-                xw_reserve(w, 8);
+                (void)xw_reserve(w, 8);
                 if (c == '"' || c == '\\') {
                         char e[2] = {'\\', (char)c};
                         xw_raw(w, e, 2);

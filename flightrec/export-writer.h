@@ -22,6 +22,11 @@ struct xw {
         int err;       /* first -errno from write(2), sticky */
         size_t len;
         uint64_t total; /* bytes handed to write(2) or buffered */
+        /* Timestamps of neighbouring events share their leading digits: the
+         * digits above the last six of the microseconds are kept formatted. */
+        uint64_t us_high;
+        unsigned us_high_len; /* 0: nothing cached */
+        char us_high_str[24];
         char buf[XW_BUFFER_BYTES];
 };
 
@@ -31,7 +36,24 @@ int xw_flush(struct xw *w);
 
 void xw_raw_slow(struct xw *w, const char *s, size_t n);
 
-static inline void xw_raw(struct xw *w, const char *s, size_t n)
+/* Room for n bytes written straight into the buffer (n <= 64), then
+ * xw_commit() with the end of what was written: numbers are formatted in
+ * place instead of through a temporary. */
+static inline char *xw_reserve(struct xw *w, size_t n)
+{
+        if (XW_BUFFER_BYTES - w->len < n)
+                (void)xw_flush(w);
+        return w->buf + w->len;
+}
+
+static inline void xw_commit(struct xw *w, char *end)
+{
+        size_t n = (size_t)(end - (w->buf + w->len));
+        w->len += n;
+        w->total += n;
+}
+
+static inline __attribute__((always_inline)) void xw_raw(struct xw *w, const char *s, size_t n)
 {
         if (n <= XW_BUFFER_BYTES - w->len) {
                 char *d = w->buf + w->len;
@@ -59,6 +81,8 @@ static inline void xw_raw(struct xw *w, const char *s, size_t n)
 #define xw_lit(w, s) xw_raw((w), (s), sizeof(s) - 1)
 
 void xw_u64(struct xw *w, uint64_t v);
+/* v in decimal into buf (at least 20 bytes, no NUL); returns the length. */
+size_t xw_fmt_u64(char *buf, uint64_t v);
 void xw_i64(struct xw *w, int64_t v);
 /* Nanoseconds as microseconds with exactly three decimals: 1234567 -> 1234.567 */
 void xw_us(struct xw *w, int64_t ns);
