@@ -82,6 +82,27 @@ static char *xstrdup(const char *s)
         return strdup(s ? s : "");
 }
 
+/* Fibers change state all the time and most states have no reason: those
+ * share this empty string instead of a malloc'ed one. */
+static char no_reason[] = "";
+
+static char *reason_dup(const char *s)
+{
+        return s && *s ? strdup(s) : no_reason;
+}
+
+static void reason_free(char *s)
+{
+        if (s != no_reason)
+                free(s);
+}
+
+static void region_name_free(struct fr_track_region *r)
+{
+        if (r->name != r->inline_name)
+                free(r->name);
+}
+
 int64_t fr_track_ns(const struct fr_generation *g, uint64_t t)
 {
         return fr_clock_mono_ns(&g->clock, t);
@@ -116,7 +137,7 @@ static void thread_free(struct fr_track_thread *t)
         if (!t)
                 return;
         for (size_t i = 0; i < t->nregions; i++)
-                free(t->regions[i].name);
+                region_name_free(&t->regions[i]);
         free(t->regions);
         free(t->syscall);
         free(t->name);
@@ -128,7 +149,7 @@ static void fiber_free(struct fr_track_fiber *f)
         if (!f)
                 return;
         free(f->name);
-        free(f->reason);
+        reason_free(f->reason);
         free(f);
 }
 
@@ -254,7 +275,7 @@ static void region_pop(struct fr_track *tr, struct fr_track_thread *t, int64_t e
         struct fr_track_region *r = &t->regions[t->nregions - 1];
         if (tr->hooks.region_end)
                 tr->hooks.region_end(tr->ctx, t, r, end_ns, how);
-        free(r->name);
+        region_name_free(r);
         t->nregions--;
 }
 
@@ -267,16 +288,29 @@ static int region_push(struct fr_track_thread *t, const char *name, int64_t star
         }
         if (t->nregions == t->regions_cap) {
                 size_t cap = t->regions_cap ? t->regions_cap * 2 : 8;
+                /* Inline names move with the array: remember which were. */
+                struct fr_track_region *old = t->regions;
                 struct fr_track_region *n = realloc(t->regions, cap * sizeof(*n));
                 if (!n)
                         return -ENOMEM;
+                for (size_t i = 0; i < t->nregions; i++)
+                        if (n[i].name == old[i].inline_name)
+                                n[i].name = n[i].inline_name;
                 t->regions = n;
                 t->regions_cap = cap;
         }
         struct fr_track_region *r = &t->regions[t->nregions];
-        r->name = xstrdup(name);
-        if (!r->name)
-                return -ENOMEM;
+        size_t len = name ? strlen(name) : 0;
+        if (len < sizeof(r->inline_name)) {
+                if (len)
+                        memcpy(r->inline_name, name, len);
+                r->inline_name[len] = '\0';
+                r->name = r->inline_name;
+        } else {
+                r->name = strdup(name);
+                if (!r->name)
+                        return -ENOMEM;
+        }
         r->start_ns = start_ns;
         r->start_units = start_units;
         t->nregions++;
@@ -338,7 +372,7 @@ static int fiber_get(struct fr_track *tr, uint64_t id, const char *name, uint8_t
                 return -ENOMEM;
         f->id = id;
         f->name = xstrdup(name);
-        f->reason = xstrdup("");
+        f->reason = no_reason;
         f->state = state;
         f->since_ns = now_ns;
         f->created_ns = now_ns;
@@ -356,7 +390,7 @@ static int fiber_get(struct fr_track *tr, uint64_t id, const char *name, uint8_t
 static int fiber_set_state(struct fr_track *tr, struct fr_track_fiber *f, uint8_t state,
                            const char *reason, int64_t now_ns, enum fr_end how)
 {
-        char *copy = xstrdup(reason);
+        char *copy = reason_dup(reason);
         if (!copy)
                 return -ENOMEM;
         uint8_t old_state = f->state;
@@ -367,7 +401,7 @@ static int fiber_set_state(struct fr_track *tr, struct fr_track_fiber *f, uint8_
         f->since_ns = now_ns;
         if (tr->hooks.fiber_state)
                 tr->hooks.fiber_state(tr->ctx, f, old_state, old_reason, old_since, now_ns, how);
-        free(old_reason);
+        reason_free(old_reason);
         return 0;
 }
 
@@ -574,13 +608,11 @@ static int on_fiber_status(struct fr_track *tr, const struct fr_event *ev)
                 r = fiber_get(tr, id, ev->str[A_FIBER_STATUS_NAME], state, tr->gen_start_ns, &f);
                 if (r < 0)
                         return r;
-                if (reason) {
-                        char *copy = strdup(reason);
-                        if (!copy)
-                                return -ENOMEM;
-                        free(f->reason);
-                        f->reason = copy;
-                }
+                char *copy = reason_dup(reason);
+                if (!copy)
+                        return -ENOMEM;
+                reason_free(f->reason);
+                f->reason = copy;
         } else if (f->state != state || strcmp(f->reason, reason ? reason : "") != 0) {
                 r = fiber_set_state(tr, f, state, reason, tr->gen_start_ns, FR_END_LOST);
                 if (r < 0)
