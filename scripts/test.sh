@@ -94,9 +94,20 @@ run_variant() {
         log=$build_root/$name-ctest.log
 
         echo "=== $name: configure and build ($dir)"
-        cmake -S "$root" -B "$dir" -DGTRACE_WERROR=ON "${cmake_args[@]}" >"$build_root/$name-cmake.log" ||
-                { cat "$build_root/$name-cmake.log"; return 1; }
-        cmake --build "$dir" -j "$jobs"
+        # A variant that does not configure or build is reported and the
+        # others still run, so one CI run shows every problem at once.
+        if ! cmake -S "$root" -B "$dir" -DGTRACE_WERROR=ON "${cmake_args[@]}" >"$build_root/$name-cmake.log" 2>&1; then
+                cat "$build_root/$name-cmake.log"
+                summary+=("$name: CONFIGURE FAILED")
+                failed=1
+                return 0
+        fi
+        if ! cmake --build "$dir" -j "$jobs"; then
+                echo "=== $name: BUILD FAILED (errors above)"
+                summary+=("$name: BUILD FAILED")
+                failed=1
+                return 0
+        fi
 
         echo "=== $name: ctest ${ctest_args[*]}"
         local prefix=()
@@ -137,7 +148,7 @@ for v in "${variants[@]}"; do
                 run_variant asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGTRACE_SANITIZE=address,undefined --
                 ;;
         tsan)
-                tsan_probe
+                tsan_probe || { summary+=("tsan: TSan does not work on this machine"); failed=1; continue; }
                 run_variant tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGTRACE_SANITIZE=thread -- -L concurrency
                 ;;
         esac
