@@ -23,6 +23,42 @@
 
 static uint64_t next_conn_id = 1;
 
+/* Checks the state machine drawn in gtraced.h against the fields (debug builds). */
+#ifndef NDEBUG
+#include <assert.h>
+static void conn_assert_state(const struct gd_conn *c)
+{
+        switch (c->state) {
+        case GD_CONN_HELLO:
+                assert(!c->proc && gd_list_empty(&c->snaps));
+                break;
+        case GD_CONN_PRODUCER:
+        case GD_CONN_GOODBYE:
+                assert(c->proc && c->proc->nconns > 0);
+                assert(c->pending_fd < 0);
+                break;
+        case GD_CONN_CONTROL:
+                assert(!c->proc && !c->big_gen);
+                break;
+        case GD_CONN_CONTROL_BUSY:
+                /* A snapshot is outstanding and answers through this connection. */
+                assert(!c->proc && !gd_list_empty(&c->snaps));
+                break;
+        case GD_CONN_CLOSED:
+                assert(!c->proc && !c->big && gd_list_empty(&c->outq));
+                break;
+        }
+        assert(!c->big_gen || c->big == c->big_gen->data);
+        assert(!c->big || c->big_fill <= c->big_hdr.length);
+        assert(c->rlen <= sizeof(c->rbuf));
+}
+#else
+static void conn_assert_state(const struct gd_conn *c)
+{
+        (void)c;
+}
+#endif
+
 static void conn_update_poll(struct gd_conn *c);
 static void on_conn_poll(uv_poll_t *h, int status, int events);
 static void conn_process_frames(struct gd_conn *c);
@@ -467,6 +503,7 @@ static void on_conn_poll(uv_poll_t *h, int status, int events)
         }
         if ((events & (UV_READABLE | UV_DISCONNECT)) && conn_reading(c))
                 conn_read(c);
+        conn_assert_state(c);
         if (c->state != GD_CONN_CLOSED)
                 conn_update_poll(c);
 }

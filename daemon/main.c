@@ -31,6 +31,17 @@ int main(int argc, char **argv)
          * a dump beyond RLIMIT_FSIZE returns EFBIG instead of killing us. */
         signal(SIGPIPE, SIG_IGN);
         signal(SIGXFSZ, SIG_IGN);
+        /* Until the loop watches them, the signals we handle stay pending
+         * instead of killing us with their default action (a SIGTERM that
+         * arrives just after the socket went live still shuts down cleanly).
+         * No thread exists yet, so every later thread inherits the unblock. */
+        sigset_t handled, saved;
+        sigemptyset(&handled);
+        sigaddset(&handled, SIGTERM);
+        sigaddset(&handled, SIGINT);
+        sigaddset(&handled, SIGUSR1);
+        sigaddset(&handled, SIGHUP);
+        sigprocmask(SIG_BLOCK, &handled, &saved);
 
         r = uv_loop_init(&loop);
         if (r < 0) {
@@ -43,6 +54,7 @@ int main(int argc, char **argv)
                 r = gd_server_listen(&srv);
         if (r >= 0)
                 r = gd_server_start_signals(&srv);
+        sigprocmask(SIG_SETMASK, &saved, NULL);
         if (r >= 0) {
                 log_info("gtraced %s ready: dumps into %s; %u generations, %" PRIu64
                          " bytes per process, %" PRIu64 " bytes in total",

@@ -9,6 +9,7 @@
  * frame size, both of which libuv's stream API hides.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -657,6 +658,12 @@ void gd_server_stop(struct gd_server *s)
         close_handle((uv_handle_t *)&s->sig_term);
         close_handle((uv_handle_t *)&s->sig_int);
         close_handle((uv_handle_t *)&s->sig_hup);
+        /* Closing the handles gave the signals their default actions back;
+         * a second SIGTERM must not cut the in-flight dumps short. */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGUSR1, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
         close_handle((uv_handle_t *)&s->retain_timer);
         close_handle((uv_handle_t *)&s->flush_timer);
         close_handle((uv_handle_t *)&s->watchdog_timer);

@@ -65,7 +65,7 @@ int main(int argc, char **argv)
                 wait_connected();
                 some_events(100);
                 gtrace_log("test", argv[2]);
-                *(volatile int *)(uintptr_t)argc = 0; /* not a valid address */
+                *(volatile int *)((uintptr_t)argc * 8) = 0; /* aligned, never mapped */
         } else if (strcmp(mode, "run") == 0) {
                 int n = atoi(argv[2]);
                 uint64_t t0 = now_ms();

@@ -42,6 +42,15 @@ static void prog_start(struct prog *p, const char *period_ms, const char *mode,
                 setenv("GTRACE_PERIOD_MS", period_ms, 1);
                 setenv("GTRACE_DUMP_DIR", D.dir, 1);
                 unsetenv("GTRACE_NO_DAEMON");
+                /* Sanitizer builds: leave SIGSEGV to gtrace's crash handler. */
+                const char *vars[] = {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"};
+                for (size_t i = 0; i < 3; i++) {
+                        char v[1024];
+                        const char *old = getenv(vars[i]);
+                        snprintf(v, sizeof(v), "%s%shandle_segv=0", old ? old : "",
+                                 old && *old ? ":" : "");
+                        setenv(vars[i], v, 1);
+                }
                 const char *argv[] = {dh_binary("tests/daemon-prog"), mode, arg, NULL};
                 execv(argv[0], dh_mut(argv));
                 _exit(127);
