@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench-httpd: a small libuv HTTP/1.1 server instrumented the way a service
+ * would be, for the "overhead on a real workload" measurement (bench/run
+ * drives it with wrk, tracing off and on, alternating).
+ *
+ * Per request: a region "request" around everything, and one region per
+ * phase ("parse", "handle", "respond"); one request in 100 is answered 503
+ * as if overloaded, and that error is logged (gtrace_log); a counter tracks
+ * open connections.  The handler does a little real work (hashes the request
+ * and formats a JSON body), so a request costs what a trivial endpoint of a
+ * real service costs, not less.
+ *
+ *   bench-httpd [--trace] [--port N]
+ *
+ * --trace starts gtrace with the defaults and the environment (GTRACED_SOCKET
+ * names the daemon); without it every gtrace call is a no-op.  Prints
+ * "listening PORT PID" when ready; SIGTERM or SIGINT stop it cleanly.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <gtrace/gtrace.h>
+#include <uv.h>
+
+#define READ_BYTES 8192 /* one connection's request buffer */
+
+struct conn {
+        uv_tcp_t tcp;
+        size_t len;
+        char buf[READ_BYTES];
+};
+
+struct reply {
+        uv_write_t req;
+        char data[512];
+};
+
+static uv_loop_t *loop;
+static uint64_t nrequests;
+static int64_t nconns;
+
+static void on_close(uv_handle_t *h)
+{
+        free(h->data);
+}
+
+static void conn_close(struct conn *c)
+{
+        if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
+                gtrace_counter("connections", --nconns);
+                uv_close((uv_handle_t *)&c->tcp, on_close);
+        }
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+        struct conn *c = h->data;
+        buf->base = c->buf + c->len;
+        buf->len = sizeof(c->buf) - c->len;
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+        free(req->data);
+}
+
+/* FNV-1a: the handler's "work". */
+static uint64_t hash(const char *p, size_t n)
+{
+        uint64_t h = 1469598103934665603ull;
+        for (size_t i = 0; i < n; i++) {
+                h ^= (uint8_t)p[i];
+                h *= 1099511628211ull;
+        }
+        return h;
+}
+
+/* Handles one complete request of n bytes at p.  Returns false to close. */
+static bool handle_request(struct conn *c, const char *p, size_t n)
+{
+        gtrace_region_begin("request");
+
+        gtrace_region_begin("parse");
+        const char *sp1 = memchr(p, ' ', n);
+        const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(p + n - sp1 - 1)) : NULL;
+        bool ok = sp1 && sp2 && (size_t)(sp1 - p) == 3 && memcmp(p, "GET", 3) == 0;
+        gtrace_region_end();
+
+        gtrace_region_begin("handle");
+        struct reply *r = malloc(sizeof(*r));
+        if (!r) {
+                gtrace_region_end();
+                gtrace_region_end();
+                return false;
+        }
+        r->req.data = r;
+        char body[160];
+        int status = 200;
+        int blen;
+        uint64_t h = hash(p, n);
+        if (!ok) {
+                status = 400;
+                gtrace_log("http", "malformed request line");
+                blen = snprintf(body, sizeof(body), "{\"error\":\"bad request\"}\n");
+        } else if (++nrequests % 100 == 0) {
+                status = 503;
+                gtrace_log("http", "overloaded: shedding request");
+                blen = snprintf(body, sizeof(body), "{\"error\":\"overloaded\"}\n");
+        } else {
+                blen = snprintf(body, sizeof(body),
+                                "{\"path\":\"%.*s\",\"request\":%llu,\"etag\":\"%016llx\"}\n",
+                                (int)(sp2 - sp1 - 1 > 64 ? 64 : sp2 - sp1 - 1), sp1 + 1,
+                                (unsigned long long)nrequests, (unsigned long long)h);
+        }
+        gtrace_region_end();
+
+        gtrace_region_begin("respond");
+        int len = snprintf(r->data, sizeof(r->data),
+                           "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                           "Content-Length: %d\r\nConnection: keep-alive\r\n\r\n%s",
+                           status, status == 200 ? "OK" : status == 503 ? "Service Unavailable"
+                                                                        : "Bad Request",
+                           blen, body);
+        uv_buf_t b = uv_buf_init(r->data, (unsigned)len);
+        int e = uv_write(&r->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+        if (e < 0)
+                free(r);
+        gtrace_region_end();
+
+        gtrace_region_end();
+        return e == 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+        struct conn *c = s->data;
+        if (n < 0) {
+                conn_close(c);
+                return;
+        }
+        c->len += (size_t)n;
+        /* Every complete request in the buffer (wrk does not pipeline, but
+         * a client may). */
+        size_t start = 0;
+        for (;;) {
+                char *end = NULL;
+                for (size_t i = start; i + 3 < c->len; i++)
+                        if (memcmp(c->buf + i, "\r\n\r\n", 4) == 0) {
+                                end = c->buf + i + 4;
+                                break;
+                        }
+                if (!end)
+                        break;
+                if (!handle_request(c, c->buf + start, (size_t)(end - c->buf) - start)) {
+                        conn_close(c);
+                        return;
+                }
+                start = (size_t)(end - c->buf);
+        }
+        if (start) {
+                memmove(c->buf, c->buf + start, c->len - start);
+                c->len -= start;
+        }
+        if (c->len == sizeof(c->buf)) {
+                gtrace_log("http", "request too large");
+                conn_close(c);
+        }
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+        if (status < 0)
+                return;
+        struct conn *c = calloc(1, sizeof(*c));
+        if (!c)
+                return;
+        uv_tcp_init(loop, &c->tcp);
+        c->tcp.data = c;
+        if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+                uv_close((uv_handle_t *)&c->tcp, on_close);
+                return;
+        }
+        (void)uv_tcp_nodelay(&c->tcp, 1);
+        gtrace_counter("connections", ++nconns);
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_signal(uv_signal_t *h, int signo)
+{
+        uv_stop(loop);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+        if (!uv_is_closing(h))
+                uv_close(h, h->type == UV_TCP && h->data ? on_close : NULL);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"trace", no_argument, NULL, 't'},
+                {"port", required_argument, NULL, 'p'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        bool trace = false;
+        int port = 0;
+        for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+                switch (c) {
+                case 't': trace = true; break;
+                case 'p': port = atoi(optarg); break;
+                case 'h': printf("usage: bench-httpd [--trace] [--port N]\n"); return 0;
+                default: fprintf(stderr, "usage: bench-httpd [--trace] [--port N]\n"); return 2;
+                }
+        }
+        if (port < 0 || port > 65535) {
+                fprintf(stderr, "bench-httpd: bad port\n");
+                return 2;
+        }
+        if (trace) {
+                int r = gtrace_start(NULL);
+                if (r < 0) {
+                        fprintf(stderr, "bench-httpd: gtrace_start: %s\n", strerror(-r));
+                        return 1;
+                }
+                gtrace_thread_name("http-loop");
+        }
+        loop = uv_default_loop();
+        uv_tcp_t server;
+        uv_tcp_init(loop, &server);
+        server.data = NULL;
+        struct sockaddr_in addr;
+        uv_ip4_addr("127.0.0.1", port, &addr);
+        int r = uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0);
+        if (r == 0)
+                r = uv_listen((uv_stream_t *)&server, 1024, on_connection);
+        if (r < 0) {
+                fprintf(stderr, "bench-httpd: listen: %s\n", uv_strerror(r));
+                return 1;
+        }
+        struct sockaddr_storage ss;
+        int sl = sizeof(ss);
+        uv_tcp_getsockname(&server, (struct sockaddr *)&ss, &sl);
+        printf("listening %d %d\n", ntohs(((struct sockaddr_in *)&ss)->sin_port), (int)getpid());
+        fflush(stdout);
+
+        uv_signal_t sigterm, sigint;
+        uv_signal_init(loop, &sigterm);
+        uv_signal_init(loop, &sigint);
+        uv_signal_start(&sigterm, on_signal, SIGTERM);
+        uv_signal_start(&sigint, on_signal, SIGINT);
+
+        uv_run(loop, UV_RUN_DEFAULT);
+        uv_walk(loop, close_walk, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        r = uv_loop_close(loop);
+        if (trace)
+                gtrace_stop();
+        fprintf(stderr, "bench-httpd: %llu requests\n", (unsigned long long)nrequests);
+        return r == 0 ? 0 : 1;
+}
