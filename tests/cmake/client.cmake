@@ -13,6 +13,9 @@ target_include_directories(test-client-textfmt PRIVATE ${PROJECT_SOURCE_DIR}/fli
 
 gtrace_check_test(test-export-chrome SOURCES unit/test-export-chrome.c ${client_genbuild}
   LIBS gtrace_flightrec TIMEOUT 60)
+# Fails the N-th allocation of export / view / view --last / stats until they succeed.
+gtrace_check_test(test-export-chaos SOURCES unit/test-export-chaos.c ${client_genbuild}
+  LIBS gtrace_flightrec TIMEOUT 120)
 
 if(TARGET gtracectl)
   gtrace_check_test(test-cli-golden SOURCES integration/test-cli-golden.c ${client_proc}
