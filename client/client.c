@@ -289,6 +289,11 @@ static int connect_error(const char *path, int err, struct gtrace_client_error *
                             "not allowed to connect to gtraced at %s: run as a user with access "
                             "to the socket (see docs/systemd.md), or as root",
                             path);
+        case EAGAIN:
+                return fail(e, -EAGAIN,
+                            "gtraced at %s is not accepting connections (its backlog is full): "
+                            "it may be overloaded or hung; check its log",
+                            path);
         case ENOTDIR:
                 return fail(e, -ENOENT, "gtraced is not running at %s (a path component is not "
                                         "a directory): check --socket or GTRACED_SOCKET",
@@ -327,7 +332,10 @@ int gtrace_client_connect(const char *socket_path, struct gtrace_client **ret,
         }
         memcpy(sa.sun_path, c->path, strlen(c->path) + 1);
 
-        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        /* Non-blocking from the start: a daemon that is hung with a full
+         * backlog must not hang connect() (unix sockets then fail with
+         * EAGAIN instead of waiting). */
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (c->fd < 0) {
                 r = fail(ret_err, -errno, "cannot create a unix socket: %s", strerror(errno));
                 goto fail_free;
