@@ -31,6 +31,7 @@
  * is itself absent is kept with its thread.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,8 +209,7 @@ static void log_push(struct fr_track_log *logs, unsigned *n, unsigned *first, in
         }
         struct fr_track_log *l = &logs[slot];
         l->time_ns = ns;
-        (void)strncpy(l->category, category ? category : "", sizeof(l->category) - 1);
-        l->category[sizeof(l->category) - 1] = '\0';
+        (void)snprintf(l->category, sizeof(l->category), "%s", category ? category : "");
         if (!message)
                 message_len = 0;
         if (message_len > sizeof(l->message) - 1)
