@@ -532,8 +532,8 @@ static int run_validate(struct ctl *ctl, int argc, char **argv)
                                                 "generations", (json_int_t)v.generations,
                                                 "events", (json_int_t)v.events, "events_lost",
                                                 (json_int_t)v.lost));
-        printf("%s: valid: %" PRIu64 " generations, %" PRIu64 " events, %" PRIu64 " lost\n",
-               path, v.generations, v.events, v.lost);
+        printf("%s: valid: %" PRIu64 " generation%s, %" PRIu64 " events, %" PRIu64 " lost\n",
+               path, v.generations, v.generations == 1 ? "" : "s", v.events, v.lost);
         return fflush(stdout) == 0 ? CTL_OK : CTL_FAIL;
 }
 

@@ -315,11 +315,11 @@ int fr_last_print(const struct fr_last *l, const struct fr_dump_meta *meta, FILE
                 fputs("the trace is empty: no generation in the dump\n", out);
                 goto out;
         }
-        fprintf(out, "trace ends %s, %s after it starts (%" PRIu64 " generations, %" PRIu64
+        fprintf(out, "trace ends %s, %s after it starts (%" PRIu64 " generation%s, %" PRIu64
                      " events)\n",
                 fr_fmt_wall(wall, sizeof(wall), l->end_wall_ns, 1),
                 fr_fmt_duration(d, sizeof(d), l->end_ns - l->start_ns), l->generations,
-                l->events);
+                l->generations == 1 ? "" : "s", l->events);
 
         for (size_t i = 0; i < nthreads; i++) {
                 fputc('\n', out);
