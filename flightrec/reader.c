@@ -30,13 +30,14 @@
  *   s - 1 (FIBER_CREATE: when the fiber does not exist), and a TASK_END when
  *   its task had a TASK_STATUS or its TASK_BEGIN was delivered (a task's end
  *   cannot precede its begin, whatever two threads' clocks say).  A head
- *   that is not ready parks its thread on the fiber or task, and the event
- *   that moves it wakes the threads parked there, so the merge costs
- *   O(log threads) per event however the threads interleave.  When every
- *   remaining head is parked, no order satisfies the constraints: that is
- *   the error, and it names the fiber or task.  The fiber state machine is checked as transitions
- *   are applied, so those errors may come after some of the generation's
- *   events were delivered (generation_end is not called then).
+ *   that is not ready parks its thread on exactly the condition it needs
+ *   (see struct rd_waits), and the event that brings it about wakes those
+ *   threads, so the merge costs O(log threads) per event however the
+ *   threads interleave.  When every remaining head is parked, no order
+ *   satisfies the constraints: that is the error, and it names the fiber or
+ *   task.  The fiber state machine is checked as transitions are applied,
+ *   so those errors may come after some of the generation's events were
+ *   delivered (generation_end is not called then).
  *
  * Nothing is allocated per event.  The tables are open-addressing hash maps
  * and growable arrays owned by a struct fr_parser and reused from one
@@ -308,7 +309,6 @@ struct rd_fiber {
         uint64_t id;
         uint64_t seq;
         uint32_t thread; /* running on, RD_NONE otherwise */
-        uint32_t parked; /* first thread parked on this fiber */
         uint8_t state;   /* enum rd_fstate */
         uint8_t has_status;
 };
@@ -319,7 +319,31 @@ struct rd_task {
         uint8_t begin_delivered; /* phase 3 */
         uint32_t end_off;
         uint32_t end_thread;
-        uint32_t parked; /* phase 3: first thread whose TASK_END waits for the begin */
+};
+
+/*
+ * Phase 3: a thread whose head is not ready waits on the exact condition
+ * that would make it ready, keyed by (id, need): a fiber transition with
+ * seq s waits for (fiber, s - 1), a FIBER_CREATE for (fiber, RD_WAIT_GONE),
+ * a TASK_END for (task, RD_WAIT_BEGUN).  Whatever brings a condition about
+ * wakes exactly its waiters, so no thread is woken for nothing however many
+ * wait on one busy fiber (waking them all on every transition would let a
+ * crafted trace cost threads x transitions).  A woken thread checks its head
+ * again, so a fiber's and a task's keys meeting costs a recheck, no more.
+ */
+#define RD_WAIT_GONE UINT64_MAX
+#define RD_WAIT_BEGUN (UINT64_MAX - 1)
+
+struct rd_wslot {
+        uint64_t id, need;
+        uint32_t head; /* first waiting thread, chained by parked_next */
+        uint32_t stamp;
+};
+
+struct rd_waits {
+        struct rd_wslot *slots;
+        uint64_t seed;
+        uint32_t bits, n, stamp;
 };
 
 struct rd_heap_ent {
@@ -384,6 +408,8 @@ struct fr_parser {
 
         struct rd_status *st;
         size_t nst, cst;
+
+        struct rd_waits waits;
 
         struct rd_heap_ent *heap;
         size_t nheap, cheap;
@@ -820,7 +846,7 @@ static uint32_t rd_fiber(struct fr_parser *r, uint64_t id)
         if (RD_RESERVE(r->fb, r->cfb, r->nfb + 1) < 0 ||
             rd_map_put(&r->budget, &r->fbmap, id, (uint32_t)r->nfb) < 0)
                 return RD_NONE;
-        r->fb[r->nfb] = (struct rd_fiber){.id = id, .thread = RD_NONE, .parked = RD_NONE};
+        r->fb[r->nfb] = (struct rd_fiber){.id = id, .thread = RD_NONE};
         return (uint32_t)r->nfb++;
 }
 
@@ -833,7 +859,7 @@ static struct rd_task *rd_task(struct fr_parser *r, uint64_t id)
         if (RD_RESERVE(r->tk, r->ctk, r->ntk + 1) < 0 ||
             rd_map_put(&r->budget, &r->tkmap, id, (uint32_t)r->ntk) < 0)
                 return NULL;
-        r->tk[r->ntk] = (struct rd_task){.id = id, .parked = RD_NONE};
+        r->tk[r->ntk] = (struct rd_task){.id = id};
         return &r->tk[r->ntk++];
 }
 
@@ -1197,6 +1223,92 @@ exhausted:
         return 0;
 }
 
+static inline uint32_t rd_wait_hash(const struct rd_waits *w, uint64_t id, uint64_t need)
+{
+        uint64_t h = ((id ^ w->seed) * 0x9e3779b97f4a7c15ull + need) * 0xff51afd7ed558ccdull;
+        return (uint32_t)(h >> (64 - w->bits));
+}
+
+/* The slot for (id, need); created when asked.  NULL: absent, or no memory. */
+static struct rd_wslot *rd_wait_slot(struct fr_parser *r, uint64_t id, uint64_t need, int create)
+{
+        struct rd_waits *w = &r->waits;
+        uint32_t mask, i;
+
+        if (create && (w->bits == 0 || (uint64_t)(w->n + 1) * 2 > (1ull << w->bits))) {
+                struct rd_waits nw = {.stamp = 1, .bits = w->bits ? w->bits + 1 : 6};
+                size_t size = sizeof(struct rd_wslot) << nw.bits;
+
+                if (nw.bits > 31 || rd_charge(&r->budget, size) < 0)
+                        return NULL;
+                nw.slots = fr_calloc((size_t)1 << nw.bits, sizeof(struct rd_wslot));
+                if (!nw.slots) {
+                        r->budget.used -= size;
+                        return NULL;
+                }
+                nw.seed = ((uint64_t)(uintptr_t)nw.slots * 0x9e3779b97f4a7c15ull) | 1;
+                mask = (1u << nw.bits) - 1;
+                for (uint32_t k = 0; w->bits && k < (1u << w->bits); k++) {
+                        const struct rd_wslot *o = &w->slots[k];
+                        if (o->stamp != w->stamp)
+                                continue;
+                        for (i = rd_wait_hash(&nw, o->id, o->need); nw.slots[i].stamp == 1;
+                             i = (i + 1) & mask)
+                                ;
+                        nw.slots[i] = *o;
+                        nw.slots[i].stamp = 1;
+                        nw.n++;
+                }
+                if (w->bits)
+                        r->budget.used -= sizeof(struct rd_wslot) << w->bits;
+                fr_free(w->slots);
+                *w = nw;
+        }
+        if (w->bits == 0)
+                return NULL;
+        mask = (1u << w->bits) - 1;
+        for (i = rd_wait_hash(w, id, need);; i = (i + 1) & mask) {
+                struct rd_wslot *sl = &w->slots[i];
+                if (sl->stamp != w->stamp) {
+                        if (!create)
+                                return NULL;
+                        *sl = (struct rd_wslot){id, need, RD_NONE, w->stamp};
+                        w->n++;
+                        return sl;
+                }
+                if (sl->id == id && sl->need == need)
+                        return sl;
+        }
+}
+
+static int rd_wait_park(struct fr_parser *r, uint32_t ti, uint64_t id, uint64_t need)
+{
+        struct rd_wslot *sl = rd_wait_slot(r, id, need, 1);
+
+        if (!sl)
+                return rd_oom(r);
+        r->th[ti].parked_next = sl->head;
+        sl->head = ti;
+        return 0;
+}
+
+/* Wakes the threads waiting for (id, need): back into the merge. */
+static void rd_wait_wake(struct fr_parser *r, uint64_t id, uint64_t need)
+{
+        struct rd_wslot *sl = rd_wait_slot(r, id, need, 0);
+        uint32_t w;
+
+        if (!sl)
+                return;
+        w = sl->head;
+        sl->head = RD_NONE;
+        while (w != RD_NONE) {
+                uint32_t next = r->th[w].parked_next;
+                rd_heap_push(r, w);
+                w = next;
+        }
+}
+
 static int rd_is_fiber_transition(uint8_t type)
 {
         return type >= PROTO_EV_FIBER_CREATE && type <= PROTO_EV_FIBER_EXIT;
@@ -1204,7 +1316,7 @@ static int rd_is_fiber_transition(uint8_t type)
 
 /*
  * Applies the fiber transition at ti's head if it is ready: returns 1 with
- * *ret_fi set when applied, 0 when the thread was parked on the fiber, or an
+ * *ret_fi set when applied, 0 when the thread now waits for the fiber, or an
  * error for a transition the state machine forbids.
  */
 static int rd_fiber_step(struct fr_parser *r, uint32_t ti, uint32_t *ret_fi)
@@ -1225,9 +1337,9 @@ static int rd_fiber_step(struct fr_parser *r, uint32_t ti, uint32_t *ret_fi)
         else
                 ready = f->state != FS_UNKNOWN && f->seq + 1 == seq;
         if (!ready) {
-                t->parked_next = f->parked;
-                f->parked = ti;
-                return 0;
+                int rc = rd_wait_park(r, ti, id,
+                                      ev->type == PROTO_EV_FIBER_CREATE ? RD_WAIT_GONE : seq - 1);
+                return rc < 0 ? rc : 0;
         }
 
         switch (ev->type) {
@@ -1360,30 +1472,30 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
         }
 
         while (r->nheap > 0) {
-                uint32_t ti = r->heap[0].ti, *waiters = NULL;
+                uint32_t ti = r->heap[0].ti, fi = RD_NONE;
                 struct rd_thread *t = &r->th[ti];
+                uint64_t begun = 0;
 
                 if (rd_is_fiber_transition(t->head.type)) {
-                        uint32_t fi = RD_NONE;
                         rc = rd_fiber_step(r, ti, &fi);
                         if (rc < 0)
                                 return rc;
                         if (rc == 0) {
-                                rd_heap_pop(r); /* parked until the fiber moves */
+                                rd_heap_pop(r); /* waits until the fiber moves */
                                 continue;
                         }
-                        waiters = &r->fb[fi].parked;
                 } else if (t->head.type == PROTO_EV_TASK_END ||
                            t->head.type == PROTO_EV_TASK_BEGIN) {
                         /* Phase 2 recorded every task of the generation. */
                         struct rd_task *k = &r->tk[rd_map_get(&r->tkmap, t->head.args[1])];
                         if (t->head.type == PROTO_EV_TASK_BEGIN) {
                                 k->begin_delivered = 1;
-                                waiters = &k->parked;
+                                begun = k->id;
                         } else if (!k->status && !k->begin_delivered) {
                                 /* Another thread's clock put the end first. */
-                                t->parked_next = k->parked;
-                                k->parked = ti;
+                                rc = rd_wait_park(r, ti, k->id, RD_WAIT_BEGUN);
+                                if (rc < 0)
+                                        return rc;
                                 rd_heap_pop(r);
                                 continue;
                         }
@@ -1400,16 +1512,14 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                         rd_heap_replace_top(r, ti);
                 else
                         rd_heap_pop(r);
-                if (waiters) {
-                        /* The fiber moved or the task began: waiters may be ready now. */
-                        uint32_t w = *waiters;
-                        *waiters = RD_NONE;
-                        while (w != RD_NONE) {
-                                uint32_t next = r->th[w].parked_next;
-                                rd_heap_push(r, w);
-                                w = next;
-                        }
+                /* Wake whoever waited for what just happened. */
+                if (fi != RD_NONE) {
+                        rd_wait_wake(r, r->fb[fi].id, r->fb[fi].seq);
+                        if (r->fb[fi].state == FS_GONE)
+                                rd_wait_wake(r, r->fb[fi].id, RD_WAIT_GONE);
                 }
+                if (begun)
+                        rd_wait_wake(r, begun, RD_WAIT_BEGUN);
         }
 
         rc = rd_deadlock(r);
@@ -1482,6 +1592,7 @@ void fr_parser_free(struct fr_parser *r)
         rd_map_done(&r->tkmap);
         fr_free(r->st);
         fr_free(r->heap);
+        fr_free(r->waits.slots);
         fr_free(r);
 }
 
@@ -1504,6 +1615,12 @@ static void rd_reset(struct fr_parser *r, const uint8_t *blob, size_t len, uint6
         rd_map_clear(&r->thmap);
         rd_map_clear(&r->fbmap);
         rd_map_clear(&r->tkmap);
+        r->waits.n = 0;
+        if (r->waits.bits && ++r->waits.stamp == 0) {
+                for (uint32_t i = 0; i < (1u << r->waits.bits); i++)
+                        r->waits.slots[i].stamp = 0;
+                r->waits.stamp = 1;
+        }
         r->eog_off = 0;
         r->eog_gen = r->eog_batches = r->eog_events = r->eog_lost = 0;
 }

@@ -809,11 +809,55 @@ START_TEST(test_merge_random)
 }
 END_TEST
 
+/*
+ * regress-wake-storm: thousands of threads wait on one fiber for a sequence
+ * number that never comes while another thread moves that fiber through
+ * tens of thousands of transitions.  Waking every waiter on every
+ * transition made this threads x transitions (minutes); waiting on the
+ * exact (fiber, seq) makes it linear.  The verdict is the ordering error.
+ */
+START_TEST(test_regress_wake_storm)
+{
+        const uint64_t waiters = 4000, steps = 40000;
+        struct fr_error err = {0};
+        struct gb_gen g;
+        uint64_t seq = 0, t = 10;
+        int r;
+
+        gb_gen_init(&g);
+        gb_generation(&g, 1, 1);
+        gb_clock(&g, 1000000000, 0, 0, 0, 0, 1u << 30);
+        for (uint64_t i = 0; i <= waiters; i++)
+                gb_thread(&g, 1 + i, 0);
+        gb_batch_begin(&g, 1, 10, 0);
+        GB_EVENT(&g, THREAD_STATUS, 10, 0, 0, 0);
+        GB_EVENT(&g, FIBER_CREATE, 10, 7, 0, 0);
+        for (uint64_t i = 0; i < steps / 2; i++) {
+                GB_EVENT(&g, FIBER_RUN, ++t, 7, ++seq);
+                GB_EVENT(&g, FIBER_YIELD, ++t, 7, ++seq);
+        }
+        gb_batch_end(&g);
+        for (uint64_t i = 1; i <= waiters; i++) {
+                gb_batch_begin(&g, 1 + i, 0, 0);
+                GB_EVENT(&g, THREAD_STATUS, 0, 0, 0, 0);
+                GB_EVENT(&g, FIBER_RUN, 1, 7, 1000000);
+                gb_batch_end(&g);
+        }
+        gb_end(&g);
+        r = fr_generation_parse(g.out.data, g.out.len, 0, NULL, NULL, &err);
+        ck_assert_int_eq(r, -EPROTO);
+        ck_assert_ptr_nonnull(strstr(err.msg, "FIBER_RUN of fiber 7 with seq 1000000 cannot be "
+                                              "ordered"));
+        gb_gen_done(&g);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("flightrec-reader");
         TCase *tc_cases = tcase_create("cases"), *robust = tcase_create("robustness"),
-              *api = tcase_create("api"), *merge = tcase_create("merge");
+              *api = tcase_create("api"), *merge = tcase_create("merge"),
+              *regress = tcase_create("regress");
         SRunner *sr;
         int failed;
 
@@ -824,10 +868,14 @@ int main(void)
         tcase_add_test(api, test_api);
         tcase_add_test(api, test_parser_reuse);
         tcase_add_test(merge, test_merge_random);
+        /* Linear work finishes in milliseconds; the old quadratic wake-up took minutes. */
+        tcase_set_timeout(regress, 20);
+        tcase_add_test(regress, test_regress_wake_storm);
         suite_add_tcase(s, tc_cases);
         suite_add_tcase(s, robust);
         suite_add_tcase(s, api);
         suite_add_tcase(s, merge);
+        suite_add_tcase(s, regress);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
         failed = srunner_ntests_failed(sr);
