@@ -33,6 +33,7 @@ enum opt_id {
         OPT_FLUSH_TIMEOUT,
         OPT_MAX_CONNECTIONS,
         OPT_MAX_PROCESSES,
+        OPT_HELLO_TIMEOUT,
         OPT_LOG_LEVEL,
         OPT_SETTABLE_, /* options below are command line only */
         OPT_CONFIG = OPT_SETTABLE_,
@@ -66,6 +67,9 @@ static const struct opt_def opts[] = {
         [OPT_MAX_CONNECTIONS] = {"max-connections", "N",
                                  "connections accepted at once (default 1024)"},
         [OPT_MAX_PROCESSES] = {"max-processes", "N", "processes held at once (default 4096)"},
+        [OPT_HELLO_TIMEOUT] = {"hello-timeout", "MS",
+                               "drop connections that do not say HELLO within MS (default "
+                               "5000)"},
         [OPT_LOG_LEVEL] = {"log-level", "LEVEL", "error, warning, notice, info (default) or "
                                                  "debug"},
         [OPT_CONFIG] = {"config", "PATH", "read settings from PATH (default /etc/gtraced.conf "
@@ -195,6 +199,11 @@ static int apply(struct gd_config *c, enum opt_id id, const char *v, char *err, 
                         c->max_processes = (uint32_t)u;
                 expect = "a number from 1 to 1000000";
                 break;
+        case OPT_HELLO_TIMEOUT:
+                r = parse_uint(v, 100, 600000, &u);
+                c->hello_timeout_ms = (uint32_t)u;
+                expect = "a number of milliseconds from 100 to 600000";
+                break;
         case OPT_LOG_LEVEL:
                 r = parse_level(v, &c->log_level);
                 expect = "one of error, warning, notice, info, debug";
@@ -319,6 +328,7 @@ int gd_config_parse(struct gd_config *c, int argc, char **argv)
                 .flush_timeout_ms = GD_DEFAULT_FLUSH_TIMEOUT_MS,
                 .max_connections = GD_DEFAULT_MAX_CONNECTIONS,
                 .max_processes = GD_DEFAULT_MAX_PROCESSES,
+                .hello_timeout_ms = GD_DEFAULT_HELLO_TIMEOUT_MS,
                 .log_level = LOG_INFO,
         };
         for (size_t i = 0; i < NOPTS; i++)

@@ -520,6 +520,31 @@ void gd_conn_resume(struct gd_conn *c)
                 conn_update_poll(c);
 }
 
+static void on_hello_timer(uv_timer_t *t)
+{
+        gd_conn_hello_sweep(t->data);
+}
+
+void gd_conn_hello_sweep(struct gd_server *s)
+{
+        uint64_t now = gd_now_mono_ms();
+        int waiting = 0;
+        struct gd_link *l, *t;
+        gd_list_for_each_safe(l, t, &s->conns)
+        {
+                struct gd_conn *c = gd_container_of(l, struct gd_conn, link);
+                if (c->state != GD_CONN_HELLO)
+                        continue;
+                if (now - c->accepted_ms >= s->cfg->hello_timeout_ms)
+                        gd_conn_fail(c, -ETIMEDOUT, "no HELLO within %u ms",
+                                     s->cfg->hello_timeout_ms);
+                else
+                        waiting = 1;
+        }
+        if (!waiting)
+                uv_timer_stop(&s->hello_timer);
+}
+
 int gd_conn_new(struct gd_server *s, int fd)
 {
         struct gd_conn *c = calloc(1, sizeof(*c));
@@ -553,6 +578,12 @@ int gd_conn_new(struct gd_server *s, int fd)
         s->nconns++;
         c->poll_events = UV_READABLE;
         uv_poll_start(&c->poll, UV_READABLE, on_conn_poll);
+        c->accepted_ms = gd_now_mono_ms();
+        if (!uv_is_active((uv_handle_t *)&s->hello_timer)) {
+                /* Checked at a quarter of the timeout: dropped within 1.25x of it. */
+                uint64_t every = s->cfg->hello_timeout_ms / 4 ? s->cfg->hello_timeout_ms / 4 : 1;
+                uv_timer_start(&s->hello_timer, on_hello_timer, every, every);
+        }
         log_debug("Connection %" PRIu64 " from pid %d uid %u", c->id, (int)c->cred.pid,
                   (unsigned)c->cred.uid);
         return 0;

@@ -115,6 +115,7 @@ static void do_status(struct gd_conn *c)
         set_int(lim, "flush_timeout_ms", cfg->flush_timeout_ms);
         set_int(lim, "max_connections", cfg->max_connections);
         set_int(lim, "max_processes", cfg->max_processes);
+        set_int(lim, "hello_timeout_ms", cfg->hello_timeout_ms);
         json_object_set_new(o, "limits", lim);
         reply(c, o);
 }

@@ -86,6 +86,7 @@ struct gd_config {
         uint32_t flush_timeout_ms;
         uint32_t max_connections;
         uint32_t max_processes;
+        uint32_t hello_timeout_ms;  /* a connection must say HELLO within this */
         int log_level;              /* LOG_ERR .. LOG_DEBUG */
 };
 
@@ -97,6 +98,7 @@ struct gd_config {
 #define GD_DEFAULT_FLUSH_TIMEOUT_MS 250u
 #define GD_DEFAULT_MAX_CONNECTIONS 1024u
 #define GD_DEFAULT_MAX_PROCESSES 4096u
+#define GD_DEFAULT_HELLO_TIMEOUT_MS 5000u
 #define GD_MAX_GENERATIONS 100000u
 
 /*
@@ -181,6 +183,7 @@ struct gd_server {
         uv_timer_t flush_timer;    /* earliest flush deadline */
         uv_timer_t watchdog_timer; /* WATCHDOG=1 at half the interval */
         uv_timer_t status_timer;   /* STATUS= at most once a second */
+        uv_timer_t hello_timer;    /* drops connections that never say HELLO */
         int notify;                /* NOTIFY_SOCKET is set */
         int status_dirty;
         struct fr_rings *rings;
@@ -283,6 +286,7 @@ struct gd_conn {
         enum gd_conn_state state;
         struct ucred cred;
         uint64_t id;              /* for log messages */
+        uint64_t accepted_ms;     /* monotonic; for the HELLO deadline */
         struct gd_proc *proc;     /* producer role: its process */
         int saw_goodbye;
         int dispatching;          /* inside conn_process(): no re-entry */
@@ -301,6 +305,8 @@ struct gd_conn {
         struct gd_link snaps;
 };
 
+/* Closes connections that did not send HELLO within the configured time. */
+void gd_conn_hello_sweep(struct gd_server *s);
 /* Takes ownership of fd (an accepted, non-blocking socket). */
 int gd_conn_new(struct gd_server *s, int fd);
 void gd_conn_close(struct gd_conn *c);

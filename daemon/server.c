@@ -549,8 +549,8 @@ int gd_server_init(struct gd_server *s, uv_loop_t *loop, const struct gd_config 
                 sigs[i]->data = s;
         }
         uv_timer_t *timers[] = {&s->retain_timer, &s->flush_timer, &s->watchdog_timer,
-                                &s->status_timer};
-        for (size_t i = 0; i < 4; i++) {
+                                &s->status_timer, &s->hello_timer};
+        for (size_t i = 0; i < 5; i++) {
                 uv_timer_init(loop, timers[i]);
                 timers[i]->data = s;
         }
@@ -668,6 +668,7 @@ void gd_server_stop(struct gd_server *s)
         close_handle((uv_handle_t *)&s->flush_timer);
         close_handle((uv_handle_t *)&s->watchdog_timer);
         close_handle((uv_handle_t *)&s->status_timer);
+        close_handle((uv_handle_t *)&s->hello_timer);
 }
 
 void gd_server_done(struct gd_server *s)

@@ -638,6 +638,30 @@ START_TEST(test_connection_limit)
 }
 END_TEST
 
+START_TEST(test_silent_connection_dropped)
+{
+        const char *extra[] = {"--hello-timeout", "300", NULL};
+        start(extra);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        memcpy(sa.sun_path, D.sock, strlen(D.sock) + 1);
+        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        uint64_t t0 = dh_now_ms();
+        uint16_t type = 0;
+        uint8_t *p = NULL;
+        size_t len;
+        ck_assert_int_eq(dh_recv_frame(fd, 5000, &type, &p, &len), 0);
+        ck_assert_uint_eq(type, PROTO_MSG_ERROR);
+        free(p);
+        ck_assert(dh_wait_closed(fd, 5000));
+        uint64_t took = dh_now_ms() - t0;
+        ck_assert_uint_ge(took, 250);
+        ck_assert_uint_lt(took, 2000);
+        close(fd);
+        finish();
+}
+END_TEST
+
 static Suite *daemon_raw_suite(void)
 {
         Suite *s = suite_create("daemon-raw");
@@ -663,6 +687,7 @@ static Suite *daemon_raw_suite(void)
         tcase_add_test(errors, test_flags_and_config);
         tcase_add_test(errors, test_dump_name_cannot_escape);
         tcase_add_test(errors, test_connection_limit);
+        tcase_add_test(errors, test_silent_connection_dropped);
         suite_add_tcase(s, errors);
         TCase *regress = tcase_create("regress");
         tcase_set_timeout(regress, 60);
