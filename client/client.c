@@ -64,19 +64,42 @@ static const struct {
         int code;
         const char *name;
 } errno_names[] = {
-        {EPERM, "EPERM"},           {ENOENT, "ENOENT"},       {ESRCH, "ESRCH"},
-        {EINTR, "EINTR"},           {EIO, "EIO"},             {EBADF, "EBADF"},
-        {EAGAIN, "EAGAIN"},         {ENOMEM, "ENOMEM"},       {EACCES, "EACCES"},
-        {EEXIST, "EEXIST"},         {ENOTDIR, "ENOTDIR"},     {EISDIR, "EISDIR"},
-        {EINVAL, "EINVAL"},         {EMFILE, "EMFILE"},       {EFBIG, "EFBIG"},
-        {ENOSPC, "ENOSPC"},         {EROFS, "EROFS"},         {EPIPE, "EPIPE"},
-        {ERANGE, "ERANGE"},         {ENAMETOOLONG, "ENAMETOOLONG"},
-        {ENODATA, "ENODATA"},       {EPROTO, "EPROTO"},       {EBADMSG, "EBADMSG"},
-        {EMSGSIZE, "EMSGSIZE"},     {EPROTONOSUPPORT, "EPROTONOSUPPORT"},
-        {EUSERS, "EUSERS"},         {ECONNREFUSED, "ECONNREFUSED"},
-        {ECONNRESET, "ECONNRESET"}, {ETIMEDOUT, "ETIMEDOUT"}, {EBUSY, "EBUSY"},
-        {EDQUOT, "EDQUOT"},         {ENOTCONN, "ENOTCONN"},   {ECANCELED, "ECANCELED"},
-        {ENOTSUP, "ENOTSUP"},       {ENXIO, "ENXIO"},         {ENOTSOCK, "ENOTSOCK"},
+        {EPERM, "EPERM"},
+        {ENOENT, "ENOENT"},
+        {ESRCH, "ESRCH"},
+        {EINTR, "EINTR"},
+        {EIO, "EIO"},
+        {EBADF, "EBADF"},
+        {EAGAIN, "EAGAIN"},
+        {ENOMEM, "ENOMEM"},
+        {EACCES, "EACCES"},
+        {EEXIST, "EEXIST"},
+        {ENOTDIR, "ENOTDIR"},
+        {EISDIR, "EISDIR"},
+        {EINVAL, "EINVAL"},
+        {EMFILE, "EMFILE"},
+        {EFBIG, "EFBIG"},
+        {ENOSPC, "ENOSPC"},
+        {EROFS, "EROFS"},
+        {EPIPE, "EPIPE"},
+        {ERANGE, "ERANGE"},
+        {ENAMETOOLONG, "ENAMETOOLONG"},
+        {ENODATA, "ENODATA"},
+        {EPROTO, "EPROTO"},
+        {EBADMSG, "EBADMSG"},
+        {EMSGSIZE, "EMSGSIZE"},
+        {EPROTONOSUPPORT, "EPROTONOSUPPORT"},
+        {EUSERS, "EUSERS"},
+        {ECONNREFUSED, "ECONNREFUSED"},
+        {ECONNRESET, "ECONNRESET"},
+        {ETIMEDOUT, "ETIMEDOUT"},
+        {EBUSY, "EBUSY"},
+        {EDQUOT, "EDQUOT"},
+        {ENOTCONN, "ENOTCONN"},
+        {ECANCELED, "ECANCELED"},
+        {ENOTSUP, "ENOTSUP"},
+        {ENXIO, "ENXIO"},
+        {ENOTSOCK, "ENOTSOCK"},
 };
 
 const char *gtrace_client_errno_name(int code)
@@ -241,8 +264,8 @@ static int read_frame(struct gtrace_client *c, int64_t deadline, struct proto_he
                 return fail(e, r, "reading from gtraced at %s: %s", c->path, strerror(-r));
         r = proto_header_get(head, ret_hdr);
         if (r < 0)
-                return fail(e, r, "gtraced at %s sent a bad frame (type %u, %u bytes): %s",
-                            c->path, ret_hdr->type, ret_hdr->length, strerror(-r));
+                return fail(e, r, "gtraced at %s sent a bad frame (type %u, %u bytes): %s", c->path,
+                            ret_hdr->type, ret_hdr->length, strerror(-r));
         char *payload = malloc((size_t)ret_hdr->length + 1);
         if (!payload)
                 return fail(e, -ENOMEM, "out of memory for a %u-byte reply", ret_hdr->length);
@@ -295,11 +318,11 @@ static int connect_error(const char *path, int err, struct gtrace_client_error *
                             "it may be overloaded or hung; check its log",
                             path);
         case ENOTDIR:
-                return fail(e, -ENOENT, "gtraced is not running at %s (a path component is not "
-                                        "a directory): check --socket or GTRACED_SOCKET",
+                return fail(e, -ENOENT,
+                            "gtraced is not running at %s (a path component is not "
+                            "a directory): check --socket or GTRACED_SOCKET",
                             path);
-        default:
-                return fail(e, -err, "cannot connect to gtraced at %s: %s", path, strerror(err));
+        default: return fail(e, -err, "cannot connect to gtraced at %s: %s", path, strerror(err));
         }
 }
 
@@ -435,8 +458,8 @@ int gtrace_client_request(struct gtrace_client *c, const char *json, int fd, cha
                 return fail(ret_err, -ENOTCONN,
                             "the connection to gtraced at %s failed earlier: reconnect", c->path);
         if (len > PROTO_MAX_REQUEST_BYTES)
-                return fail(ret_err, -EMSGSIZE, "request of %zu bytes is above the limit (%u)",
-                            len, PROTO_MAX_REQUEST_BYTES);
+                return fail(ret_err, -EMSGSIZE, "request of %zu bytes is above the limit (%u)", len,
+                            PROTO_MAX_REQUEST_BYTES);
         frame = malloc(PROTO_HEADER_BYTES + len);
         if (!frame)
                 return fail(ret_err, -ENOMEM, "out of memory");
@@ -598,8 +621,8 @@ static void fill_process(json_t *o, struct gtrace_client_process *p)
         p->expires_ms = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : -1;
 }
 
-int gtrace_client_list(struct gtrace_client *c, struct gtrace_client_process **ret,
-                       size_t *ret_n, struct gtrace_client_error *ret_err)
+int gtrace_client_list(struct gtrace_client *c, struct gtrace_client_process **ret, size_t *ret_n,
+                       struct gtrace_client_error *ret_err)
 {
         json_t *req = json_pack("{s:s}", "command", "list");
         json_t *reply = NULL;
@@ -667,8 +690,7 @@ int gtrace_client_snapshot(struct gtrace_client *c, uint64_t pid, const char *re
         int r;
 
         if (pid == 0 || pid > INT64_MAX)
-                return fail(ret_err, -EINVAL, "%llu is not a process id",
-                            (unsigned long long)pid);
+                return fail(ret_err, -EINVAL, "%llu is not a process id", (unsigned long long)pid);
         if (reason && strlen(reason) > PROTO_MAX_REASON)
                 return fail(ret_err, -EINVAL, "the reason is longer than %u bytes",
                             PROTO_MAX_REASON);
@@ -743,8 +765,8 @@ int gtrace_client_snapshot_all(struct gtrace_client *c, const char *reason,
         for (size_t i = 0; i < n; i++) {
                 fill_dump(json_array_get(arr, i), &v[i]);
                 if (v[i].result < 0 && r == 0)
-                        r = fail(ret_err, v[i].result, "pid %llu: %s",
-                                 (unsigned long long)v[i].pid, v[i].error);
+                        r = fail(ret_err, v[i].result, "pid %llu: %s", (unsigned long long)v[i].pid,
+                                 v[i].error);
         }
         json_decref(reply);
         *ret = v;

@@ -61,8 +61,9 @@ static int raw_json(struct ctl *ctl, struct gtrace_client *c, const char *reques
         if (!json_is_object(reply)) {
                 json_decref(reply);
                 e.code = -EBADMSG;
-                (void)snprintf(e.message, sizeof(e.message), "gtraced sent a reply that is not "
-                                                             "a JSON object");
+                (void)snprintf(e.message, sizeof(e.message),
+                               "gtraced sent a reply that is not "
+                               "a JSON object");
                 return report(ctl, &e);
         }
         int ok = json_is_true(json_object_get(reply, "ok"));
@@ -112,8 +113,7 @@ static int run_status(struct ctl *ctl, int argc, char **argv)
                fr_fmt_duration(d, sizeof(d), (int64_t)s.uptime_ms * 1000000), s.protocol);
         printf("%-13s %s\n", "socket", s.socket[0] ? s.socket : "(socket activation)");
         printf("%-13s %s\n", "dump dir", s.dump_dir);
-        printf("%-13s %" PRIu64 " (%" PRIu64 " live, %" PRIu64 " exited, %" PRIu64
-               " crashed)\n",
+        printf("%-13s %" PRIu64 " (%" PRIu64 " live, %" PRIu64 " exited, %" PRIu64 " crashed)\n",
                "processes", s.processes, s.live, s.exited, s.crashed);
         printf("%-13s %" PRIu64 " generations, %s\n", "held", s.generations,
                fr_fmt_size(a, sizeof(a), s.bytes));
@@ -126,7 +126,7 @@ static int run_status(struct ctl *ctl, int argc, char **argv)
                fr_fmt_size(a, sizeof(a), s.limits.max_generation_bytes),
                fr_fmt_duration(b, sizeof(b), (int64_t)s.limits.flush_timeout_ms * 1000000),
                fr_fmt_duration(d, sizeof(d), (int64_t)s.limits.retain_exited_s * 1000000000));
-        printf("%-13s %" PRIu64 " connections, %" PRIu64 " processes\n", "", 
+        printf("%-13s %" PRIu64 " connections, %" PRIu64 " processes\n", "",
                s.limits.max_connections, s.limits.max_processes);
         return fflush(stdout) == 0 ? CTL_OK : CTL_FAIL;
 }
@@ -198,9 +198,9 @@ static int run_list(struct ctl *ctl, int argc, char **argv)
                 (void)snprintf(cells[i][3], 48, "%" PRIu64, p->generations);
                 (void)snprintf(cells[i][4], 48, "%s", fr_fmt_size(tmp, sizeof(tmp), p->bytes));
                 (void)snprintf(cells[i][5], 48, "%s",
-                               p->generations ? fr_fmt_duration(tmp, sizeof(tmp),
-                                                                (int64_t)p->span_ns)
-                                              : "-");
+                               p->generations
+                                       ? fr_fmt_duration(tmp, sizeof(tmp), (int64_t)p->span_ns)
+                                       : "-");
                 (void)snprintf(cells[i][6], 48, "%" PRIu64, p->events_lost);
                 (void)snprintf(cells[i][7], 48, "%" PRIu64, p->uid);
                 for (int j = 0; j < NCOL; j++)
@@ -342,17 +342,17 @@ static int snapshot_all(struct ctl *ctl, struct gtrace_client *c, const struct s
                 }
                 if (arr) {
                         const char *name = gtrace_client_errno_name(d->result);
-                        json_t *j = d->result < 0
-                                            ? json_pack("{s:b,s:I,s:s,s:s,s:s,s:i}", "ok", 0,
-                                                        "pid", (json_int_t)d->pid, "command",
-                                                        d->command, "error", d->error, "errno",
-                                                        name ? name : "", "code", -d->result)
-                                            : json_pack("{s:b,s:I,s:s,s:s,s:b,s:I,s:I}", "ok",
-                                                        1, "pid", (json_int_t)d->pid, "command",
-                                                        d->command, "path", d->path, "flushed",
-                                                        d->flushed, "generations",
-                                                        (json_int_t)d->generations, "bytes",
-                                                        (json_int_t)d->bytes);
+                        json_t *j =
+                                d->result < 0
+                                        ? json_pack("{s:b,s:I,s:s,s:s,s:s,s:i}", "ok", 0, "pid",
+                                                    (json_int_t)d->pid, "command", d->command,
+                                                    "error", d->error, "errno", name ? name : "",
+                                                    "code", -d->result)
+                                        : json_pack("{s:b,s:I,s:s,s:s,s:b,s:I,s:I}", "ok", 1, "pid",
+                                                    (json_int_t)d->pid, "command", d->command,
+                                                    "path", d->path, "flushed", d->flushed,
+                                                    "generations", (json_int_t)d->generations,
+                                                    "bytes", (json_int_t)d->bytes);
                         (void)json_array_append_new(arr, j);
                 }
         }

@@ -27,8 +27,7 @@
 static int file_error(struct ctl *ctl, const char *path, int r, const struct fr_error *err)
 {
         char msg[1024];
-        if (r == -EBADMSG && err && err->msg[0] && err->offset == 0 &&
-            strstr(err->msg, "magic"))
+        if (r == -EBADMSG && err && err->msg[0] && err->offset == 0 && strstr(err->msg, "magic"))
                 (void)snprintf(msg, sizeof(msg), "%s is not a gtrace dump (%s)", path, err->msg);
         else if (r == -EPROTONOSUPPORT)
                 (void)snprintf(msg, sizeof(msg),
@@ -37,8 +36,7 @@ static int file_error(struct ctl *ctl, const char *path, int r, const struct fr_
                                path, err && err->msg[0] ? err->msg : "unknown version");
         else if (r == -EBADMSG || r == -EPROTO)
                 (void)snprintf(msg, sizeof(msg), "%s: at byte %" PRIu64 ": %s", path,
-                               err ? err->offset : 0,
-                               err && err->msg[0] ? err->msg : strerror(-r));
+                               err ? err->offset : 0, err && err->msg[0] ? err->msg : strerror(-r));
         else if (err && err->msg[0])
                 (void)snprintf(msg, sizeof(msg), "%s: %s", path, err->msg);
         else
@@ -56,10 +54,9 @@ static int open_dump(struct ctl *ctl, const char *path, struct fr_dump **ret)
         int r = fr_dump_open(path, ret, &err);
         if (r < 0) {
                 char msg[1024];
-                if (r == -ENOENT || r == -EACCES || r == -EISDIR || r == -ENOTDIR ||
-                    r == -ELOOP || r == -ENAMETOOLONG) {
-                        (void)snprintf(msg, sizeof(msg), "cannot open %s: %s", path,
-                                       strerror(-r));
+                if (r == -ENOENT || r == -EACCES || r == -EISDIR || r == -ENOTDIR || r == -ELOOP ||
+                    r == -ENAMETOOLONG) {
+                        (void)snprintf(msg, sizeof(msg), "cannot open %s: %s", path, strerror(-r));
                         if (ctl->json)
                                 ctl_json_error(r, msg);
                         ctl_error("%s", msg);
@@ -89,9 +86,9 @@ static json_t *meta_json(const struct fr_dump_meta *m)
                          (json_int_t)m->uid, "command", m->command, "executable", m->executable,
                          "host", m->host, "reason", m->reason, "origin", m->origin, "flushed",
                          m->flushed, "signal", (json_int_t)m->signal, "dump_time_ns",
-                         (json_int_t)m->dump_time_ns, "start_time_ns",
-                         (json_int_t)m->start_time_ns, "generations_dropped",
-                         (json_int_t)m->gens_dropped, "producer", m->producer);
+                         (json_int_t)m->dump_time_ns, "start_time_ns", (json_int_t)m->start_time_ns,
+                         "generations_dropped", (json_int_t)m->gens_dropped, "producer",
+                         m->producer);
 }
 
 /* ---- view ---- */
@@ -185,8 +182,8 @@ static json_t *last_json(const struct fr_last *l, const struct fr_dump_meta *met
             fr_track_tasks(l->track, &tasks, &nk) < 0)
                 goto out;
         root = json_pack("{s:o,s:I,s:I,s:I,s:I,s:I}", "meta", meta_json(meta), "generations",
-                         (json_int_t)l->generations, "events", (json_int_t)l->events,
-                         "duration_ns", (json_int_t)(l->end_ns - l->start_ns), "end_ns",
+                         (json_int_t)l->generations, "events", (json_int_t)l->events, "duration_ns",
+                         (json_int_t)(l->end_ns - l->start_ns), "end_ns",
                          (json_int_t)(l->end_ns - l->start_ns), "end_wall_ns",
                          (json_int_t)l->end_wall_ns);
         jt = json_array();
@@ -208,17 +205,15 @@ static json_t *last_json(const struct fr_last *l, const struct fr_dump_meta *met
                 json_t *regions = json_array(), *logs = json_array();
                 for (size_t j = 0; regions && j < t->nregions; j++)
                         (void)json_array_append_new(
-                                regions, json_pack("{s:s,s:I}", "name", t->regions[j].name,
-                                                   "start_ns",
-                                                   (json_int_t)(t->regions[j].start_ns -
-                                                                l->start_ns)));
+                                regions,
+                                json_pack("{s:s,s:I}", "name", t->regions[j].name, "start_ns",
+                                          (json_int_t)(t->regions[j].start_ns - l->start_ns)));
                 for (unsigned j = 0; logs && j < t->nlogs; j++)
-                        (void)json_array_append_new(logs,
-                                                    log_json(fr_track_thread_log(t, j),
-                                                             l->start_ns));
+                        (void)json_array_append_new(
+                                logs, log_json(fr_track_thread_log(t, j), l->start_ns));
                 json_t *o = json_pack("{s:I,s:s,s:I,s:o,s:o,s:I}", "tid", (json_int_t)t->tid,
-                                      "name", t->name, "fiber", (json_int_t)t->fiber,
-                                      "regions", regions, "logs", logs, "last_event_ns",
+                                      "name", t->name, "fiber", (json_int_t)t->fiber, "regions",
+                                      regions, "logs", logs, "last_event_ns",
                                       (json_int_t)(t->last_ns - l->start_ns));
                 if (o && t->in_syscall)
                         (void)json_object_set_new(
@@ -231,14 +226,13 @@ static json_t *last_json(const struct fr_last *l, const struct fr_dump_meta *met
                 const struct fr_track_fiber *f = fibers[i];
                 json_t *logs = json_array();
                 for (unsigned j = 0; logs && j < f->nlogs; j++)
-                        (void)json_array_append_new(logs, log_json(fr_track_fiber_log(f, j),
-                                                                   l->start_ns));
+                        (void)json_array_append_new(
+                                logs, log_json(fr_track_fiber_log(f, j), l->start_ns));
                 (void)json_array_append_new(
                         jf, json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:o}", "id", (json_int_t)f->id,
                                       "name", f->name, "state", proto_fiber_state_name(f->state),
-                                      "since_ns", (json_int_t)(f->since_ns - l->start_ns),
-                                      "reason", f->reason, "tid", (json_int_t)f->tid, "logs",
-                                      logs));
+                                      "since_ns", (json_int_t)(f->since_ns - l->start_ns), "reason",
+                                      f->reason, "tid", (json_int_t)f->tid, "logs", logs));
         }
         for (size_t i = 0; i < nk; i++) {
                 const struct fr_track_task *k = tasks[i];
@@ -401,8 +395,8 @@ static int run_stats(struct ctl *ctl, int argc, char **argv)
                         (json_int_t)(s.end_ns - s.start_ns), "threads", (json_int_t)s.threads,
                         "fibers", (json_int_t)s.fibers, "tasks", (json_int_t)s.tasks, "events",
                         (json_int_t)s.events, "events_lost", (json_int_t)s.events_lost,
-                        "blob_bytes", (json_int_t)s.blob_bytes, "start_ns",
-                        (json_int_t)s.start_ns, "events_per_type", per);
+                        "blob_bytes", (json_int_t)s.blob_bytes, "start_ns", (json_int_t)s.start_ns,
+                        "events_per_type", per);
                 fr_dump_free(d);
                 return ctl_json_print(o);
         }
@@ -426,7 +420,8 @@ static int run_stats(struct ctl *ctl, int argc, char **argv)
                 printf(", signal %" PRIu64, m->signal);
         fputc('\n', stdout);
         if (m->dump_time_ns)
-                printf("%-13s %s\n", "written", fr_fmt_wall(a, sizeof(a), (int64_t)m->dump_time_ns, 1));
+                printf("%-13s %s\n", "written",
+                       fr_fmt_wall(a, sizeof(a), (int64_t)m->dump_time_ns, 1));
         if (m->producer[0])
                 printf("%-13s %s\n", "producer", m->producer);
         printf("%-13s %" PRIu64, "generations", s.generations);
@@ -455,8 +450,7 @@ static int run_stats(struct ctl *ctl, int argc, char **argv)
                 printf("\nevents per type:\n");
         for (size_t i = 0; i < ntable; i++)
                 if (table[i].where != 'S' && s.per_type[table[i].code])
-                        printf("  %-16s %12" PRIu64 "\n", table[i].name,
-                               s.per_type[table[i].code]);
+                        printf("  %-16s %12" PRIu64 "\n", table[i].name, s.per_type[table[i].code]);
         fr_dump_free(d);
         if (fflush(stdout) != 0) {
                 ctl_error("cannot write to stdout");
@@ -513,11 +507,11 @@ static int run_validate(struct ctl *ctl, int argc, char **argv)
         if (r != 0) {
                 if (ctl->json) {
                         const char *name = gtrace_client_errno_name(r);
-                        json_t *o = json_pack("{s:b,s:s,s:s,s:I,s:s,s:I}", "valid", 0, "file",
-                                              path, "error", err.msg[0] ? err.msg : strerror(-r),
-                                              "offset", (json_int_t)err.offset, "errno",
-                                              name ? name : "", "generations_valid",
-                                              (json_int_t)v.generations);
+                        json_t *o =
+                                json_pack("{s:b,s:s,s:s,s:I,s:s,s:I}", "valid", 0, "file", path,
+                                          "error", err.msg[0] ? err.msg : strerror(-r), "offset",
+                                          (json_int_t)err.offset, "errno", name ? name : "",
+                                          "generations_valid", (json_int_t)v.generations);
                         (void)ctl_json_print(o);
                         ctl_error("%s: invalid at byte %" PRIu64 ": %s", path, err.offset,
                                   err.msg[0] ? err.msg : strerror(-r));
@@ -529,11 +523,11 @@ static int run_validate(struct ctl *ctl, int argc, char **argv)
         }
         if (ctl->json)
                 return ctl_json_print(json_pack("{s:b,s:s,s:I,s:I,s:I}", "valid", 1, "file", path,
-                                                "generations", (json_int_t)v.generations,
-                                                "events", (json_int_t)v.events, "events_lost",
+                                                "generations", (json_int_t)v.generations, "events",
+                                                (json_int_t)v.events, "events_lost",
                                                 (json_int_t)v.lost));
-        printf("%s: valid: %" PRIu64 " generation%s, %" PRIu64 " events, %" PRIu64 " lost\n",
-               path, v.generations, v.generations == 1 ? "" : "s", v.events, v.lost);
+        printf("%s: valid: %" PRIu64 " generation%s, %" PRIu64 " events, %" PRIu64 " lost\n", path,
+               v.generations, v.generations == 1 ? "" : "s", v.events, v.lost);
         return fflush(stdout) == 0 ? CTL_OK : CTL_FAIL;
 }
 
@@ -708,17 +702,15 @@ static int run_export(struct ctl *ctl, int argc, char **argv)
         if (!realpath(a.out, abs_path))
                 (void)snprintf(abs_path, sizeof(abs_path), "%s", a.out);
         if (ctl->json)
-                return ctl_json_print(json_pack("{s:b,s:s,s:s,s:I,s:I,s:I,s:I}", "ok", 1, "file",
-                                                path, "path", abs_path, "generations",
-                                                (json_int_t)res.generations, "events",
-                                                (json_int_t)res.events_in, "trace_events",
-                                                (json_int_t)res.events_out, "bytes",
-                                                (json_int_t)res.out_bytes));
+                return ctl_json_print(
+                        json_pack("{s:b,s:s,s:s,s:I,s:I,s:I,s:I}", "ok", 1, "file", path, "path",
+                                  abs_path, "generations", (json_int_t)res.generations, "events",
+                                  (json_int_t)res.events_in, "trace_events",
+                                  (json_int_t)res.events_out, "bytes", (json_int_t)res.out_bytes));
         printf("%s\n", abs_path);
         if (isatty(2))
-                fprintf(stderr,
-                        "open it in https://ui.perfetto.dev (\"Open trace file\") or "
-                        "chrome://tracing\n");
+                fprintf(stderr, "open it in https://ui.perfetto.dev (\"Open trace file\") or "
+                                "chrome://tracing\n");
         return fflush(stdout) == 0 ? CTL_OK : CTL_FAIL;
 }
 
@@ -738,6 +730,7 @@ const struct ctl_command ctl_cmd_export = {
                 "                      and print its absolute path; default stdout\n"
                 "\n"
                 "A progress line is shown on stderr when it is a terminal.\n"
-                "With --json (needs -o): {\"ok\", \"file\", \"path\", \"generations\", \"events\",\n"
+                "With --json (needs -o): {\"ok\", \"file\", \"path\", \"generations\", "
+                "\"events\",\n"
                 "\"trace_events\", \"bytes\"}.\n",
 };

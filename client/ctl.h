@@ -32,8 +32,8 @@ struct ctl {
 struct ctl_command {
         const char *name;
         int (*run)(struct ctl *ctl, int argc, char **argv);
-        const char *usage;  /* one line, after "gtracectl " */
-        const char *help;   /* the rest of --help */
+        const char *usage; /* one line, after "gtracectl " */
+        const char *help;  /* the rest of --help */
 };
 
 /* Messages on stderr, prefixed "gtracectl: ". */

@@ -69,8 +69,8 @@ int ctl_usage(const struct ctl_command *cmd, const char *fmt, ...)
         vfprintf(stderr, fmt, ap);
         va_end(ap);
         if (cmd)
-                fprintf(stderr, "\nUsage: gtracectl %s\nTry 'gtracectl %s --help'.\n",
-                        cmd->usage, cmd->name);
+                fprintf(stderr, "\nUsage: gtracectl %s\nTry 'gtracectl %s --help'.\n", cmd->usage,
+                        cmd->name);
         else
                 fputs("\nTry 'gtracectl --help'.\n", stderr);
         return CTL_USAGE;

@@ -43,10 +43,10 @@ enum {
 };
 
 struct task_track {
-        uint64_t id;      /* the task that opened it */
-        uint64_t *stack;  /* open tasks on it, outermost first */
+        uint64_t id;     /* the task that opened it */
+        uint64_t *stack; /* open tasks on it, outermost first */
         size_t n, cap;
-        int64_t last_ts;  /* latest timestamp written on it */
+        int64_t last_ts; /* latest timestamp written on it */
 };
 
 /* The phases we write, each with its event prefix rendered once the pid is
@@ -57,7 +57,7 @@ struct ex {
         struct xw *w;
         char prefix[sizeof(phases) - 1][48];
         size_t prefix_len[sizeof(phases) - 1];
-        uint64_t last_tid;   /* the tid last written, kept formatted */
+        uint64_t last_tid; /* the tid last written, kept formatted */
         char last_tid_str[24];
         size_t last_tid_len; /* 0: none yet */
         struct fr_track *track;
@@ -65,14 +65,14 @@ struct ex {
         const struct fr_dump_meta *meta;
         uint64_t pid;
         int have_pid;
-        int first;            /* no trace event written yet */
-        int err;              /* first error inside a hook (hooks return void) */
+        int first; /* no trace event written yet */
+        int err;   /* first error inside a hook (hooks return void) */
         uint64_t events_in, events_out, generations;
         uint64_t lost_in_gen; /* EVENTS_LOST counts seen in the current generation */
         uint64_t next_flow;
-        int64_t end_ns;       /* latest time seen: where open things end */
+        int64_t end_ns; /* latest time seen: where open things end */
         int have_end;
-        struct vmap tracks;   /* task track id -> struct task_track */
+        struct vmap tracks; /* task track id -> struct task_track */
 };
 
 /* ---- event framing ---- */
@@ -194,8 +194,8 @@ static void h_region_end(void *ctx, struct fr_track_thread *t, const struct fr_t
         ev_end(x);
 }
 
-static void h_syscall_end(void *ctx, struct fr_track_thread *t, const char *name,
-                          int64_t start_ns, int64_t end_ns, enum fr_end how)
+static void h_syscall_end(void *ctx, struct fr_track_thread *t, const char *name, int64_t start_ns,
+                          int64_t end_ns, enum fr_end how)
 {
         struct ex *x = ctx;
         ev_begin(x, "X", t->tid, start_ns);
@@ -224,8 +224,7 @@ static void h_fiber_new(void *ctx, struct fr_track_fiber *f)
 }
 
 static void h_fiber_state(void *ctx, struct fr_track_fiber *f, uint8_t old_state,
-                          const char *old_reason, int64_t since_ns, int64_t now_ns,
-                          enum fr_end how)
+                          const char *old_reason, int64_t since_ns, int64_t now_ns, enum fr_end how)
 {
         struct ex *x = ctx;
         struct xw *w = x->w;
@@ -235,8 +234,8 @@ static void h_fiber_state(void *ctx, struct fr_track_fiber *f, uint8_t old_state
         xw_lit(w, ",\"cat\":\"fiber\",\"name\":");
         /* The reason is in the name so that waits read at a glance and the
          * viewer colours each kind of wait on its own. */
-        if ((old_state == PROTO_FIBER_WAITING || old_state == PROTO_FIBER_SYSCALL) &&
-            old_reason && old_reason[0]) {
+        if ((old_state == PROTO_FIBER_WAITING || old_state == PROTO_FIBER_SYSCALL) && old_reason &&
+            old_reason[0]) {
                 if (old_state == PROTO_FIBER_WAITING)
                         xw_lit(w, "\"waiting: ");
                 else

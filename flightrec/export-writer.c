@@ -128,8 +128,7 @@ void xw_us(struct xw *w, int64_t ns)
                 unsigned low = (unsigned)(us % 1000000);
                 if (!w->us_high_len || high != w->us_high) {
                         w->us_high = high;
-                        w->us_high_len = (unsigned)(put_u64(w->us_high_str, high) -
-                                                    w->us_high_str);
+                        w->us_high_len = (unsigned)(put_u64(w->us_high_str, high) - w->us_high_str);
                 }
                 memcpy(p, w->us_high_str, w->us_high_len);
                 p += w->us_high_len;

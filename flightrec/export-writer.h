@@ -19,7 +19,7 @@
 
 struct xw {
         int fd;
-        int err;       /* first -errno from write(2), sticky */
+        int err; /* first -errno from write(2), sticky */
         size_t len;
         uint64_t total; /* bytes handed to write(2) or buffered */
         /* Timestamps of neighbouring events share their leading digits: the

@@ -71,7 +71,7 @@ int fr_parse_duration(const char *s, int64_t *ret_ns)
                 const char *suffix;
                 double ns;
         } units[] = {
-                {"ns", 1},   {"us", 1e3}, {"ms", 1e6},     {"s", 1e9},
+                {"ns", 1},   {"us", 1e3},   {"ms", 1e6}, {"s", 1e9},
                 {"m", 60e9}, {"h", 3600e9}, {"", 1e9}, /* plain number: seconds */
         };
         char *end;

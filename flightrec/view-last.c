@@ -93,9 +93,9 @@ static void print_safe(FILE *out, const char *s)
         (void)fr_fmt_safe(out, s, strlen(s), 0);
 }
 
-static void print_logs(const struct fr_last *l, FILE *out, const struct fr_track_log *(*get)(
-                                                                const void *, unsigned),
-                       const void *obj, unsigned n)
+static void print_logs(const struct fr_last *l, FILE *out,
+                       const struct fr_track_log *(*get)(const void *, unsigned), const void *obj,
+                       unsigned n)
 {
         if (!n)
                 return;
@@ -239,8 +239,9 @@ static void print_fibers(const struct fr_last *l, FILE *out, struct fr_track_fib
         for (size_t i = 0; i < n; i++)
                 if (fibers[i]->state <= PROTO_FIBER_STATE_MAX)
                         counts[fibers[i]->state]++;
-        fprintf(out, "fibers: %zu live (%zu running, %zu in blocking calls, %zu runnable, %zu "
-                     "waiting)\n",
+        fprintf(out,
+                "fibers: %zu live (%zu running, %zu in blocking calls, %zu runnable, %zu "
+                "waiting)\n",
                 n, counts[PROTO_FIBER_RUNNING], counts[PROTO_FIBER_SYSCALL],
                 counts[PROTO_FIBER_RUNNABLE], counts[PROTO_FIBER_WAITING]);
         qsort(fibers, n, sizeof(*fibers), fiber_group_cmp);
@@ -252,9 +253,9 @@ static void print_fibers(const struct fr_last *l, FILE *out, struct fr_track_fib
                 while (j < n && fibers[j]->state == fibers[i]->state &&
                        !strcmp(fibers[j]->reason, fibers[i]->reason))
                         j++;
-                size_t shown = running ? j - i : j - i < FR_LAST_FIBERS_PER_GROUP
-                                                         ? j - i
-                                                         : FR_LAST_FIBERS_PER_GROUP;
+                size_t shown = running                            ? j - i
+                               : j - i < FR_LAST_FIBERS_PER_GROUP ? j - i
+                                                                  : FR_LAST_FIBERS_PER_GROUP;
                 for (size_t k = i; k < i + shown; k++)
                         print_fiber(l, out, fibers[k]);
                 if (shown < j - i) {
@@ -315,8 +316,9 @@ int fr_last_print(const struct fr_last *l, const struct fr_dump_meta *meta, FILE
                 fputs("the trace is empty: no generation in the dump\n", out);
                 goto out;
         }
-        fprintf(out, "trace ends %s, %s after it starts (%" PRIu64 " generation%s, %" PRIu64
-                     " events)\n",
+        fprintf(out,
+                "trace ends %s, %s after it starts (%" PRIu64 " generation%s, %" PRIu64
+                " events)\n",
                 fr_fmt_wall(wall, sizeof(wall), l->end_wall_ns, 1),
                 fr_fmt_duration(d, sizeof(d), l->end_ns - l->start_ns), l->generations,
                 l->generations == 1 ? "" : "s", l->events);

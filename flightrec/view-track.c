@@ -74,7 +74,7 @@ struct fr_track {
         struct vmap threads, fibers, tasks;
         uint64_t gen_index; /* generations begun, 1-based */
         int64_t gen_start_ns;
-        int64_t event_ns;   /* time of the event being processed */
+        int64_t event_ns;         /* time of the event being processed */
         struct fr_clockconv conv; /* the current generation's clock */
 };
 
@@ -568,8 +568,8 @@ static int on_thread_status(struct fr_track *tr, const struct fr_generation *g,
 
         const char *sys = ev->str[A_THREAD_STATUS_SYSCALL];
         uint64_t sys_units = ev->args[A_THREAD_STATUS_SYSCALL_START];
-        if (t->in_syscall && (!sys || t->syscall_start_units != sys_units ||
-                              strcmp(sys, t->syscall) != 0))
+        if (t->in_syscall &&
+            (!sys || t->syscall_start_units != sys_units || strcmp(sys, t->syscall) != 0))
                 syscall_close(tr, t, tr->gen_start_ns, FR_END_LOST);
         if (sys && !t->in_syscall)
                 return syscall_open(t, sys, fr_track_time(tr, sys_units), sys_units);
@@ -641,8 +641,8 @@ static int on_task_status(struct fr_track *tr, const struct fr_generation *g,
                          fr_track_time(tr, units), units, 0);
 }
 
-static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t,
-                          const struct fr_event *ev, int64_t now)
+static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t, const struct fr_event *ev,
+                          int64_t now)
 {
         uint64_t id = ev->args[A_FIBER_FIBER];
         struct fr_track_fiber *f;
@@ -677,11 +677,8 @@ static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t,
                 if (t->fiber == id)
                         t->fiber = 0;
                 return fiber_set_state(tr, f, PROTO_FIBER_RUNNABLE, NULL, now, FR_END_NORMAL);
-        case PROTO_EV_FIBER_EXIT:
-                fiber_remove(tr, f, now, FR_END_NORMAL);
-                return 0;
-        default:
-                return 0;
+        case PROTO_EV_FIBER_EXIT: fiber_remove(tr, f, now, FR_END_NORMAL); return 0;
+        default: return 0;
         }
 }
 
@@ -711,14 +708,10 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
                 thread_reconcile_done(tr, t);
 
         switch (ev->type) {
-        case PROTO_EV_THREAD_STATUS:
-                return on_thread_status(tr, g, t, ev, now);
-        case PROTO_EV_REGION_STATUS:
-                return on_region_status(tr, g, t, ev);
-        case PROTO_EV_FIBER_STATUS:
-                return on_fiber_status(tr, ev);
-        case PROTO_EV_TASK_STATUS:
-                return on_task_status(tr, g, ev);
+        case PROTO_EV_THREAD_STATUS: return on_thread_status(tr, g, t, ev, now);
+        case PROTO_EV_REGION_STATUS: return on_region_status(tr, g, t, ev);
+        case PROTO_EV_FIBER_STATUS: return on_fiber_status(tr, ev);
+        case PROTO_EV_TASK_STATUS: return on_task_status(tr, g, ev);
         case PROTO_EV_REGION_BEGIN:
                 return region_push(t, ev->str[A_REGION_BEGIN_NAME], now, ev->time);
         case PROTO_EV_REGION_END:
@@ -746,8 +739,7 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
                 if (k)
                         task_close(tr, k, now, FR_END_NORMAL);
                 return 0;
-        case PROTO_EV_THREAD_NAME:
-                return thread_set_name(tr, t, ev->str[A_THREAD_NAME_NAME]);
+        case PROTO_EV_THREAD_NAME: return thread_set_name(tr, t, ev->str[A_THREAD_NAME_NAME]);
         case PROTO_EV_SYSCALL_BEGIN:
                 syscall_close(tr, t, now, FR_END_LOST);
                 r = syscall_open(t, ev->str[A_SYSCALL_BEGIN_NAME], now, ev->time);
@@ -770,10 +762,8 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
         case PROTO_EV_FIBER_BLOCK:
         case PROTO_EV_FIBER_READY:
         case PROTO_EV_FIBER_YIELD:
-        case PROTO_EV_FIBER_EXIT:
-                return on_fiber_event(tr, t, ev, now);
-        default:
-                return 0;
+        case PROTO_EV_FIBER_EXIT: return on_fiber_event(tr, t, ev, now);
+        default: return 0;
         }
 }
 

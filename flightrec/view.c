@@ -163,8 +163,8 @@ static void print_str(FILE *out, const char *s)
  * any, so lines carry no trailing blanks).  Absent stacks are left out, and
  * absent times (0, e.g. the start of a blocking call that is not there)
  * print as "-". */
-static void print_args(struct view_ctx *c, const struct fr_generation *g,
-                       const struct fr_event *ev, int name_len)
+static void print_args(struct view_ctx *c, const struct fr_generation *g, const struct fr_event *ev,
+                       int name_len)
 {
         const struct proto_event_spec *spec = ev->spec;
         for (unsigned i = 0; spec && i < spec->nargs; i++) {
@@ -293,8 +293,10 @@ static int print_json_event(struct view_ctx *c, const struct fr_generation *g,
         json_t *o = json_pack("{s:I,s:I,s:I,s:s,s:I,s:s}", "time_ns", (json_int_t)rel, "wall_ns",
                               (json_int_t)fr_clock_wall_ns(&g->clock, ev->time), "tid",
                               (json_int_t)ev->tid, "thread",
-                              ev->tid == 0 ? "tracer" : t ? t->name : "", "fiber",
-                              (json_int_t)fiber, "event", ev->spec ? ev->spec->name : "?");
+                              ev->tid == 0 ? "tracer"
+                              : t          ? t->name
+                                           : "",
+                              "fiber", (json_int_t)fiber, "event", ev->spec ? ev->spec->name : "?");
         json_t *args = json_args(c, g, ev);
         if (!o || !args || json_object_set_new(o, "args", args) < 0) {
                 json_decref(o);

@@ -80,8 +80,8 @@ void cp_run(const char *const *argv, const char *const *env, const char *cwd, ui
                                 _exit(126);
                 if (cwd && chdir(cwd) < 0)
                         _exit(126);
-                if (uid != (uid_t)-1 && (setgroups(0, NULL) < 0 || setgid(uid) < 0 ||
-                                         setuid(uid) < 0))
+                if (uid != (uid_t)-1 &&
+                    (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0))
                         _exit(126);
                 execv(argv[0], (char *const *)(uintptr_t)argv);
                 _exit(127);

@@ -41,7 +41,7 @@ void cp_rmtree(const char *dir);
 
 struct cp_daemon {
         pid_t pid;
-        char dir[512];    /* scratch: socket, dumps, notify socket */
+        char dir[512]; /* scratch: socket, dumps, notify socket */
         char socket[600];
         char dumps[600];
 };

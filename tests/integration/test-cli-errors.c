@@ -44,8 +44,8 @@ static void expect(const struct cp_result *r, int status, const char *in_stderr)
         ck_assert_msg(r->status == status, "exit %d, want %d (stderr: %s)", r->status, status,
                       r->err);
         if (in_stderr)
-                ck_assert_msg(strstr(r->err, in_stderr) != NULL,
-                              "stderr lacks \"%s\": %s", in_stderr, r->err);
+                ck_assert_msg(strstr(r->err, in_stderr) != NULL, "stderr lacks \"%s\": %s",
+                              in_stderr, r->err);
 }
 
 static void setup(void)
@@ -96,12 +96,10 @@ START_TEST(test_usage_errors)
                 struct cp_result r;
                 cp_run(argv, NULL, scratch, (uid_t)-1, &r);
                 ck_assert_msg(r.status == 2, "case %zu (%s %s): exit %d: %s", i,
-                              cases[i][0] ? cases[i][0] : "", cases[i][0] && cases[i][1]
-                                                                   ? cases[i][1] : "",
-                              r.status, r.err);
+                              cases[i][0] ? cases[i][0] : "",
+                              cases[i][0] && cases[i][1] ? cases[i][1] : "", r.status, r.err);
                 ck_assert_msg(strstr(r.err, "gtracectl: ") == r.err, "case %zu: %s", i, r.err);
-                ck_assert_msg(strstr(r.err, "--help") != NULL, "case %zu: no hint: %s", i,
-                              r.err);
+                ck_assert_msg(strstr(r.err, "--help") != NULL, "case %zu: no hint: %s", i, r.err);
                 ck_assert_uint_eq(r.out_len, 0);
                 cp_result_free(&r);
         }
@@ -110,7 +108,7 @@ END_TEST
 
 START_TEST(test_help_everywhere)
 {
-        static const char *const cmds[] = {"status", "list",   "snapshot", "view",
+        static const char *const cmds[] = {"status", "list",     "snapshot", "view",
                                            "stats",  "validate", "export"};
         struct cp_result r;
         CTL(&r, "--help");
@@ -152,8 +150,7 @@ START_TEST(test_file_unreadable)
 {
         char path[700];
         (void)snprintf(path, sizeof(path), "%s/secret.gtrace", scratch);
-        cp_make_dump("GENERATION 1 1\nCLOCK 1000000000 0 0 0 0 10\nEND_OF_GENERATION\n", path,
-                     "x");
+        cp_make_dump("GENERATION 1 1\nCLOCK 1000000000 0 0 0 0 10\nEND_OF_GENERATION\n", path, "x");
         ck_assert_int_eq(chmod(path, 0600), 0);
         struct cp_result r;
         ctl_as(NOBODY, &r, "validate", path, (const char *)NULL);
@@ -190,8 +187,7 @@ START_TEST(test_file_corrupt)
                 else
                         CTL(&r, cmds[i], "cut.gtrace");
                 expect(&r, 1, "cut.gtrace");
-                ck_assert_msg(strstr(r.err, "byte") != NULL, "%s: no offset: %s", cmds[i],
-                              r.err);
+                ck_assert_msg(strstr(r.err, "byte") != NULL, "%s: no offset: %s", cmds[i], r.err);
                 cp_result_free(&r);
         }
         /* The failed export left no out.json behind. */
@@ -214,8 +210,7 @@ START_TEST(test_export_output_unwritable)
 {
         char path[700];
         (void)snprintf(path, sizeof(path), "%s/ok.gtrace", scratch);
-        cp_make_dump("GENERATION 1 1\nCLOCK 1000000000 0 0 0 0 10\nEND_OF_GENERATION\n", path,
-                     "x");
+        cp_make_dump("GENERATION 1 1\nCLOCK 1000000000 0 0 0 0 10\nEND_OF_GENERATION\n", path, "x");
         struct cp_result r;
         CTL(&r, "export", "ok.gtrace", "--format", "chrome", "-o", "/nonexistent-dir/out.json");
         expect(&r, 1, "cannot create /nonexistent-dir/out.json");

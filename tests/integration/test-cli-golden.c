@@ -26,7 +26,7 @@
 #include "client-proc.h"
 
 #define MAX_CASES 64
-#define MAX_ARGS 24
+#define MAX_ARGS  24
 
 static char *cases[MAX_CASES];
 static int ncases;
@@ -65,8 +65,8 @@ static void report_diff(const char *name, const char *want, const char *got)
         size_t from = i;
         while (from > 0 && want[from - 1] != '\n')
                 from--;
-        fprintf(stderr, "%s: first difference at line %zu:\n  want: %.200s\n  got:  %.200s\n",
-                name, line, want + from, got + from);
+        fprintf(stderr, "%s: first difference at line %zu:\n  want: %.200s\n  got:  %.200s\n", name,
+                line, want + from, got + from);
 }
 
 static void run_case(const char *name)
@@ -112,8 +112,8 @@ static void run_case(const char *name)
                 static const char *const env[] = {"TZ=UTC", "GTRACED_SOCKET=/nonexistent", NULL};
                 struct cp_result r;
                 cp_run(argv, env, tmp, (uid_t)-1, &r);
-                ck_assert_msg(r.status == want_status, "%s/%s: exit %d, want %d; stderr: %s",
-                              name, expected, r.status, want_status, r.err);
+                ck_assert_msg(r.status == want_status, "%s/%s: exit %d, want %d; stderr: %s", name,
+                              expected, r.status, want_status, r.err);
                 if (want_status == 0)
                         ck_assert_msg(r.err_len == 0, "%s/%s: unexpected stderr: %s", name,
                                       expected, r.err);
@@ -129,8 +129,9 @@ static void run_case(const char *name)
                         ck_assert_int_eq(cp_write(path, r.out, r.out_len), 0);
                 } else {
                         char *want = cp_read(path, NULL);
-                        ck_assert_msg(want != NULL, "%s: missing %s (GTRACE_GOLDEN_UPDATE=1 "
-                                                    "creates it)",
+                        ck_assert_msg(want != NULL,
+                                      "%s: missing %s (GTRACE_GOLDEN_UPDATE=1 "
+                                      "creates it)",
                                       name, path);
                         if (strcmp(want, r.out) != 0)
                                 report_diff(path, want, r.out);

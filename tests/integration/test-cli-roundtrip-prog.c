@@ -23,11 +23,11 @@
 
 #include <gtrace/gtrace.h>
 
-#define NREGIONS 40 /* nested in pairs */
-#define NLOGS 25
+#define NREGIONS  40 /* nested in pairs */
+#define NLOGS     25
 #define NCOUNTERS 30
-#define NTASKS 12   /* each with one child */
-#define NFIBERS 6
+#define NTASKS    12 /* each with one child */
+#define NFIBERS   6
 #define NSYSCALLS 9
 
 /* Handoff between the main thread and the scheduler thread. */

@@ -144,8 +144,8 @@ START_TEST(test_roundtrip)
         (void)snprintf(pid, sizeof(pid), "%d", (int)p.pid);
 
         /* snapshot: the absolute path of the file we named is the only line. */
-        const char *snap[] = {gtracectl, "--socket", d.socket, "snapshot", pid, "--reason",
-                              "round trip", "-o", "rt.gtrace", NULL};
+        const char *snap[] = {gtracectl,  "--socket",   d.socket, "snapshot",  pid,
+                              "--reason", "round trip", "-o",     "rt.gtrace", NULL};
         cp_run(snap, NULL, dir, (uid_t)-1, &r);
         ck_assert_msg(r.status == 0, "snapshot: %s", r.err);
         char want_path[700];
@@ -170,8 +170,7 @@ START_TEST(test_roundtrip)
         ck_assert_str_eq(sget(meta, "reason"), "round trip");
         /* comm (15 bytes) or the full argv[0] basename: a prefix either way. */
         const char *cmd = sget(meta, "command");
-        ck_assert_msg(cmd[0] && !strncmp(cmd, "test-cli-roundtrip-prog", strlen(cmd)), "%s",
-                      cmd);
+        ck_assert_msg(cmd[0] && !strncmp(cmd, "test-cli-roundtrip-prog", strlen(cmd)), "%s", cmd);
         ck_assert(json_is_true(json_object_get(meta, "flushed")));
         ck_assert_int_eq(json_integer_value(json_object_get(stats, "events_lost")), 0);
         ck_assert_int_eq(per_type(stats, "REGION_BEGIN"), p.n.regions);
@@ -198,8 +197,8 @@ START_TEST(test_roundtrip)
         cp_result_free(&r);
 
         /* export, and the JSON per kind. */
-        const char *ex[] = {gtracectl, "export", "rt.gtrace", "--format", "chrome", "-o",
-                            "rt.json", NULL};
+        const char *ex[] = {gtracectl, "export", "rt.gtrace", "--format",
+                            "chrome",  "-o",     "rt.json",   NULL};
         cp_run(ex, NULL, dir, (uid_t)-1, &r);
         ck_assert_msg(r.status == 0, "export: %s", r.err);
         cp_result_free(&r);

@@ -57,8 +57,7 @@ START_TEST(test_socket_path_rules)
                 ck_assert_str_eq(buf, "/run/gtraced/gtraced.sock");
         }
         unsetenv("GTRACED_SOCKET");
-        ck_assert_int_eq(gtrace_client_socket_path("/a/very/long/path", buf, 8, &e),
-                         -ENAMETOOLONG);
+        ck_assert_int_eq(gtrace_client_socket_path("/a/very/long/path", buf, 8, &e), -ENAMETOOLONG);
 }
 END_TEST
 
@@ -183,8 +182,10 @@ static int producer_push(const char *socket_path)
         int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
 
-        struct proto_hello h = {.version = PROTO_WIRE_VERSION, .role = PROTO_ROLE_PRODUCER,
-                                .pid = (uint64_t)getpid(), .uid = getuid(),
+        struct proto_hello h = {.version = PROTO_WIRE_VERSION,
+                                .role = PROTO_ROLE_PRODUCER,
+                                .pid = (uint64_t)getpid(),
+                                .uid = getuid(),
                                 .clock_freq = 1000000000};
         (void)snprintf(h.software, sizeof(h.software), "test-client-lib");
         (void)snprintf(h.command, sizeof(h.command), "test-client-lib");
@@ -315,7 +316,7 @@ START_TEST(test_exported_symbols)
         cp_source_path("client/exported-symbols.txt", allow_path, sizeof(allow_path));
         char *allow = cp_read(allow_path, NULL);
         ck_assert_ptr_nonnull(allow);
-        const char *argv[] = {"/usr/bin/nm", "-D", "--defined-only", "--format=posix",
+        const char *argv[] = {"/usr/bin/nm",    "-D", "--defined-only", "--format=posix",
                               GTRACE_CLIENT_SO, NULL};
         struct cp_result r;
         cp_run(argv, NULL, NULL, (uid_t)-1, &r);

@@ -67,12 +67,18 @@ START_TEST(test_parse_duration)
                 const char *s;
                 int64_t ns;
         } ok[] = {
-                {"0", 0},          {"1", 1000000000},  {"1.5s", 1500000000}, {"200ms", 200000000},
-                {"30us", 30000},   {"500ns", 500},     {"2m", 120000000000}, {"1h", 3600000000000},
+                {"0", 0},
+                {"1", 1000000000},
+                {"1.5s", 1500000000},
+                {"200ms", 200000000},
+                {"30us", 30000},
+                {"500ns", 500},
+                {"2m", 120000000000},
+                {"1h", 3600000000000},
                 {"0.25", 250000000},
         };
-        static const char *const bad[] = {"", "-1s", "+1s", "1x", "s", "1 s", "nan", "inf",
-                                          "1e300s", "ms"};
+        static const char *const bad[] = {"",    "-1s", "+1s", "1x",     "s",
+                                          "1 s", "nan", "inf", "1e300s", "ms"};
         int64_t ns;
         for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
                 ck_assert_msg(fr_parse_duration(ok[i].s, &ns) == 0, "%s", ok[i].s);
@@ -103,12 +109,14 @@ END_TEST
 /* The fast conversion gives exactly the reader's results. */
 START_TEST(test_clockconv_exact)
 {
-        static const uint64_t freqs[] = {1000000000ull, 2899999000ull, 24000000ull, 1,
-                                         3000000000ull >> 3, 999999999ull, 19200000ull};
+        static const uint64_t freqs[] = {1000000000ull,      2899999000ull, 24000000ull, 1,
+                                         3000000000ull >> 3, 999999999ull,  19200000ull};
         uint64_t seed = 42;
         for (size_t f = 0; f < sizeof(freqs) / sizeof(freqs[0]); f++) {
-                struct fr_clock c = {.freq = freqs[f], .ref = 1ull << 40,
-                                     .mono_ns = 123456789012ull, .wall_ns = 1700000000000000000ull};
+                struct fr_clock c = {.freq = freqs[f],
+                                     .ref = 1ull << 40,
+                                     .mono_ns = 123456789012ull,
+                                     .wall_ns = 1700000000000000000ull};
                 struct fr_clockconv cv;
                 fr_clockconv_init(&cv, &c);
                 for (int i = 0; i < 100000; i++) {
@@ -328,23 +336,39 @@ START_TEST(test_table_positions)
                 unsigned idx;
                 const char *name;
         } pos[] = {
-                {PROTO_EV_THREAD_STATUS, 1, "fiber"},  {PROTO_EV_THREAD_STATUS, 2, "syscall"},
+                {PROTO_EV_THREAD_STATUS, 1, "fiber"},
+                {PROTO_EV_THREAD_STATUS, 2, "syscall"},
                 {PROTO_EV_THREAD_STATUS, 3, "syscall_start"},
-                {PROTO_EV_REGION_STATUS, 1, "name"},   {PROTO_EV_REGION_STATUS, 2, "start"},
-                {PROTO_EV_TASK_STATUS, 1, "task"},     {PROTO_EV_TASK_STATUS, 2, "parent"},
-                {PROTO_EV_TASK_STATUS, 3, "name"},     {PROTO_EV_TASK_STATUS, 4, "start"},
-                {PROTO_EV_FIBER_STATUS, 1, "fiber"},   {PROTO_EV_FIBER_STATUS, 2, "state"},
-                {PROTO_EV_FIBER_STATUS, 3, "name"},    {PROTO_EV_FIBER_STATUS, 4, "reason"},
-                {PROTO_EV_REGION_BEGIN, 1, "name"},    {PROTO_EV_LOG, 1, "category"},
-                {PROTO_EV_LOG, 2, "message"},          {PROTO_EV_LOG, 3, "stack"},
-                {PROTO_EV_COUNTER, 1, "name"},         {PROTO_EV_COUNTER, 2, "value"},
-                {PROTO_EV_TASK_BEGIN, 1, "task"},      {PROTO_EV_TASK_BEGIN, 2, "parent"},
-                {PROTO_EV_TASK_BEGIN, 3, "name"},      {PROTO_EV_TASK_END, 1, "task"},
-                {PROTO_EV_THREAD_NAME, 1, "name"},     {PROTO_EV_SYSCALL_BEGIN, 1, "name"},
-                {PROTO_EV_EVENTS_LOST, 1, "count"},    {PROTO_EV_FIBER_CREATE, 1, "fiber"},
-                {PROTO_EV_FIBER_CREATE, 2, "name"},    {PROTO_EV_FIBER_RUN, 1, "fiber"},
-                {PROTO_EV_FIBER_BLOCK, 1, "fiber"},    {PROTO_EV_FIBER_BLOCK, 3, "reason"},
-                {PROTO_EV_FIBER_READY, 1, "fiber"},    {PROTO_EV_FIBER_YIELD, 1, "fiber"},
+                {PROTO_EV_REGION_STATUS, 1, "name"},
+                {PROTO_EV_REGION_STATUS, 2, "start"},
+                {PROTO_EV_TASK_STATUS, 1, "task"},
+                {PROTO_EV_TASK_STATUS, 2, "parent"},
+                {PROTO_EV_TASK_STATUS, 3, "name"},
+                {PROTO_EV_TASK_STATUS, 4, "start"},
+                {PROTO_EV_FIBER_STATUS, 1, "fiber"},
+                {PROTO_EV_FIBER_STATUS, 2, "state"},
+                {PROTO_EV_FIBER_STATUS, 3, "name"},
+                {PROTO_EV_FIBER_STATUS, 4, "reason"},
+                {PROTO_EV_REGION_BEGIN, 1, "name"},
+                {PROTO_EV_LOG, 1, "category"},
+                {PROTO_EV_LOG, 2, "message"},
+                {PROTO_EV_LOG, 3, "stack"},
+                {PROTO_EV_COUNTER, 1, "name"},
+                {PROTO_EV_COUNTER, 2, "value"},
+                {PROTO_EV_TASK_BEGIN, 1, "task"},
+                {PROTO_EV_TASK_BEGIN, 2, "parent"},
+                {PROTO_EV_TASK_BEGIN, 3, "name"},
+                {PROTO_EV_TASK_END, 1, "task"},
+                {PROTO_EV_THREAD_NAME, 1, "name"},
+                {PROTO_EV_SYSCALL_BEGIN, 1, "name"},
+                {PROTO_EV_EVENTS_LOST, 1, "count"},
+                {PROTO_EV_FIBER_CREATE, 1, "fiber"},
+                {PROTO_EV_FIBER_CREATE, 2, "name"},
+                {PROTO_EV_FIBER_RUN, 1, "fiber"},
+                {PROTO_EV_FIBER_BLOCK, 1, "fiber"},
+                {PROTO_EV_FIBER_BLOCK, 3, "reason"},
+                {PROTO_EV_FIBER_READY, 1, "fiber"},
+                {PROTO_EV_FIBER_YIELD, 1, "fiber"},
                 {PROTO_EV_FIBER_EXIT, 1, "fiber"},
         };
         for (size_t i = 0; i < sizeof(pos) / sizeof(pos[0]); i++) {

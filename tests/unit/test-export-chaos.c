@@ -70,7 +70,8 @@ static int live_del(void *p)
                 if (live_set[i] == p) {
                         /* Backward-shift delete keeps later probes reachable. */
                         size_t hole = i;
-                        for (size_t j = (i + 1) % LIVE_SLOTS; live_set[j]; j = (j + 1) % LIVE_SLOTS) {
+                        for (size_t j = (i + 1) % LIVE_SLOTS; live_set[j];
+                             j = (j + 1) % LIVE_SLOTS) {
                                 size_t home = slot_of(live_set[j]);
                                 int move = hole <= j ? (home <= hole || home > j)
                                                      : (home <= hole && home > j);
@@ -280,8 +281,7 @@ START_TEST(test_chaos)
                 }
                 /* fopen in the tool itself fails the same way as our allocations. */
                 ck_assert_msg(r == -ENOMEM || r == -EIO,
-                              "%s: allocation %ld failing gave %d, not -ENOMEM", names[tool], n,
-                              r);
+                              "%s: allocation %ld failing gave %d, not -ENOMEM", names[tool], n, r);
                 ck_assert_msg(n < 100000, "%s: never succeeds", names[tool]);
         }
         close(src);

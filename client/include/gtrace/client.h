@@ -96,7 +96,7 @@ GTRACE_CLIENT_API const char *gtrace_client_path(const struct gtrace_client *c);
 GTRACE_CLIENT_API const char *gtrace_client_daemon_software(const struct gtrace_client *c);
 
 struct gtrace_client_limits {
-        uint64_t generations;        /* kept per process */
+        uint64_t generations; /* kept per process */
         uint64_t max_process_bytes;
         uint64_t max_total_bytes;
         uint64_t max_generation_bytes;
@@ -107,9 +107,9 @@ struct gtrace_client_limits {
 };
 
 struct gtrace_client_status {
-        char version[64];           /* "0.1.0" */
+        char version[64]; /* "0.1.0" */
         uint64_t protocol;
-        uint64_t pid;               /* the daemon's */
+        uint64_t pid; /* the daemon's */
         uint64_t uptime_ms;
         uint64_t processes, live, exited, crashed; /* the ones you may see */
         uint64_t generations, bytes;               /* held for them */
@@ -125,19 +125,19 @@ GTRACE_CLIENT_API int gtrace_client_status(struct gtrace_client *c,
 
 struct gtrace_client_process {
         uint64_t pid;
-        uint64_t start_time_ns;     /* wall clock, 0 unknown */
+        uint64_t start_time_ns; /* wall clock, 0 unknown */
         uint64_t uid;
         char command[256];
         char executable[GTRACE_CLIENT_PATH_MAX + 1];
         char software[129];
-        char state[16];             /* "live", "exited", "crashed" */
-        uint64_t signal;            /* crashed: the signal, 0 unknown */
+        char state[16];  /* "live", "exited", "crashed" */
+        uint64_t signal; /* crashed: the signal, 0 unknown */
         char signal_name[16];
         uint64_t generations, bytes;
         uint64_t first_ns, last_ns, span_ns; /* wall clock span held */
         uint64_t events_lost, generations_lost, generations_evicted;
         uint64_t connected_ns, ended_ns;
-        int64_t expires_ms;         /* exited/crashed: until the daemon forgets it; else -1 */
+        int64_t expires_ms; /* exited/crashed: until the daemon forgets it; else -1 */
 };
 
 /* *ret is an array of *ret_n processes sorted by pid (NULL when none);
@@ -147,13 +147,13 @@ GTRACE_CLIENT_API int gtrace_client_list(struct gtrace_client *c,
                                          struct gtrace_client_error *ret_err);
 
 struct gtrace_client_dump {
-        int result;                 /* 0 or -errno, for this process */
+        int result; /* 0 or -errno, for this process */
         uint64_t pid;
         char command[256];
         char path[GTRACE_CLIENT_PATH_MAX + 1]; /* absolute; "" when written to a given fd */
-        int flushed;                /* the newest generation was cut for this dump */
+        int flushed;                           /* the newest generation was cut for this dump */
         uint64_t generations, bytes;
-        char error[768];            /* when result < 0 */
+        char error[768]; /* when result < 0 */
 };
 
 /*
@@ -191,8 +191,7 @@ GTRACE_CLIENT_API int gtrace_client_snapshot_pid(const char *socket_path, uint64
  * Returns 0 whenever a reply arrived, even one with "ok": false.
  */
 GTRACE_CLIENT_API int gtrace_client_request(struct gtrace_client *c, const char *json, int fd,
-                                            char **ret_reply,
-                                            struct gtrace_client_error *ret_err);
+                                            char **ret_reply, struct gtrace_client_error *ret_err);
 
 /* Frees what the functions above allocated; NULL is fine. */
 GTRACE_CLIENT_API void gtrace_client_free(void *p);

@@ -52,8 +52,8 @@ struct fr_export_options {
 };
 
 struct fr_export_result {
-        uint64_t events_in;    /* trace events read */
-        uint64_t events_out;   /* JSON trace events written */
+        uint64_t events_in;  /* trace events read */
+        uint64_t events_out; /* JSON trace events written */
         uint64_t out_bytes;
         uint64_t generations;
 };

@@ -36,10 +36,10 @@ enum fr_end {
         FR_END_TRACE,      /* still open when the trace ended */
 };
 
-#define FR_TRACK_LOGS 3          /* last log lines kept per thread and fiber */
-#define FR_TRACK_LOG_CATEGORY 32 /* bytes kept of a log category (with NUL) */
-#define FR_TRACK_LOG_MESSAGE 200 /* bytes kept of a log message (with NUL) */
-#define FR_TRACK_MAX_REGIONS 4096 /* open regions per thread; deeper ones are not tracked */
+#define FR_TRACK_LOGS         3    /* last log lines kept per thread and fiber */
+#define FR_TRACK_LOG_CATEGORY 32   /* bytes kept of a log category (with NUL) */
+#define FR_TRACK_LOG_MESSAGE  200  /* bytes kept of a log message (with NUL) */
+#define FR_TRACK_MAX_REGIONS  4096 /* open regions per thread; deeper ones are not tracked */
 
 struct fr_track_log {
         int64_t time_ns;
@@ -50,7 +50,7 @@ struct fr_track_log {
 #define FR_TRACK_INLINE_NAME 32 /* names shorter than this are kept without a malloc */
 
 struct fr_track_region {
-        char *name;           /* points into inline_name when it fits */
+        char *name; /* points into inline_name when it fits */
         int64_t start_ns;
         uint64_t start_units; /* raw clock units, to recognise it when restated */
         char inline_name[FR_TRACK_INLINE_NAME];
@@ -63,34 +63,34 @@ struct fr_track_thread {
         struct fr_track_region *regions; /* open regions, outermost first */
         size_t nregions;
         int in_syscall;
-        char *syscall;                   /* name of the open blocking call */
+        char *syscall; /* name of the open blocking call */
         int64_t syscall_start_ns;
         uint64_t syscall_start_units;
         struct fr_track_log logs[FR_TRACK_LOGS]; /* ring: the last nlogs, oldest at log_first */
         unsigned nlogs, log_first;
-        int64_t last_ns;                 /* time of its last event */
-        uint64_t events;                 /* events seen on it */
-        void *user;                      /* free for the tracker's user */
+        int64_t last_ns; /* time of its last event */
+        uint64_t events; /* events seen on it */
+        void *user;      /* free for the tracker's user */
         /* tracker-private */
         size_t regions_cap;
         uint64_t seen_gen;
         size_t status_regions;
         int reconciling;
-        size_t regions_untracked;        /* opened beyond FR_TRACK_MAX_REGIONS */
+        size_t regions_untracked; /* opened beyond FR_TRACK_MAX_REGIONS */
 };
 
 struct fr_track_fiber {
         uint64_t id;
         char *name;
-        uint8_t state;                   /* PROTO_FIBER_* */
-        int64_t since_ns;                /* when it entered state */
-        char *reason;                    /* why it waits ("" otherwise) */
-        uint64_t tid;                    /* thread running it, or that last ran it (0 never) */
-        int64_t created_ns;              /* creation, or first sight */
+        uint8_t state;      /* PROTO_FIBER_* */
+        int64_t since_ns;   /* when it entered state */
+        char *reason;       /* why it waits ("" otherwise) */
+        uint64_t tid;       /* thread running it, or that last ran it (0 never) */
+        int64_t created_ns; /* creation, or first sight */
         struct fr_track_log logs[FR_TRACK_LOGS]; /* logged while it ran */
         unsigned nlogs, log_first;
         void *user;
-        uint64_t seen_gen;               /* tracker-private */
+        uint64_t seen_gen; /* tracker-private */
 };
 
 struct fr_track_task {
@@ -99,9 +99,9 @@ struct fr_track_task {
         char *name;
         int64_t start_ns;
         uint64_t start_units;
-        uint64_t tid;                    /* thread that began it (0 from a status) */
+        uint64_t tid; /* thread that began it (0 from a status) */
         void *user;
-        uint64_t seen_gen;               /* tracker-private */
+        uint64_t seen_gen; /* tracker-private */
 };
 
 /* Every hook may be NULL.  Pointers passed are valid during the call only;
@@ -241,7 +241,7 @@ struct fr_last {
  * group of runnable / waiting fibers (same state and reason, the longest
  * waiting first), and at most FR_LAST_MAX_TASKS open tasks; --json has all. */
 #define FR_LAST_FIBERS_PER_GROUP 10
-#define FR_LAST_MAX_TASKS 50
+#define FR_LAST_MAX_TASKS        50
 
 /* Reads the whole dump into *ret (fr_last_done() frees it). 0 or an error. */
 int fr_last_collect(struct fr_dump *d, struct fr_last *ret, struct fr_error *ret_err);
@@ -254,15 +254,15 @@ int fr_last_print(const struct fr_last *l, const struct fr_dump_meta *meta, FILE
 struct fr_stats {
         uint64_t generations;
         uint64_t first_gen, last_gen;
-        uint64_t gens_lost;         /* GENS_LOST records: generations the producer dropped */
-        uint64_t gen_gaps;          /* generation numbers missing between dumped ones */
-        int64_t start_ns, end_ns;   /* monotonic */
+        uint64_t gens_lost;       /* GENS_LOST records: generations the producer dropped */
+        uint64_t gen_gaps;        /* generation numbers missing between dumped ones */
+        int64_t start_ns, end_ns; /* monotonic */
         int64_t start_wall_ns, end_wall_ns;
         uint64_t threads, fibers, tasks; /* distinct ids seen */
-        uint64_t events;            /* batch and status events */
+        uint64_t events;                 /* batch and status events */
         uint64_t events_lost;
         uint64_t per_type[256];
-        uint64_t blob_bytes;        /* generation blob bytes */
+        uint64_t blob_bytes; /* generation blob bytes */
 };
 
 int fr_stats_collect(struct fr_dump *d, struct fr_stats *ret, struct fr_error *ret_err);
