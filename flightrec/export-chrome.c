@@ -214,13 +214,21 @@ static void h_syscall_end(void *ctx, struct fr_track_thread *t, const char *name
 static void h_fiber_new(void *ctx, struct fr_track_fiber *f)
 {
         struct ex *x = ctx;
-        char name[160];
-        if (f->name[0])
-                (void)snprintf(name, sizeof(name), "%.120s (fiber %llu)", f->name,
-                               (unsigned long long)f->id);
-        else
-                (void)snprintf(name, sizeof(name), "fiber %llu", (unsigned long long)f->id);
-        meta_name(x, "thread_name", fiber_tid(f->id), name);
+        struct xw *w = x->w;
+        /* Written in pieces (no snprintf): a busy server has a fiber per request. */
+        ev_begin(x, "M", fiber_tid(f->id), 0);
+        xw_lit(w, ",\"name\":\"thread_name\",\"args\":{\"name\":\"");
+        if (f->name[0]) {
+                xw_str_body(w, f->name, strlen(f->name));
+                xw_lit(w, " (fiber ");
+                xw_u64(w, f->id);
+                xw_lit(w, ")");
+        } else {
+                xw_lit(w, "fiber ");
+                xw_u64(w, f->id);
+        }
+        xw_lit(w, "\"}");
+        ev_end(x);
 }
 
 static void h_fiber_state(void *ctx, struct fr_track_fiber *f, uint8_t old_state,
