@@ -34,6 +34,8 @@ static struct sigaction previous[NFATAL];
 static bool installed;
 static atomic_int crashing;
 static uint8_t *seal_buf;
+#define CRASH_MAX_IOV 1025 /* the ring (at most 1024) and the sealed generation */
+static struct iovec crash_iov[CRASH_MAX_IOV];
 static size_t seal_cap;
 
 /* ---- sealing: a bounded writer over a fixed buffer ------------------------ */
@@ -253,9 +255,24 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                 size_t rl = strlen(reason);
                 const char *name = signal_name(sig);
                 memcpy(reason + rl, name, strlen(name) + 1);
-                if (gt.daemon && gt_daemon_connected(gt.daemon)) {
-                        gt_daemon_crash(gt.daemon, sig, seal_buf, len, 1000);
-                } else if (!atomic_load_explicit(&gt.ring.busy, memory_order_relaxed)) {
+                bool ring_ok = !atomic_load_explicit(&gt.ring.busy, memory_order_relaxed);
+                int sent = -ENOTCONN;
+                if (gt.daemon) {
+                        /* Connected: gtraced has (nearly) everything but the
+                         * sealed generation.  Not connected: it has none of
+                         * the ring, so that goes first. */
+                        size_t n = 0;
+                        if (!gt_daemon_connected(gt.daemon) && ring_ok)
+                                for (uint32_t i = 0; n < CRASH_MAX_IOV - 1; i++) {
+                                        struct gt_blob *b = gt_ring_at(&gt.ring, i);
+                                        if (!b)
+                                                break;
+                                        crash_iov[n++] = (struct iovec){b->data, b->len};
+                                }
+                        crash_iov[n++] = (struct iovec){seal_buf, len};
+                        sent = gt_daemon_crash(gt.daemon, sig, crash_iov, n, 1000);
+                }
+                if (sent < 0 && ring_ok) {
                         struct iovec iov = {seal_buf, len};
                         (void)gt_dump_write_local(gt.cfg.dump_dir, reason, "crash", sig, &iov,
                                                   NULL, 0);

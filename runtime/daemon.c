@@ -549,11 +549,12 @@ static bool crash_send(int fd, const void *buf, size_t len, uint64_t deadline)
         return true;
 }
 
-void gt_daemon_crash(struct gt_daemon *d, int signo, const uint8_t *blob, size_t len,
-                     int timeout_ms)
+int gt_daemon_crash(struct gt_daemon *d, int signo, const struct iovec *gens, size_t ngens,
+                    int timeout_ms)
 {
+        int ret = -ENOTCONN;
         if (!d)
-                return;
+                return ret;
         int saved = errno;
         uint64_t deadline = mono_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -595,20 +596,23 @@ void gt_daemon_crash(struct gt_daemon *d, int signo, const uint8_t *blob, size_t
                 (void)poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000));
         }
         uint64_t max = d->max_generation ? d->max_generation : PROTO_MAX_GENERATION_BYTES;
-        if (blob && len && len <= max) {
+        for (size_t i = 0; i < ngens; i++) {
+                if (!gens[i].iov_len || gens[i].iov_len > max)
+                        continue;
                 uint8_t hdr[PROTO_HEADER_BYTES];
-                proto_header_put(hdr, PROTO_MSG_GENERATION, (uint32_t)len);
+                proto_header_put(hdr, PROTO_MSG_GENERATION, (uint32_t)gens[i].iov_len);
                 if (!crash_send(fd, hdr, sizeof(hdr), deadline) ||
-                    !crash_send(fd, blob, len, deadline))
+                    !crash_send(fd, gens[i].iov_base, gens[i].iov_len, deadline))
                         goto out_close;
         }
         uint8_t frame[PROTO_HEADER_BYTES + PROTO_MAX_SMALL_BYTES];
         struct proto_crash c = {.signo = (uint32_t)signo};
         ssize_t n = proto_encode_crash(frame, sizeof(frame), &c);
-        if (n > 0)
-                (void)crash_send(fd, frame, (size_t)n, deadline);
+        if (n > 0 && crash_send(fd, frame, (size_t)n, deadline))
+                ret = 0;
 out_close:
         close(fd);
 out:
         errno = saved;
+        return ret;
 }

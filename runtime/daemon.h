@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "ring.h"
 
@@ -67,9 +68,11 @@ void gt_daemon_flush_done(struct gt_daemon *d, uint64_t flush_id, uint64_t gen);
  * gt_daemon_service() with the same id.  -ENOTCONN if not connected. */
 int gt_daemon_request_dump(struct gt_daemon *d, uint64_t id, const char *reason);
 
-/* From the fatal-signal handler: push the sealed blob (if any) and a CRASH
- * notice with the signal, waiting at most timeout_ms in total. */
-void gt_daemon_crash(struct gt_daemon *d, int signo, const uint8_t *blob, size_t len,
-                     int timeout_ms);
+/* From the fatal-signal handler, on a connection of its own: push the given
+ * generation blobs in order (the sealed current one last) and a CRASH notice
+ * with the signal, waiting at most timeout_ms in total.  Returns 0 once the
+ * CRASH notice is sent, -errno otherwise (then the caller dumps locally). */
+int gt_daemon_crash(struct gt_daemon *d, int signo, const struct iovec *gens, size_t ngens,
+                    int timeout_ms);
 
 #endif

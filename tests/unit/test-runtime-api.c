@@ -306,6 +306,36 @@ START_TEST(test_crash_leaves_valid_dump)
 }
 END_TEST
 
+START_TEST(test_crash_daemon_unreachable_dumps_locally)
+{
+        /* A daemon is configured but not there: the crash handler's attempt
+         * to reach it fails fast and the crash dump is written locally. */
+        const char *dir = rt_tmpdir();
+        char sock[1200];
+        snprintf(sock, sizeof(sock), "%s/no-such-daemon.sock", dir);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                struct gtrace_options o = {.period_ms = 20, .dump_dir = dir, .socket_path = sock};
+                if (gtrace_start(&o) != 0)
+                        _exit(20);
+                gtrace_log("fatal", "nobody is listening");
+                static volatile uintptr_t zero_page = 64;
+                *(volatile int *)zero_page = 42;
+                _exit(21);
+        }
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        assert_died_of(status, SIGSEGV);
+        const char *path = rt_find_dump(dir);
+        ck_assert_ptr_nonnull(path);
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_str_eq(s.meta.origin, "crash");
+        ck_assert_str_eq(s.last_log, "nobody is listening");
+}
+END_TEST
+
 START_TEST(test_abort_chains_to_default)
 {
         const char *dir = rt_tmpdir();
@@ -347,6 +377,7 @@ int main(void)
         tcase_add_test(proc, test_fork_child_traces_cleanly);
         tcase_add_test(proc, test_crash_leaves_valid_dump);
         tcase_add_test(proc, test_abort_chains_to_default);
+        tcase_add_test(proc, test_crash_daemon_unreachable_dumps_locally);
         suite_add_tcase(suite, proc);
         SRunner *sr = srunner_create(suite);
         srunner_run_all(sr, CK_NORMAL);
