@@ -280,6 +280,16 @@ static int read_frame(struct gtrace_client *c, int64_t deadline, struct proto_he
         return 0;
 }
 
+/*
+ * The library's error contract (client.h) names conditions, not the daemon's
+ * wire codes: "no such traced process" is -ENOENT to callers, whatever
+ * errno name gtraced puts in its reply (ESRCH, docs/protocol.md).
+ */
+static int caller_code(int code)
+{
+        return code == ESRCH ? ENOENT : code;
+}
+
 /* The daemon sent ERROR and is closing: turn it into our error. */
 static int daemon_error(struct gtrace_client *c, const char *payload, uint32_t len,
                         struct gtrace_client_error *e)
@@ -297,7 +307,7 @@ static int connect_error(const char *path, int err, struct gtrace_client_error *
 {
         switch (err) {
         case ENOENT:
-                return fail(e, -ENOENT,
+                return fail(e, -ECONNREFUSED,
                             "gtraced is not running at %s (no such socket): start it with "
                             "systemctl start gtraced, or pass --socket PATH",
                             path);
@@ -318,7 +328,7 @@ static int connect_error(const char *path, int err, struct gtrace_client_error *
                             "it may be overloaded or hung; check its log",
                             path);
         case ENOTDIR:
-                return fail(e, -ENOENT,
+                return fail(e, -ECONNREFUSED,
                             "gtraced is not running at %s (a path component is not "
                             "a directory): check --socket or GTRACED_SOCKET",
                             path);
@@ -531,6 +541,7 @@ static int call(struct gtrace_client *c, json_t *req, int fd, json_t **ret_reply
                         code = errno_from_name(json_string_value(json_object_get(reply, "errno")));
                 if (code <= 0)
                         code = EPROTO;
+                code = caller_code(code);
                 const char *msg = json_string_value(json_object_get(reply, "error"));
                 r = fail(e, -code, "%s", msg ? msg : strerror(code));
                 json_decref(reply);
@@ -669,7 +680,7 @@ static void fill_dump(json_t *o, struct gtrace_client_dump *d)
         int code = (int)get_u64(o, "code");
         if (code <= 0 || code > 4095)
                 code = errno_from_name(json_string_value(json_object_get(o, "errno")));
-        d->result = -(code > 0 ? code : EPROTO);
+        d->result = -(code > 0 ? caller_code(code) : EPROTO);
         get_str(o, "error", d->error, sizeof(d->error));
 }
 

@@ -27,7 +27,7 @@ static int report(struct ctl *ctl, const struct gtrace_client_error *e)
 {
         char msg[1024];
         const char *hint = "";
-        if (e->code == -ESRCH)
+        if (e->code == -ENOENT)
                 hint = ": `gtracectl list` shows the processes you may snapshot";
         else if (e->code == -ENODATA)
                 hint = ": the process has not pushed a generation yet; try again in a second";

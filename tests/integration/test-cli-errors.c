@@ -241,7 +241,7 @@ START_TEST(test_daemon_absent)
         expect(&r, 1, want);
         json_t *j = json_loads(r.out, 0, NULL);
         ck_assert_ptr_nonnull(j);
-        ck_assert_str_eq(json_string_value(json_object_get(j, "errno")), "ENOENT");
+        ck_assert_str_eq(json_string_value(json_object_get(j, "errno")), "ECONNREFUSED");
         json_decref(j);
         cp_result_free(&r);
 }

@@ -24,10 +24,9 @@
  * code and a sentence naming the problem and the fix.  Errors a caller can
  * act on:
  *
- *   -ENOENT        no socket at the path: gtraced is not running there
- *   -ECONNREFUSED  a socket file but nobody listening: gtraced is not running
+ *   -ECONNREFUSED  no daemon: no socket at the path, or nobody listening
  *   -EACCES        not allowed to connect to the socket
- *   -ESRCH         no traced process with that pid (or not one you may see)
+ *   -ENOENT        no traced process with that pid (or not one you may see)
  *   -ENODATA       the process holds no trace yet
  *   -ETIMEDOUT     the daemon did not answer in time
  *   -EPROTO, -EBADMSG  the daemon's answer does not follow docs/protocol.md
