@@ -288,16 +288,21 @@ static int region_push(struct fr_track_thread *t, const char *name, int64_t star
         }
         if (t->nregions == t->regions_cap) {
                 size_t cap = t->regions_cap ? t->regions_cap * 2 : 8;
-                /* Inline names move with the array: remember which were. */
-                struct fr_track_region *old = t->regions;
+                /* Inline names move with the array: mark them (NULL) before
+                 * the move and point them at their new place after it. */
+                for (size_t i = 0; i < t->nregions; i++)
+                        if (t->regions[i].name == t->regions[i].inline_name)
+                                t->regions[i].name = NULL;
                 struct fr_track_region *n = realloc(t->regions, cap * sizeof(*n));
+                if (n) {
+                        t->regions = n;
+                        t->regions_cap = cap;
+                }
+                for (size_t i = 0; i < t->nregions; i++)
+                        if (!t->regions[i].name)
+                                t->regions[i].name = t->regions[i].inline_name;
                 if (!n)
                         return -ENOMEM;
-                for (size_t i = 0; i < t->nregions; i++)
-                        if (n[i].name == old[i].inline_name)
-                                n[i].name = n[i].inline_name;
-                t->regions = n;
-                t->regions_cap = cap;
         }
         struct fr_track_region *r = &t->regions[t->nregions];
         size_t len = name ? strlen(name) : 0;

@@ -45,6 +45,7 @@
 #define GT_DEFAULT_MAX_STACKS 16384u  /* power of two */
 #define GT_DEFAULT_MAX_TASKS 65536u   /* power of two; live tasks tracked */
 #define GT_DEFAULT_MAX_FIBERS 65536u  /* power of two; live fibers tracked */
+#define GT_MAX_PROBE 128u             /* open-addressing probe bound, every table */
 
 /* ---- strings and stacks (strtab.c) ---------------------------------------- */
 

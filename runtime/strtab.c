@@ -14,6 +14,10 @@
  * a generation defines only the ids it references (last_gen, see
  * internal.h), so ids in one generation may have gaps.
  *
+ * Probing is bounded (GT_MAX_PROBE): an entry always sits within that many
+ * slots of its home, so a nearly full table costs a bounded miss instead of
+ * a scan of the whole table on every lookup.
+ *
  * When a table or its arena is full, interning returns a fixed entry
  * ("<gtrace: string table full>") and counts the miss: the event is kept,
  * only its text is lost, and gtrace_get_stats() / the trace show it.
@@ -121,7 +125,7 @@ struct gt_str *gt_str_intern(const char *s, size_t len)
         uint64_t h = hash_bytes(s, len);
         struct gt_str *fresh = NULL;
 
-        for (uint32_t i = 0; i <= strs.mask; i++) {
+        for (uint32_t i = 0; i <= strs.mask && i < GT_MAX_PROBE; i++) {
                 _Atomic(void *) *slot = &strs.slots[(h + i) & strs.mask];
                 struct gt_str *e = atomic_load_explicit(slot, memory_order_acquire);
                 while (!e) {
@@ -164,7 +168,7 @@ struct gt_stack *gt_stack_intern(const uint64_t *pcs, uint32_t n)
         uint64_t h = hash_bytes(pcs, n * sizeof(*pcs));
         struct gt_stack *fresh = NULL;
 
-        for (uint32_t i = 0; i <= stacks.mask; i++) {
+        for (uint32_t i = 0; i <= stacks.mask && i < GT_MAX_PROBE; i++) {
                 _Atomic(void *) *slot = &stacks.slots[(h + i) & stacks.mask];
                 struct gt_stack *e = atomic_load_explicit(slot, memory_order_acquire);
                 while (!e) {

@@ -670,7 +670,8 @@ static struct gt_fiber *fiber_find(uint64_t id)
 {
         if (!id || !gt.fibers)
                 return NULL;
-        for (uint32_t i = 0, h = id_hash(id, gt.fiber_mask); i <= gt.fiber_mask; i++) {
+        for (uint32_t i = 0, h = id_hash(id, gt.fiber_mask); i <= gt.fiber_mask && i < GT_MAX_PROBE;
+             i++) {
                 struct gt_fiber *f = &gt.fibers[(h + i) & gt.fiber_mask];
                 uint64_t cur = atomic_load_explicit(&f->id, memory_order_acquire);
                 if (cur == id)
@@ -683,7 +684,8 @@ static struct gt_fiber *fiber_find(uint64_t id)
 
 static struct gt_fiber *fiber_insert(uint64_t id)
 {
-        for (uint32_t i = 0, h = id_hash(id, gt.fiber_mask); i <= gt.fiber_mask; i++) {
+        for (uint32_t i = 0, h = id_hash(id, gt.fiber_mask); i <= gt.fiber_mask && i < GT_MAX_PROBE;
+             i++) {
                 struct gt_fiber *f = &gt.fibers[(h + i) & gt.fiber_mask];
                 uint64_t cur = atomic_load_explicit(&f->id, memory_order_relaxed);
                 /* A reserved slot: id stays GT_TOMB - 1 until published. */
@@ -742,7 +744,8 @@ static struct gt_task *task_find(uint64_t id)
 {
         if (!id || !gt.tasks)
                 return NULL;
-        for (uint32_t i = 0, h = id_hash(id, gt.task_mask); i <= gt.task_mask; i++) {
+        for (uint32_t i = 0, h = id_hash(id, gt.task_mask); i <= gt.task_mask && i < GT_MAX_PROBE;
+             i++) {
                 struct gt_task *k = &gt.tasks[(h + i) & gt.task_mask];
                 uint64_t cur = atomic_load_explicit(&k->id, memory_order_acquire);
                 if (cur == id)
@@ -941,7 +944,8 @@ GTRACE_API uint64_t gtrace_task_begin(const char *name, uint64_t parent)
         uint64_t now = gt_clock_now();
         /* Track it for TASK_STATUS in later generations. */
         struct gt_task *k = NULL;
-        for (uint32_t i = 0, h = id_hash(id, gt.task_mask); i <= gt.task_mask; i++) {
+        for (uint32_t i = 0, h = id_hash(id, gt.task_mask); i <= gt.task_mask && i < GT_MAX_PROBE;
+             i++) {
                 struct gt_task *c = &gt.tasks[(h + i) & gt.task_mask];
                 uint64_t cur = atomic_load_explicit(&c->id, memory_order_relaxed);
                 if ((cur == 0 || cur == GT_TOMB) &&
