@@ -4,19 +4,26 @@
  * flightrec/ring.h).
  *
  * A ring is a circular array of buffer pointers, capacity = the generations
- * bound.  The set keeps a list of rings and running totals.  The state a
- * ring can be in is simple and checked by fr_rings_check():
+ * bound.  Each ring belongs to an owner (the daemon's uid of the process);
+ * owners are kept in a short list with their byte totals, created with
+ * their first ring and freed with their last.  The set keeps a list of
+ * rings and running totals.  The state is simple and checked by
+ * fr_rings_check():
  *
  *     count <= generations,  bytes == sum of held lengths,
  *     bytes <= max_process_bytes unless count == 1 (the newest generation is
  *     never refused, however large: the daemon limits frame sizes instead),
+ *     owner bytes == sum over its rings <= max_owner_bytes (when set) unless
+ *     every ring of that owner holds at most one generation,
  *     set bytes == sum over rings <= max_total_bytes unless every ring that
  *     holds anything holds exactly one generation.
  *
- * Global eviction scans the rings for the biggest holder.  That is linear in
- * the number of processes (bounded by gtraced --max-processes), paid only
- * when the global bound is exceeded; a heap would save little at the sizes
- * the daemon allows and would need updating on every push.
+ * Eviction for the owner and global bounds scans the rings for the biggest
+ * holder.  That is linear in the number of processes (bounded by gtraced
+ * --max-processes), paid only when a bound is exceeded; a heap would save
+ * little at the sizes the daemon allows and would need updating on every
+ * push.  The number of owners is the number of distinct uids with traced
+ * processes: a handful.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,8 +34,16 @@
 #include "proto/event.h"
 #include "proto/varint.h"
 
+struct fr_owner {
+        struct fr_owner *next;
+        uint32_t id;
+        uint32_t nrings;
+        uint64_t bytes;
+};
+
 struct fr_ring {
         struct fr_rings *set;
+        struct fr_owner *owner;
         struct fr_ring *prev, *next; /* in set->rings */
         uint64_t pid;
         uint64_t start_time;
@@ -43,6 +58,7 @@ struct fr_rings {
         struct fr_limits limits;
         struct fr_ring *rings;
         size_t nrings;
+        struct fr_owner *owners;
         uint64_t bytes;
         uint64_t generations;
 };
@@ -226,6 +242,60 @@ int fr_rings_check(const struct fr_rings *s)
                 return -EBADMSG;
         if (!all_single && s->bytes > s->limits.max_total_bytes)
                 return -EBADMSG;
+        for (const struct fr_owner *o = s->owners; o; o = o->next) {
+                uint64_t ob = 0;
+                uint32_t nr = 0;
+                int owner_single = 1;
+                for (const struct fr_ring *r = s->rings; r; r = r->next) {
+                        if (r->owner != o)
+                                continue;
+                        ob += r->bytes;
+                        nr++;
+                        if (r->count > 1)
+                                owner_single = 0;
+                }
+                if (ob != o->bytes || nr != o->nrings || nr == 0)
+                        return -EBADMSG;
+                if (s->limits.max_owner_bytes && !owner_single &&
+                    o->bytes > s->limits.max_owner_bytes)
+                        return -EBADMSG;
+        }
+        return 0;
+}
+
+/* ---- owners ----------------------------------------------------------------- */
+
+static struct fr_owner *owner_get(struct fr_rings *s, uint32_t id)
+{
+        for (struct fr_owner *o = s->owners; o; o = o->next)
+                if (o->id == id)
+                        return o;
+        struct fr_owner *o = calloc(1, sizeof(*o));
+        if (!o)
+                return NULL;
+        o->id = id;
+        o->next = s->owners;
+        s->owners = o;
+        return o;
+}
+
+static void owner_put(struct fr_rings *s, struct fr_owner *o)
+{
+        if (o->nrings)
+                return;
+        for (struct fr_owner **pp = &s->owners; *pp; pp = &(*pp)->next)
+                if (*pp == o) {
+                        *pp = o->next;
+                        free(o);
+                        return;
+                }
+}
+
+uint64_t fr_rings_owner_bytes(const struct fr_rings *s, uint32_t owner)
+{
+        for (const struct fr_owner *o = s->owners; o; o = o->next)
+                if (o->id == owner)
+                        return o->bytes;
         return 0;
 }
 
@@ -237,10 +307,15 @@ struct fr_ring *fr_ring_new(struct fr_rings *s, uint64_t pid, uint64_t start_tim
         if (!r)
                 return NULL;
         r->slots = calloc(s->limits.generations, sizeof(*r->slots));
-        if (!r->slots) {
+        r->owner = owner_get(s, 0);
+        if (!r->slots || !r->owner) {
+                if (r->owner)
+                        owner_put(s, r->owner);
+                free(r->slots);
                 free(r);
                 return NULL;
         }
+        r->owner->nrings++;
         r->set = s;
         r->pid = pid;
         r->start_time = start_time;
@@ -260,6 +335,7 @@ static void ring_evict_oldest(struct fr_ring *r)
         r->head = (r->head + 1) % s->limits.generations;
         r->count--;
         r->bytes -= b->len;
+        r->owner->bytes -= b->len;
         r->evicted++;
         s->bytes -= b->len;
         s->generations--;
@@ -280,6 +356,8 @@ void fr_ring_free(struct fr_ring *r)
         if (r->next)
                 r->next->prev = r->prev;
         s->nrings--;
+        r->owner->nrings--;
+        owner_put(s, r->owner);
         free(r->slots);
         free(r);
 }
@@ -292,16 +370,32 @@ struct fr_ring *fr_ring_find(const struct fr_rings *s, uint64_t pid, uint64_t st
         return NULL;
 }
 
-/* The ring global eviction takes from next: the biggest holder with more
- * than one generation; failing that the biggest other holder; failing that
- * the pushing ring itself. */
-static struct fr_ring *pick_victim(struct fr_rings *s, struct fr_ring *pusher)
+/* Does ring a make a better eviction victim than ring b (NULL: anything
+ * does)?  The owner holding more bytes first (when owners count), then the
+ * ring holding more. */
+static int victim_better(const struct fr_ring *a, const struct fr_ring *b, int by_owner)
+{
+        if (!b)
+                return 1;
+        if (by_owner && a->owner != b->owner)
+                return a->owner->bytes > b->owner->bytes;
+        return a->bytes > b->bytes;
+}
+
+/* The ring eviction takes from next, among the rings of owner (NULL: all
+ * rings, fairest owner first): the biggest holder with more than one
+ * generation; failing that the biggest other holder; failing that the
+ * pushing ring itself. */
+static struct fr_ring *pick_victim(struct fr_rings *s, struct fr_ring *pusher,
+                                   const struct fr_owner *owner)
 {
         struct fr_ring *multi = NULL, *other = NULL;
         for (struct fr_ring *r = s->rings; r; r = r->next) {
-                if (r->count > 1 && (!multi || r->bytes > multi->bytes))
+                if (owner && r->owner != owner)
+                        continue;
+                if (r->count > 1 && victim_better(r, multi, !owner))
                         multi = r;
-                if (r->count >= 1 && r != pusher && (!other || r->bytes > other->bytes))
+                if (r->count >= 1 && r != pusher && victim_better(r, other, !owner))
                         other = r;
         }
         if (multi)
@@ -309,6 +403,20 @@ static struct fr_ring *pick_victim(struct fr_rings *s, struct fr_ring *pusher)
         if (other)
                 return other;
         return pusher->count ? pusher : NULL;
+}
+
+/* Evicts until *held <= bound (taking victims among owner's rings, or all). */
+static void evict_to(struct fr_ring *r, const uint64_t *held, uint64_t bound,
+                     const struct fr_owner *owner)
+{
+        while (*held > bound) {
+                struct fr_ring *victim = pick_victim(r->set, r, owner);
+                /* The pusher's only generation is the one just pushed: keep it
+                 * (a frame never exceeds the bounds, see gtraced). */
+                if (!victim || (victim == r && r->count == 1))
+                        break;
+                ring_evict_oldest(victim);
+        }
 }
 
 void fr_ring_push(struct fr_ring *r, struct fr_genbuf *b)
@@ -322,17 +430,38 @@ void fr_ring_push(struct fr_ring *r, struct fr_genbuf *b)
         r->slots[(r->head + r->count) % l->generations] = b;
         r->count++;
         r->bytes += b->len;
+        r->owner->bytes += b->len;
         s->bytes += b->len;
         s->generations++;
 
-        while (s->bytes > l->max_total_bytes) {
-                struct fr_ring *victim = pick_victim(s, r);
-                /* The pusher's only generation is the one just pushed: keep it
-                 * (a frame never exceeds the total bound, see gtraced). */
-                if (!victim || (victim == r && r->count == 1))
-                        break;
-                ring_evict_oldest(victim);
-        }
+        if (l->max_owner_bytes)
+                evict_to(r, &r->owner->bytes, l->max_owner_bytes, r->owner);
+        evict_to(r, &s->bytes, l->max_total_bytes, NULL);
+}
+
+int fr_ring_set_owner(struct fr_ring *r, uint32_t owner)
+{
+        struct fr_rings *s = r->set;
+        if (r->owner->id == owner)
+                return 0;
+        struct fr_owner *o = owner_get(s, owner);
+        if (!o)
+                return -ENOMEM;
+        struct fr_owner *old = r->owner;
+        old->bytes -= r->bytes;
+        old->nrings--;
+        owner_put(s, old);
+        r->owner = o;
+        o->nrings++;
+        o->bytes += r->bytes;
+        if (s->limits.max_owner_bytes)
+                evict_to(r, &o->bytes, s->limits.max_owner_bytes, o);
+        return 0;
+}
+
+uint32_t fr_ring_owner(const struct fr_ring *r)
+{
+        return r->owner->id;
 }
 
 uint64_t fr_ring_pid(const struct fr_ring *r)

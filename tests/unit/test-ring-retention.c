@@ -189,6 +189,69 @@ START_TEST(test_snapshot_refs_outlive_ring)
 }
 END_TEST
 
+/* One user at their quota evicts only their own history. */
+START_TEST(test_owner_quota_isolates)
+{
+        struct fr_limits l = {.generations = 1000, .max_process_bytes = 1u << 30,
+                              .max_total_bytes = 1u << 30, .max_owner_bytes = 3000};
+        struct fr_rings *s = fr_rings_new(&l);
+        struct fr_ring *victim = fr_ring_new(s, 1, 0);
+        ck_assert_int_eq(fr_ring_set_owner(victim, 1000), 0);
+        for (uint64_t g = 1; g <= 5; g++)
+                fr_ring_push(victim, blob(500, g)); /* 2500 bytes, under the quota */
+        struct fr_ring *flood[10];
+        for (int i = 0; i < 10; i++) {
+                flood[i] = fr_ring_new(s, 100 + (uint64_t)i, 0);
+                ck_assert_int_eq(fr_ring_set_owner(flood[i], 2000), 0);
+        }
+        for (uint64_t g = 1; g <= 200; g++) {
+                fr_ring_push(flood[g % 10], blob(400, g));
+                ck_assert_int_eq(fr_rings_check(s), 0);
+                ck_assert_uint_le(fr_rings_owner_bytes(s, 2000), 3000);
+        }
+        ck_assert_uint_eq(fr_ring_count(victim), 5);
+        ck_assert_uint_eq(fr_rings_owner_bytes(s, 1000), 2500);
+        /* Changing owner moves the bytes and applies the new owner's quota. */
+        ck_assert_int_eq(fr_ring_set_owner(victim, 2000), 0);
+        ck_assert_int_eq(fr_rings_check(s), 0);
+        ck_assert_uint_eq(fr_rings_owner_bytes(s, 1000), 0);
+        ck_assert_uint_le(fr_rings_owner_bytes(s, 2000), 3000);
+        ck_assert_uint_eq(fr_ring_owner(victim), 2000);
+        for (int i = 0; i < 10; i++)
+                fr_ring_free(flood[i]);
+        ck_assert_int_eq(fr_rings_check(s), 0);
+        fr_rings_free(s);
+}
+END_TEST
+
+/* Without quotas, the global cap takes from the owner holding the most
+ * first: a user with many small processes cannot evict a user with one. */
+START_TEST(test_global_cap_fair_by_owner)
+{
+        struct fr_limits l = {.generations = 1000, .max_process_bytes = 1u << 30,
+                              .max_total_bytes = 10000};
+        struct fr_rings *s = fr_rings_new(&l);
+        struct fr_ring *one = fr_ring_new(s, 1, 0);
+        ck_assert_int_eq(fr_ring_set_owner(one, 1000), 0);
+        for (uint64_t g = 1; g <= 6; g++)
+                fr_ring_push(one, blob(500, g)); /* 3000 bytes: the biggest process */
+        struct fr_ring *many[20];
+        for (int i = 0; i < 20; i++) {
+                many[i] = fr_ring_new(s, 100 + (uint64_t)i, 0);
+                ck_assert_int_eq(fr_ring_set_owner(many[i], 2000), 0);
+        }
+        for (uint64_t g = 1; g <= 400; g++) {
+                fr_ring_push(many[g % 20], blob(100, g)); /* 100 bytes each */
+                ck_assert_int_eq(fr_rings_check(s), 0);
+                ck_assert_uint_le(fr_rings_bytes(s), 10000);
+        }
+        /* Per process, "one" is the biggest by far, yet it kept everything. */
+        ck_assert_uint_eq(fr_ring_count(one), 6);
+        ck_assert_uint_eq(fr_rings_owner_bytes(s, 2000), 7000);
+        fr_rings_free(s);
+}
+END_TEST
+
 START_TEST(test_limits_invalid)
 {
         struct fr_limits l = {.generations = 0, .max_process_bytes = 1, .max_total_bytes = 1};
@@ -213,6 +276,8 @@ static Suite *ring_suite(void)
         tcase_add_test(core, test_global_cap_fair);
         tcase_add_test(core, test_global_cap_keeps_newest);
         tcase_add_test(core, test_snapshot_refs_outlive_ring);
+        tcase_add_test(core, test_owner_quota_isolates);
+        tcase_add_test(core, test_global_cap_fair_by_owner);
         tcase_add_test(core, test_limits_invalid);
         suite_add_tcase(s, core);
         return s;

@@ -10,11 +10,15 @@
  *   - bytes per process        (--max-process-bytes)
  *   - bytes over all processes (--max-total-bytes)
  *
- * The first two evict the pushing process's own oldest generations.  The
- * global bound evicts fairly: from the process holding the most bytes first,
- * so one chatty process cannot push out everyone else's history; and a
- * process keeps its newest generation for as long as some other process
- * holds more than one.
+ * and, optionally, bytes per owner (gtraced --max-uid-bytes: the owner is
+ * the uid the process runs as).  The first two evict the pushing process's
+ * own oldest generations; the owner bound evicts among that owner's own
+ * processes only, so one user can never push out another user's history by
+ * reaching their quota.  The global bound evicts fairly: from the owner
+ * holding the most bytes first and, within that owner, from the process
+ * holding the most, so neither one chatty process nor one user with many
+ * processes can push out everyone else's history; and a process keeps its
+ * newest generation for as long as some other process holds more than one.
  *
  * Generation buffers are reference counted: a dump takes references to what
  * a ring holds at that moment and writes them from another thread while the
@@ -60,6 +64,7 @@ struct fr_limits {
         uint32_t generations;       /* per process, >= 1 */
         uint64_t max_process_bytes; /* per process, >= 1 */
         uint64_t max_total_bytes;   /* all processes, >= 1 */
+        uint64_t max_owner_bytes;   /* all processes of one owner; 0: no such bound */
 };
 
 struct fr_rings; /* the set */
@@ -80,6 +85,14 @@ int fr_rings_check(const struct fr_rings *s);
 /* An empty ring for (pid, start_time) in set s; NULL on ENOMEM.  The caller
  * makes sure the key is not already present (fr_ring_find). */
 struct fr_ring *fr_ring_new(struct fr_rings *s, uint64_t pid, uint64_t start_time);
+/* Moves r (and what it holds) to owner (new rings belong to owner 0), then
+ * evicts r's owner's generations until the owner bound holds again.
+ * 0, or -ENOMEM (r is unchanged). */
+int fr_ring_set_owner(struct fr_ring *r, uint32_t owner);
+uint32_t fr_ring_owner(const struct fr_ring *r);
+/* Bytes held for all rings of owner (0 for an owner holding nothing). */
+uint64_t fr_rings_owner_bytes(const struct fr_rings *s, uint32_t owner);
+
 /* Releases the ring's buffers (dumps holding references keep theirs) and
  * removes it from its set.  NULL ok. */
 void fr_ring_free(struct fr_ring *r);
