@@ -34,6 +34,8 @@ enum opt_id {
         OPT_MAX_CONNECTIONS,
         OPT_MAX_PROCESSES,
         OPT_HELLO_TIMEOUT,
+        OPT_MAX_UID_BYTES,
+        OPT_MAX_UID_PROCESSES,
         OPT_LOG_LEVEL,
         OPT_SETTABLE_, /* options below are command line only */
         OPT_CONFIG = OPT_SETTABLE_,
@@ -70,6 +72,11 @@ static const struct opt_def opts[] = {
         [OPT_HELLO_TIMEOUT] = {"hello-timeout", "MS",
                                "drop connections that do not say HELLO within MS (default "
                                "5000)"},
+        [OPT_MAX_UID_BYTES] = {"max-uid-bytes", "SIZE",
+                               "bytes kept for all processes of one user (default: "
+                               "max-total-bytes)"},
+        [OPT_MAX_UID_PROCESSES] = {"max-uid-processes", "N",
+                                   "processes held for one user (default: max-processes)"},
         [OPT_LOG_LEVEL] = {"log-level", "LEVEL", "error, warning, notice, info (default) or "
                                                  "debug"},
         [OPT_CONFIG] = {"config", "PATH", "read settings from PATH (default /etc/gtraced.conf "
@@ -171,13 +178,16 @@ static int apply(struct gd_config *c, enum opt_id id, const char *v, char *err, 
                 break;
         case OPT_MAX_PROCESS_BYTES:
         case OPT_MAX_TOTAL_BYTES:
+        case OPT_MAX_UID_BYTES:
                 r = gd_parse_size(v, &u);
                 if (r == 0 && u < 4096)
                         r = -ERANGE;
                 if (id == OPT_MAX_PROCESS_BYTES)
                         c->max_process_bytes = u;
-                else
+                else if (id == OPT_MAX_TOTAL_BYTES)
                         c->max_total_bytes = u;
+                else
+                        c->max_uid_bytes = u;
                 expect = "a size of at least 4096 bytes, with an optional K, M or G suffix";
                 break;
         case OPT_RETAIN_EXITED:
@@ -192,11 +202,14 @@ static int apply(struct gd_config *c, enum opt_id id, const char *v, char *err, 
                 break;
         case OPT_MAX_CONNECTIONS:
         case OPT_MAX_PROCESSES:
+        case OPT_MAX_UID_PROCESSES:
                 r = parse_uint(v, 1, 1000000, &u);
                 if (id == OPT_MAX_CONNECTIONS)
                         c->max_connections = (uint32_t)u;
-                else
+                else if (id == OPT_MAX_PROCESSES)
                         c->max_processes = (uint32_t)u;
+                else
+                        c->max_uid_processes = (uint32_t)u;
                 expect = "a number from 1 to 1000000";
                 break;
         case OPT_HELLO_TIMEOUT:
@@ -403,6 +416,11 @@ static int path_join(char **ret, const char *a, const char *b)
 int gd_config_defaults(struct gd_config *c)
 {
         int root = geteuid() == 0;
+        /* Per-user bounds left unset are as large as the global ones. */
+        if (!c->max_uid_bytes)
+                c->max_uid_bytes = c->max_total_bytes;
+        if (!c->max_uid_processes)
+                c->max_uid_processes = c->max_processes;
         if (!c->socket_path) {
                 const char *env = getenv("GTRACED_SOCKET");
                 const char *xdg = getenv("XDG_RUNTIME_DIR");

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,8 @@ static void do_status(struct gd_conn *c)
         set_int(lim, "max_connections", cfg->max_connections);
         set_int(lim, "max_processes", cfg->max_processes);
         set_int(lim, "hello_timeout_ms", cfg->hello_timeout_ms);
+        set_int(lim, "max_uid_bytes", cfg->max_uid_bytes);
+        set_int(lim, "max_uid_processes", cfg->max_uid_processes);
         json_object_set_new(o, "limits", lim);
         reply(c, o);
 }
@@ -228,45 +231,101 @@ static struct gd_proc *find_visible(struct gd_server *s, uint64_t pid, uid_t uid
         return best;
 }
 
-static void do_snapshot(struct gd_conn *c, json_t *req)
+/*
+ * Parsing is separate from acting so the whole of what a client can say is
+ * checked in one place, before any state is touched (and can be fuzzed on
+ * its own: tests/fuzz/fuzz-control.c).
+ */
+static int parse_fail(char *err, size_t err_len, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static int parse_fail(char *err, size_t err_len, const char *fmt, ...)
 {
-        struct gd_server *s = c->srv;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int parse_snapshot(json_t *req, struct gd_request *q, char *err, size_t err_len)
+{
         json_t *jpid = json_object_get(req, "pid");
         json_t *jall = json_object_get(req, "all");
         json_t *jreason = json_object_get(req, "reason");
         json_t *jfd = json_object_get(req, "fd");
-        int all = json_is_true(jall);
-        int want_fd = json_is_true(jfd);
 
-        if ((jall && !json_is_boolean(jall)) || (jfd && !json_is_boolean(jfd))) {
-                reply_error(c, -EINVAL, "'all' and 'fd' must be booleans");
-                return;
-        }
-        if (all == (jpid != NULL)) {
-                reply_error(c, -EINVAL, "snapshot needs exactly one of 'pid' and 'all'");
-                return;
-        }
-        if (jpid && (!json_is_integer(jpid) || json_integer_value(jpid) <= 0)) {
-                reply_error(c, -EINVAL, "'pid' must be a positive integer");
-                return;
-        }
-        if (all && want_fd) {
-                reply_error(c, -EINVAL, "'fd' cannot be used with 'all'");
-                return;
-        }
-        char reason[PROTO_MAX_REASON + 1];
+        if ((jall && !json_is_boolean(jall)) || (jfd && !json_is_boolean(jfd)))
+                return parse_fail(err, err_len, "'all' and 'fd' must be booleans");
+        q->all = json_is_true(jall);
+        q->want_fd = json_is_true(jfd);
+        if (q->all == (jpid != NULL))
+                return parse_fail(err, err_len, "snapshot needs exactly one of 'pid' and 'all'");
+        if (jpid && (!json_is_integer(jpid) || json_integer_value(jpid) <= 0))
+                return parse_fail(err, err_len, "'pid' must be a positive integer");
+        if (jpid)
+                q->pid = (uint64_t)json_integer_value(jpid);
+        if (q->all && q->want_fd)
+                return parse_fail(err, err_len, "'fd' cannot be used with 'all'");
         if (jreason) {
-                if (!json_is_string(jreason) ||
-                    json_string_length(jreason) > PROTO_MAX_REASON) {
-                        reply_error(c, -EINVAL, "'reason' must be a string of at most %u bytes",
-                                    PROTO_MAX_REASON);
-                        return;
-                }
-                snprintf(reason, sizeof(reason), "%s", json_string_value(jreason));
+                if (!json_is_string(jreason) || json_string_length(jreason) > PROTO_MAX_REASON)
+                        return parse_fail(err, err_len,
+                                          "'reason' must be a string of at most %u bytes",
+                                          PROTO_MAX_REASON);
+                /* jansson rejects NUL inside strings unless asked not to, so
+                 * the length is the C string's. */
+                memcpy(q->reason, json_string_value(jreason), json_string_length(jreason));
+                q->reason[json_string_length(jreason)] = '\0';
+                q->has_reason = 1;
+        }
+        return 0;
+}
+
+int control_parse(const uint8_t *payload, size_t len, struct gd_request *ret, char *err,
+                  size_t err_len)
+{
+        json_error_t jerr;
+        struct gd_request q = {0};
+        int r;
+        json_t *req = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!req || !json_is_object(req)) {
+                r = parse_fail(err, err_len, "request is not a JSON object%s%s",
+                               req ? "" : ": ", req ? "" : jerr.text);
+                goto done;
+        }
+        const char *cmd = json_string_value(json_object_get(req, "command"));
+        if (!cmd) {
+                r = parse_fail(err, err_len, "request has no 'command' string");
+        } else if (strcmp(cmd, "status") == 0) {
+                q.cmd = GD_REQ_STATUS;
+                r = 0;
+        } else if (strcmp(cmd, "list") == 0) {
+                q.cmd = GD_REQ_LIST;
+                r = 0;
+        } else if (strcmp(cmd, "snapshot") == 0) {
+                q.cmd = GD_REQ_SNAPSHOT;
+                r = parse_snapshot(req, &q, err, err_len);
         } else {
+                char safe[80];
+                gd_utf8_copy(safe, sizeof(safe), cmd);
+                r = parse_fail(err, err_len, "unknown command '%.64s'", safe);
+        }
+done:
+        json_decref(req);
+        if (r == 0)
+                *ret = q;
+        return r;
+}
+
+static void do_snapshot(struct gd_conn *c, const struct gd_request *q)
+{
+        struct gd_server *s = c->srv;
+        int all = q->all, want_fd = q->want_fd;
+        char reason[PROTO_MAX_REASON + 1];
+        if (q->has_reason)
+                gd_strscpy(reason, sizeof(reason), q->reason);
+        else
                 snprintf(reason, sizeof(reason), "snapshot requested by uid %u",
                          (unsigned)c->cred.uid);
-        }
 
         int fd = -1;
         if (want_fd) {
@@ -289,7 +348,7 @@ static void do_snapshot(struct gd_conn *c, json_t *req)
 
         struct gd_proc *one = NULL;
         if (!all) {
-                uint64_t pid = (uint64_t)json_integer_value(jpid);
+                uint64_t pid = q->pid;
                 one = find_visible(s, pid, c->cred.uid);
                 if (!one) {
                         if (fd >= 0)
@@ -353,27 +412,21 @@ void control_snapshot_done(struct gd_snap *snap, struct gd_conn *c)
 
 int control_request(struct gd_conn *c, const uint8_t *payload, size_t len)
 {
-        json_error_t jerr;
-        json_t *req = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!req || !json_is_object(req)) {
-                json_decref(req);
-                reply_error(c, -EINVAL, "request is not a JSON object%s%s", req ? "" : ": ",
-                            req ? "" : jerr.text);
-                goto done;
+        struct gd_request *q = malloc(sizeof(*q)); /* a reason is 1 KiB: off the stack */
+        char err[256];
+        if (!q) {
+                gd_conn_fail(c, -ENOMEM, "out of memory");
+                return -ENOMEM;
         }
-        const char *cmd = json_string_value(json_object_get(req, "command"));
-        if (!cmd)
-                reply_error(c, -EINVAL, "request has no 'command' string");
-        else if (strcmp(cmd, "status") == 0)
+        if (control_parse(payload, len, q, err, sizeof(err)) < 0)
+                reply_error(c, -EINVAL, "%s", err);
+        else if (q->cmd == GD_REQ_STATUS)
                 do_status(c);
-        else if (strcmp(cmd, "list") == 0)
+        else if (q->cmd == GD_REQ_LIST)
                 do_list(c);
-        else if (strcmp(cmd, "snapshot") == 0)
-                do_snapshot(c, req);
         else
-                reply_error(c, -EINVAL, "unknown command '%.64s'", cmd);
-        json_decref(req);
-done:
+                do_snapshot(c, q);
+        free(q);
         /* A descriptor no request claimed is not kept for the next one. */
         if (c->state != GD_CONN_CLOSED && c->pending_fd >= 0) {
                 close(c->pending_fd);

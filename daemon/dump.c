@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -36,6 +38,7 @@
 #define DUMP_NAME_COMMAND_MAX 64 /* command bytes kept in a file name */
 #define DUMP_NAME_TRIES 100      /* -1 .. -99 suffixes when a name is taken */
 #define DUMP_FILE_MODE 0640
+#define DUMP_DIR_MODE 0750
 
 struct gd_dump {
         struct gd_link link;      /* srv->dumps */
@@ -61,6 +64,7 @@ struct gd_dump {
         uint64_t bytes;
         /* the outcome */
         int result;
+        int recreated_dir; /* the dump directory was missing and was created */
         char path[PATH_MAX + 32];
         char err[PATH_MAX + 256];
 };
@@ -160,6 +164,8 @@ static void dump_complete(struct gd_dump *d)
         struct gd_server *s = d->srv;
         struct gd_snap *snap = d->snap;
 
+        if (d->recreated_dir)
+                log_warning("Dump directory %s was missing; created it again", s->dump_dir);
         if (d->result >= 0) {
                 s->dumps_written++;
                 log_info("pid %" PRIu64 " (%s): dumped %u generations (%" PRIu64
@@ -213,30 +219,85 @@ static void name_command(char *out, size_t cap, const char *cmd)
         out[o] = '\0';
 }
 
+/*
+ * The dump directory is opened afresh for every dump, without following a
+ * symbolic link in its last component, and everything after that is
+ * relative to that descriptor: a directory removed, replaced or remounted
+ * while gtraced runs is picked up by the next dump, and a symlink planted
+ * in its place is refused rather than followed.  A directory that is
+ * missing is created again (docs/daemon.md, "Dumps").
+ */
+static int open_dump_dir(struct gd_dump *d, const char *dir)
+{
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0 && errno == ENOENT) {
+                int r = gd_mkdir_parents(dir, DUMP_DIR_MODE);
+                if (r < 0) {
+                        snprintf(d->err, sizeof(d->err),
+                                 "dump directory %s is missing and cannot be created again: %s",
+                                 dir, strerror(-r));
+                        return r;
+                }
+                d->recreated_dir = 1;
+                dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (dfd < 0) {
+                int r = -errno;
+                snprintf(d->err, sizeof(d->err), "cannot open dump directory %s: %s", dir,
+                         r == -ELOOP ? "it is a symbolic link" : strerror(-r));
+                return r;
+        }
+        return dfd;
+}
+
+/* Creates a fresh temporary file name in dfd (O_EXCL, a random suffix). */
+static int create_temp(int dfd, const char *prefix, char *name, size_t cap)
+{
+        static atomic_uint counter;
+        for (int i = 0; i < DUMP_NAME_TRIES; i++) {
+                uint32_t x;
+                if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != (ssize_t)sizeof(x))
+                        x = atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) ^
+                            (uint32_t)getpid();
+                if (snprintf(name, cap, "%s.tmp.%08" PRIx32, prefix, x) >= (int)cap)
+                        return -ENAMETOOLONG;
+                int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                                0600);
+                if (fd >= 0 || errno != EEXIST)
+                        return fd >= 0 ? fd : -errno;
+        }
+        return -EEXIST;
+}
+
 static int write_to_dir(struct gd_dump *d, const struct iovec *iov)
 {
         const char *dir = d->srv->dump_dir;
-        char cmd[DUMP_NAME_COMMAND_MAX + 1], stamp[32], base[PATH_MAX], tmp[PATH_MAX];
+        char cmd[DUMP_NAME_COMMAND_MAX + 1], stamp[32], base[160], prefix[160],
+                tmp[NAME_MAX + 1], name[NAME_MAX + 1];
         struct tm tm;
         time_t secs = (time_t)(d->meta.dump_time_ns / 1000000000u);
         unsigned ms = (unsigned)(d->meta.dump_time_ns / 1000000u % 1000u);
 
+        /* Names are built from a sanitised command (no '/', no leading '.'),
+         * the kernel's pid and the time: they cannot leave the directory. */
         name_command(cmd, sizeof(cmd), d->command);
         gmtime_r(&secs, &tm);
         strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
-        if (snprintf(base, sizeof(base), "%s/%s-%" PRIu64 "-%s.%03uZ", dir, cmd, d->meta.pid,
-                     stamp, ms) >= (int)sizeof(base) - 16 ||
-            snprintf(tmp, sizeof(tmp), "%s/.%s-%" PRIu64 ".tmp.XXXXXX", dir, cmd,
-                     d->meta.pid) >= (int)sizeof(tmp)) {
+        snprintf(base, sizeof(base), "%s-%" PRIu64 "-%s.%03uZ", cmd, d->meta.pid, stamp, ms);
+        snprintf(prefix, sizeof(prefix), ".%s-%" PRIu64, cmd, d->meta.pid);
+        if (strlen(dir) + sizeof(base) + 16 > sizeof(d->path)) {
                 snprintf(d->err, sizeof(d->err), "dump directory path too long: %s", dir);
                 return -ENAMETOOLONG;
         }
-        int fd = mkostemp(tmp, O_CLOEXEC);
+        int dfd = open_dump_dir(d, dir);
+        if (dfd < 0)
+                return dfd;
+        int fd = create_temp(dfd, prefix, tmp, sizeof(tmp));
         if (fd < 0) {
-                int r = -errno;
                 snprintf(d->err, sizeof(d->err), "cannot create a file in %s: %s", dir,
-                         strerror(-r));
-                return r;
+                         strerror(-fd));
+                close(dfd);
+                return fd;
         }
         int r = 0;
         if (fchmod(fd, DUMP_FILE_MODE) < 0)
@@ -251,33 +312,44 @@ static int write_to_dir(struct gd_dump *d, const struct iovec *iov)
         if (close(fd) < 0 && r == 0)
                 r = -errno;
         if (r < 0) {
-                snprintf(d->err, sizeof(d->err), "cannot write %s: %s", tmp, strerror(-r));
-                (void)unlink(tmp);
+                snprintf(d->err, sizeof(d->err), "cannot write %s/%s: %s", dir, tmp,
+                         strerror(-r));
+                (void)unlinkat(dfd, tmp, 0);
+                close(dfd);
                 return r;
         }
         /* Atomic and never clobbering: a name already taken gets a suffix. */
         for (int i = 0; i < DUMP_NAME_TRIES; i++) {
                 if (i == 0)
-                        snprintf(d->path, sizeof(d->path), "%s.gtrace", base);
+                        snprintf(name, sizeof(name), "%s.gtrace", base);
                 else
-                        snprintf(d->path, sizeof(d->path), "%s-%d.gtrace", base, i);
-                if (renameat2(AT_FDCWD, tmp, AT_FDCWD, d->path, RENAME_NOREPLACE) == 0)
-                        return 0;
+                        snprintf(name, sizeof(name), "%s-%d.gtrace", base, i);
+                if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0) {
+                        r = 0;
+                        goto renamed;
+                }
                 if (errno == EINVAL) {
                         /* No RENAME_NOREPLACE on this file system: link + unlink. */
-                        if (link(tmp, d->path) == 0) {
-                                (void)unlink(tmp);
-                                return 0;
+                        if (linkat(dfd, tmp, dfd, name, 0) == 0) {
+                                (void)unlinkat(dfd, tmp, 0);
+                                r = 0;
+                                goto renamed;
                         }
                 }
                 if (errno != EEXIST)
                         break;
         }
         r = -errno;
-        snprintf(d->err, sizeof(d->err), "cannot rename %s into place: %s", tmp, strerror(-r));
-        (void)unlink(tmp);
+        snprintf(d->err, sizeof(d->err), "cannot rename %s/%s into place: %s", dir, tmp,
+                 strerror(-r));
+        (void)unlinkat(dfd, tmp, 0);
+        close(dfd);
         d->path[0] = '\0';
         return r;
+renamed:
+        close(dfd);
+        snprintf(d->path, sizeof(d->path), "%s/%s", dir, name);
+        return 0;
 }
 
 static void dump_work(uv_work_t *w)

@@ -87,6 +87,8 @@ struct gd_config {
         uint32_t max_connections;
         uint32_t max_processes;
         uint32_t hello_timeout_ms;  /* a connection must say HELLO within this */
+        uint64_t max_uid_bytes;     /* bytes held for one uid; 0: max_total_bytes */
+        uint32_t max_uid_processes; /* processes held for one uid; 0: max_processes */
         int log_level;              /* LOG_ERR .. LOG_DEBUG */
 };
 
@@ -221,7 +223,9 @@ void gd_server_send_ready(struct gd_server *s);
 
 /* Process registry. */
 struct gd_proc *gd_proc_find(struct gd_server *s, uint64_t pid, uint64_t start_time_ns);
-int gd_proc_new(struct gd_server *s, uint64_t pid, uint64_t start_time_ns,
+/* A new live process of uid.  -EDQUOT: uid's process limit is reached and
+ * all of them are live; -ENOSPC: the same for the global limit. */
+int gd_proc_new(struct gd_server *s, uint64_t pid, uint64_t start_time_ns, uid_t uid,
                 struct gd_proc **ret);
 void gd_proc_free(struct gd_proc *p);
 void gd_proc_ended(struct gd_proc *p); /* state left LIVE: arm retention */
@@ -234,6 +238,8 @@ void gd_strscpy(char *dst, size_t cap, const char *src);
 /* Valid UTF-8 copy of src into dst[cap], invalid bytes as '?'. */
 void gd_utf8_copy(char *dst, size_t cap, const char *src);
 const char *gd_signal_name(int signo);
+/* mkdir -p: path and its missing parents with mode.  0 or -errno.  Any thread. */
+int gd_mkdir_parents(const char *path, mode_t mode);
 const char *gd_errno_name(int err);
 
 /* ---- conn.c ------------------------------------------------------------------ */
@@ -335,6 +341,22 @@ struct gd_snap;
 
 /* ---- control.c ------------------------------------------------------------------ */
 
+enum gd_req_cmd { GD_REQ_STATUS, GD_REQ_LIST, GD_REQ_SNAPSHOT };
+
+/* One control request as parsed (docs/protocol.md, "Control connections"). */
+struct gd_request {
+        enum gd_req_cmd cmd;
+        uint64_t pid;     /* snapshot: > 0 unless all */
+        int all;          /* snapshot --all */
+        int want_fd;      /* snapshot into the descriptor that came with it */
+        int has_reason;
+        char reason[PROTO_MAX_REASON + 1]; /* valid UTF-8, no NUL inside */
+};
+
+/* Parses a REQUEST payload (any bytes).  0 and *ret filled, or -EINVAL with
+ * a sentence for the client in err (always terminated).  No other effect. */
+int control_parse(const uint8_t *payload, size_t len, struct gd_request *ret, char *err,
+                  size_t err_len);
 int control_request(struct gd_conn *c, const uint8_t *payload, size_t len);
 /* Every dump of a control snapshot is done: reply and resume the connection. */
 void control_snapshot_done(struct gd_snap *snap, struct gd_conn *c);

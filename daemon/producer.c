@@ -82,10 +82,16 @@ int producer_hello(struct gd_conn *c, const struct proto_hello *h)
         struct gd_proc *p = gd_proc_find(s, pid, start);
         int fresh = !p;
         if (!p) {
-                int r = gd_proc_new(s, pid, start, &p);
+                int r = gd_proc_new(s, pid, start, c->cred.uid, &p);
                 if (r == -ENOSPC) {
                         gd_conn_fail(c, r, "too many traced processes (%u held, all live)",
                                      s->cfg->max_processes);
+                        return r;
+                }
+                if (r == -EDQUOT) {
+                        gd_conn_fail(c, r,
+                                     "too many traced processes for uid %u (%u held, all live)",
+                                     (unsigned)c->cred.uid, s->cfg->max_uid_processes);
                         return r;
                 }
                 if (r < 0) {
@@ -93,8 +99,17 @@ int producer_hello(struct gd_conn *c, const struct proto_hello *h)
                         return r;
                 }
         }
-        /* The kernel's uid decides visibility; take the current one. */
-        p->uid = c->cred.uid;
+        /* The kernel's uid decides visibility and whose quota the history
+         * counts against; take the current one (a process may have changed
+         * uid since it last connected). */
+        if (p->uid != c->cred.uid) {
+                int r = fr_ring_set_owner(p->ring, (uint32_t)c->cred.uid);
+                if (r < 0) {
+                        gd_conn_fail(c, r, "out of memory");
+                        return r;
+                }
+                p->uid = c->cred.uid;
+        }
         if (h->command[0] || fresh)
                 gd_utf8_copy(p->command, sizeof(p->command),
                              h->command[0] ? h->command : "unknown");

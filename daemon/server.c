@@ -153,45 +153,119 @@ void gd_proc_free(struct gd_proc *p)
         free(p);
 }
 
-/* At the process limit: forget the exited or crashed process that ended first. */
-static int proc_make_room(struct gd_server *s)
+/* The exited or crashed process that ended first, among uid's (or among
+ * everyone's when all_uids); NULL if every candidate is live. */
+static struct gd_proc *oldest_ended(struct gd_server *s, uid_t uid, int all_uids)
 {
-        if (s->nprocs < s->cfg->max_processes)
-                return 0;
         struct gd_proc *oldest = NULL;
         struct gd_link *l, *t;
         gd_list_for_each_safe(l, t, &s->procs)
         {
                 struct gd_proc *p = gd_container_of(l, struct gd_proc, link);
-                if (p->state != GD_PROC_LIVE && p->nconns == 0 &&
-                    (!oldest || p->ended_mono_ms < oldest->ended_mono_ms))
+                if (p->state == GD_PROC_LIVE || p->nconns || (!all_uids && p->uid != uid))
+                        continue;
+                if (!oldest || p->ended_mono_ms < oldest->ended_mono_ms)
                         oldest = p;
         }
-        if (!oldest)
-                return -ENOSPC;
-        log_info("Forgetting pid %" PRIu64 " (%s) early: %u processes held", oldest->pid,
-                 oldest->command, s->cfg->max_processes);
-        gd_proc_free(oldest);
+        return oldest;
+}
+
+/* The uid holding the most processes among those with an ended one: at the
+ * global limit that user's oldest ended process is forgotten first, so one
+ * user starting many short-lived processes forgets their own history, not
+ * everyone's.  Returns 0 when there is none (with *ret_found = 0). */
+static uid_t busiest_uid_with_ended(struct gd_server *s, int *ret_found)
+{
+        struct {
+                uid_t uid;
+                size_t n;
+                int ended;
+        } tab[64];
+        size_t ntab = 0, overflow = 0;
+        struct gd_link *l, *t;
+        gd_list_for_each_safe(l, t, &s->procs)
+        {
+                struct gd_proc *p = gd_container_of(l, struct gd_proc, link);
+                size_t i;
+                for (i = 0; i < ntab && tab[i].uid != p->uid; i++)
+                        ;
+                if (i == ntab) {
+                        if (ntab == sizeof(tab) / sizeof(tab[0])) {
+                                overflow++; /* more users than the table: counted nowhere */
+                                continue;
+                        }
+                        tab[ntab++] = (typeof(tab[0])){.uid = p->uid};
+                }
+                tab[i].n++;
+                if (p->state != GD_PROC_LIVE && !p->nconns)
+                        tab[i].ended = 1;
+        }
+        (void)overflow;
+        size_t best = ntab;
+        for (size_t i = 0; i < ntab; i++)
+                if (tab[i].ended && (best == ntab || tab[i].n > tab[best].n))
+                        best = i;
+        *ret_found = best < ntab;
+        return best < ntab ? tab[best].uid : 0;
+}
+
+static void proc_forget_early(struct gd_proc *p, const char *why)
+{
+        log_info("Forgetting pid %" PRIu64 " (%s) early: %s", p->pid, p->command, why);
+        gd_proc_free(p);
+}
+
+/* Makes room for one more process of uid: at the per-user limit that user's
+ * oldest ended process is forgotten, at the global limit the busiest user's.
+ * -EDQUOT or -ENOSPC when only live processes hold the places. */
+static int proc_make_room(struct gd_server *s, uid_t uid)
+{
+        const struct gd_config *cfg = s->cfg;
+        size_t mine = 0;
+        struct gd_link *l, *t;
+        gd_list_for_each_safe(l, t, &s->procs)
+        {
+                if (gd_container_of(l, struct gd_proc, link)->uid == uid)
+                        mine++;
+        }
+        if (mine >= cfg->max_uid_processes) {
+                struct gd_proc *p = oldest_ended(s, uid, 0);
+                if (!p)
+                        return -EDQUOT;
+                proc_forget_early(p, "its user's process limit was reached");
+        }
+        if (s->nprocs >= cfg->max_processes) {
+                int found;
+                uid_t busiest = busiest_uid_with_ended(s, &found);
+                struct gd_proc *p = found ? oldest_ended(s, busiest, 0) : NULL;
+                if (!p)
+                        p = oldest_ended(s, 0, 1);
+                if (!p)
+                        return -ENOSPC;
+                proc_forget_early(p, "the process limit was reached");
+        }
         return 0;
 }
 
-int gd_proc_new(struct gd_server *s, uint64_t pid, uint64_t start_time_ns,
+int gd_proc_new(struct gd_server *s, uint64_t pid, uint64_t start_time_ns, uid_t uid,
                 struct gd_proc **ret)
 {
-        int r = proc_make_room(s);
+        int r = proc_make_room(s, uid);
         if (r < 0)
                 return r;
         struct gd_proc *p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
         p->ring = fr_ring_new(s->rings, pid, start_time_ns);
-        if (!p->ring) {
+        if (!p->ring || fr_ring_set_owner(p->ring, (uint32_t)uid) < 0) {
+                fr_ring_free(p->ring);
                 free(p);
                 return -ENOMEM;
         }
         p->srv = s;
         p->pid = pid;
         p->start_time_ns = start_time_ns;
+        p->uid = uid;
         p->state = GD_PROC_LIVE;
         p->connected_wall_ns = gd_now_wall_ns();
         gd_list_init(&p->conns);
@@ -376,7 +450,7 @@ static void on_accept_ready(uv_poll_t *h, int status, int events)
         }
 }
 
-static int mkdir_parents(const char *path, mode_t mode)
+int gd_mkdir_parents(const char *path, mode_t mode)
 {
         char buf[PATH_MAX];
         if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
@@ -406,7 +480,7 @@ static int bind_socket(struct gd_server *s, const char *path, int *ret_fd)
         char *slash = strrchr(dir, '/');
         if (slash && slash != dir) {
                 *slash = '\0';
-                int r = mkdir_parents(dir, 0755);
+                int r = gd_mkdir_parents(dir, 0755);
                 if (r < 0)
                         return log_error_errno(r, "Failed to create socket directory '%s': %m",
                                                dir);
@@ -560,7 +634,8 @@ int gd_server_init(struct gd_server *s, uv_loop_t *loop, const struct gd_config 
 
         struct fr_limits lim = {.generations = cfg->generations,
                                 .max_process_bytes = cfg->max_process_bytes,
-                                .max_total_bytes = cfg->max_total_bytes};
+                                .max_total_bytes = cfg->max_total_bytes,
+                                .max_owner_bytes = cfg->max_uid_bytes};
         s->rings = fr_rings_new(&lim);
         if (!s->rings)
                 return log_error_errno(-ENOMEM, "Failed to set up generation rings: %m");
@@ -570,12 +645,14 @@ int gd_server_init(struct gd_server *s, uv_loop_t *loop, const struct gd_config 
                 s->max_generation = cfg->max_process_bytes;
         if (cfg->max_total_bytes < s->max_generation)
                 s->max_generation = cfg->max_total_bytes;
+        if (cfg->max_uid_bytes && cfg->max_uid_bytes < s->max_generation)
+                s->max_generation = cfg->max_uid_bytes;
 
         s->socket_path = strdup("");
         if (!s->socket_path)
                 return -ENOMEM;
 
-        r = mkdir_parents(cfg->dump_dir, 0750);
+        r = gd_mkdir_parents(cfg->dump_dir, 0750);
         if (r < 0)
                 log_warning_errno(r, "Failed to create dump directory '%s': %m (dumps into it "
                                      "will fail until it exists)",

@@ -490,6 +490,12 @@ static void child_main(int ctl, const char *sock, const char *command, int flags
 
 int dh_producer_spawn(struct dh_producer *p, const char *sock, const char *command, int flags)
 {
+        return dh_producer_spawn_as(p, sock, command, flags, (uid_t)-1);
+}
+
+int dh_producer_spawn_as(struct dh_producer *p, const char *sock, const char *command,
+                         int flags, uid_t uid)
+{
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
@@ -498,6 +504,8 @@ int dh_producer_spawn(struct dh_producer *p, const char *sock, const char *comma
                 return -errno;
         if (pid == 0) {
                 close(sv[0]);
+                if (uid != (uid_t)-1 && (setgid((gid_t)uid) < 0 || setuid(uid) < 0))
+                        _exit(9);
                 child_main(sv[1], sock, command, flags);
                 _exit(0);
         }
@@ -506,8 +514,12 @@ int dh_producer_spawn(struct dh_producer *p, const char *sock, const char *comma
         p->ctl = sv[0];
         uint8_t ok;
         struct pollfd pfd = {.fd = p->ctl, .events = POLLIN};
-        if (poll(&pfd, 1, 5000) != 1 || read(p->ctl, &ok, 1) != 1)
+        if (poll(&pfd, 1, 5000) != 1 || read(p->ctl, &ok, 1) != 1) {
+                /* Refused (or failed): reap the child so callers need not. */
+                close(p->ctl);
+                waitpid(pid, NULL, 0);
                 return -ECONNREFUSED;
+        }
         return 0;
 }
 

@@ -80,6 +80,10 @@ struct dh_producer {
 #define DH_ANSWER_FLUSH 0x1
 /* Spawns a producer that connects to sock with the given command name. */
 int dh_producer_spawn(struct dh_producer *p, const char *sock, const char *command, int flags);
+/* The same as user uid (the child switches uid and gid before connecting;
+ * (uid_t)-1 keeps ours).  A refused producer is reaped: -ECONNREFUSED. */
+int dh_producer_spawn_as(struct dh_producer *p, const char *sock, const char *command,
+                         int flags, uid_t uid);
 /*
  * Commands: 'g' send a generation of arg bytes; 'q' GOODBYE and exit;
  * 'c' CRASH(arg) and exit; 'x' exit without a word; 'd' DUMP_REQUEST, the

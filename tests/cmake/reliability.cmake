@@ -1,0 +1,13 @@
+# Reliability and security (issue 7; owner: rel): fault-injection and
+# security tests against real gtraced processes, the ELF hardening check,
+# and the fuzz targets for the daemon's parsers.
+set(FAULT_HARNESS common/fault-harness.c common/daemon-harness.c)
+
+# The instrumented program the fault and security tests drive over pipes.
+add_executable(test-fault-prog integration/test-fault-prog.c)
+target_link_libraries(test-fault-prog PRIVATE gtrace Threads::Threads)
+gtrace_target(test-fault-prog)
+
+gtrace_check_test(test-daemon-security SOURCES integration/test-daemon-security.c
+  ${FAULT_HARNESS} LIBS gtrace_flightrec TIMEOUT 120)
+add_dependencies(test-daemon-security gtraced test-fault-prog)
