@@ -29,7 +29,7 @@ static void put_safe(char *buf, size_t len, size_t *pos, const char *s)
         for (; *s && *pos + 1 < len; s++) {
                 char c = *s;
                 int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                         c == '.' || c == '_' || c == '-';
+                         (c == '.' && *pos > 0) || c == '_' || c == '-';
                 buf[(*pos)++] = ok ? c : '_';
         }
         buf[*pos] = '\0';
