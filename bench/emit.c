@@ -109,6 +109,7 @@ enum result {
         R_LT_INTS,
         R_LT_MSG,
         R_LT_OFF,
+        R_COLLIDE,
         R_EMPTY,
         NRESULTS,
 };
@@ -168,6 +169,26 @@ static void v_region(struct worker *w, uint32_t groups)
         }
 }
 
+/* Two region names in one 16-byte block, as short string literals packed
+ * together by the linker often are ("parse", "handle"): a begin with each,
+ * alternately (ends are not timed).  See report(). */
+static _Alignas(16) const char collide_names[16] = "parse\0handle";
+
+static void v_collide(struct worker *w, uint32_t groups)
+{
+        uint32_t *b = w->group[0];
+        uint64_t t = bench_ticks();
+        for (uint32_t g = 0; g < groups; g++) {
+                for (uint32_t j = 0; j < GROUP; j++)
+                        gtrace_region_begin(collide_names + (j & 1) * 6);
+                uint64_t u = bench_ticks();
+                b[g] = (uint32_t)(u - t < UINT32_MAX ? u - t : UINT32_MAX);
+                for (uint32_t j = 0; j < GROUP; j++)
+                        gtrace_region_end();
+                t = bench_ticks();
+        }
+}
+
 static void v_counter(struct worker *w, uint32_t groups)
 {
         TIMED_GROUPS(0, for (uint32_t j = 0; j < GROUP; j++) gtrace_counter("queue_depth", (int64_t)j));
@@ -220,6 +241,7 @@ static const struct variant all_variants[] = {
         {"counter", v_counter, {R_COUNTER}, 1},
         {"log", v_log, {R_LOG}, 1},
         {"fiber", v_fiber, {R_FIBER}, 1},
+        {"collide", v_collide, {R_COLLIDE}, 1},
 #if defined(BENCH_HAVE_LTTNG)
         {"lttng_ints", v_lt_ints, {R_LT_INTS}, 1},
         {"lttng_msg", v_lt_msg, {R_LT_MSG}, 1},
@@ -390,6 +412,8 @@ static void report(bool lttng_enabled)
                 {R_COUNTER, "gtrace counter", true, R_LT_INTS},
                 {R_LOG, "gtrace log (24-byte text, stack on by default)", false, R_LT_MSG},
                 {R_FIBER, "gtrace fiber transition (run/yield)", false, R_LT_INTS},
+                {R_COLLIDE, "gtrace region begin, 2 names alternating in one 16-byte block",
+                 true, R_LT_INTS},
         };
 
         stat_of(R_FLOOR, &s);
@@ -481,8 +505,8 @@ static void usage(FILE *f)
 {
         fprintf(f, "usage: bench-emit [--threads 1|2] [--rounds N] [--events N] [--callgrind]\n"
                    "                  [--lttng-enabled] [--cpus A,B] [--only VARIANT,...]\n"
-                   "variants: floor empty region counter log fiber lttng_ints lttng_msg "
-                   "lttng_disabled\n");
+                   "variants: floor empty region counter log fiber collide lttng_ints "
+                   "lttng_msg lttng_disabled\n");
 }
 
 int main(int argc, char **argv)
