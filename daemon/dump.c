@@ -243,8 +243,12 @@ static int open_dump_dir(struct gd_dump *d, const char *dir)
         }
         if (dfd < 0) {
                 int r = -errno;
+                struct stat st;
+                /* O_DIRECTORY wins over O_NOFOLLOW: a symlink gives ENOTDIR. */
+                if ((r == -ENOTDIR || r == -ELOOP) && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+                        r = -ELOOP;
                 snprintf(d->err, sizeof(d->err), "cannot open dump directory %s: %s", dir,
-                         r == -ELOOP ? "it is a symbolic link" : strerror(-r));
+                         r == -ELOOP ? "it is a symbolic link (refused)" : strerror(-r));
                 return r;
         }
         return dfd;

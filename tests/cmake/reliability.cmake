@@ -11,3 +11,10 @@ gtrace_target(test-fault-prog)
 gtrace_check_test(test-daemon-security SOURCES integration/test-daemon-security.c
   ${FAULT_HARNESS} LIBS gtrace_flightrec TIMEOUT 120)
 add_dependencies(test-daemon-security gtraced test-fault-prog)
+
+gtrace_check_test(test-fault-daemon SOURCES integration/test-fault-daemon.c ${FAULT_HARNESS}
+  LIBS gtrace_flightrec TIMEOUT 180)
+add_dependencies(test-fault-daemon gtraced test-fault-prog)
+if(GTRACE_SANITIZE)
+  target_compile_definitions(test-fault-daemon PRIVATE FAULT_SANITIZED=1)
+endif()

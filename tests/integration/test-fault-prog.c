@@ -5,8 +5,11 @@
  * one line each, so a test can look at it while the daemon is killed,
  * stopped or restarted under it.
  *
- *   test-fault-prog load THREADS   THREADS threads emit events as fast as
- *                                  they can until stdin closes or 'q'
+ *   test-fault-prog load THREADS [RATE]
+ *                                  THREADS threads emit events until stdin
+ *                                  closes or 'q': RATE events per second
+ *                                  each (paced in batches of ten), or as
+ *                                  fast as they can (RATE 0, the default)
  *   test-fault-prog name COMM TEXT prctl(PR_SET_NAME, COMM) before
  *                                  gtrace_start, log TEXT, then as 'load 1'
  *
@@ -36,6 +39,7 @@
 static atomic_ullong iters;
 static atomic_ullong worst_gap_ns;
 static atomic_int stop;
+static unsigned long long rate; /* events per second per thread; 0: flat out */
 
 static uint64_t now_ns(void)
 {
@@ -50,7 +54,21 @@ static void *worker(void *arg)
         snprintf(name, sizeof(name), "worker-%d", (int)(intptr_t)arg);
         gtrace_thread_name(name);
         int64_t i = 0;
+        uint64_t started = now_ns(), batches = 0;
         while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+                if (rate) {
+                        /* Pacing is the workload's own think time, outside
+                         * the timed batch. */
+                        uint64_t due = started + batches * 10u * 1000000000u / rate;
+                        uint64_t now = now_ns();
+                        if (due > now) {
+                                uint64_t d = due - now;
+                                struct timespec ts = {(time_t)(d / 1000000000u),
+                                                      (long)(d % 1000000000u)};
+                                nanosleep(&ts, NULL);
+                        }
+                        batches++;
+                }
                 uint64_t t0 = now_ns();
                 for (int k = 0; k < 3; k++) {
                         gtrace_region_begin("work");
@@ -105,11 +123,13 @@ int main(int argc, char **argv)
         setvbuf(stdout, NULL, _IOLBF, 0);
         if (argc >= 3 && strcmp(argv[1], "load") == 0) {
                 nthreads = atoi(argv[2]);
+                if (argc >= 4)
+                        rate = strtoull(argv[3], NULL, 10);
         } else if (argc >= 4 && strcmp(argv[1], "name") == 0) {
                 if (prctl(PR_SET_NAME, argv[2], 0, 0, 0) < 0)
                         return 4;
         } else {
-                fprintf(stderr, "usage: test-fault-prog load THREADS | name COMM TEXT\n");
+                fprintf(stderr, "usage: test-fault-prog load THREADS [RATE] | name COMM TEXT\n");
                 return 2;
         }
         if (nthreads < 1 || nthreads > MAX_THREADS)
