@@ -18,3 +18,7 @@ add_dependencies(test-fault-daemon gtraced test-fault-prog)
 if(GTRACE_SANITIZE)
   target_compile_definitions(test-fault-daemon PRIVATE FAULT_SANITIZED=1)
 endif()
+
+gtrace_check_test(test-fault-producer SOURCES integration/test-fault-producer.c ${FAULT_HARNESS}
+  LIBS gtrace_flightrec TIMEOUT 180)
+add_dependencies(test-fault-producer gtraced test-fault-prog)
