@@ -68,7 +68,7 @@ struct gt_daemon {
         size_t hello_len;
 
         int fd;
-        int state;
+        _Atomic int state; /* also read by gtrace_get_stats() and the crash handler */
         uint64_t next_attempt_ns;
         uint32_t backoff_ms;
         uint64_t max_generation;  /* from WELCOME; read (racily, harmlessly) by the crash path */

@@ -189,7 +189,10 @@ static int dump_exists(void *ctx)
 
 START_TEST(test_several_processes_last_event)
 {
-        start(NULL);
+        /* The flush must win here, however slow the machine (sanitizers,
+         * parallel tests): a generous flush timeout, not the default 250 ms. */
+        const char *extra[] = {"--flush-timeout", "10000", NULL};
+        start(extra);
         struct prog p[3];
         char line[256], marker[3][64];
         for (int i = 0; i < 3; i++) {
@@ -368,36 +371,19 @@ END_TEST
 
 START_TEST(test_daemon_absent_full_speed)
 {
+        /* With gtraced absent, the program runs to completion with tracing
+         * on (the in-process ring keeps its history).  That the emitting
+         * threads never touch the socket -- "full speed" -- is proven without
+         * timing by test-runtime-fastpath (seccomp, daemon configured but
+         * absent); the cost is measured by bench/run, not here. */
         ck_assert_int_eq(dh_prepare(&D), 0); /* a socket path nobody listens on */
         struct prog p;
         char line[64];
         prog_start(&p, "20", "run", "300000");
-        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 20000), 0);
-        unsigned long long absent_ms = strtoull(line, NULL, 10);
-        prog_end(&p);
-        /* Same work with the daemon connection disabled outright. */
-        setenv("GTRACE_NO_DAEMON", "1", 1);
-        int in[2], out[2];
-        ck_assert_int_eq(pipe(in), 0);
-        ck_assert_int_eq(pipe(out), 0);
-        pid_t pid = fork();
-        if (pid == 0) {
-                dup2(out[1], STDOUT_FILENO);
-                setenv("GTRACED_SOCKET", D.sock, 1);
-                setenv("GTRACE_PERIOD_MS", "20", 1);
-                const char *argv[] = {dh_binary("tests/daemon-prog"), "run", "300000", NULL};
-                execv(argv[0], dh_mut(argv));
-                _exit(127);
-        }
-        unsetenv("GTRACE_NO_DAEMON");
-        close(out[1]);
-        struct prog q = {.pid = pid, .in = in[1], .out = out[0]};
-        close(in[0]);
-        ck_assert_int_eq(prog_line(&q, line, sizeof(line), 20000), 0);
-        unsigned long long base_ms = strtoull(line, NULL, 10);
-        prog_end(&q);
-        ck_assert_msg(absent_ms <= 2 * base_ms + 200, "absent %llu ms vs %llu ms", absent_ms,
-                      base_ms);
+        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 60000), 0);
+        ck_assert_uint_gt(strtoull(line, NULL, 10), 0);
+        int st = prog_end(&p);
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
         dh_cleanup(&D);
 }
 END_TEST
