@@ -355,6 +355,8 @@ static void *worker_main(void *arg)
                                 w->ns[v->results[i]][r - 1] = sample_ns(w, w->group[i], run.groups);
                 }
         }
+        free(floor_self); /* thread-local: this thread's own */
+        floor_self = NULL;
         return NULL;
 }
 
