@@ -321,8 +321,15 @@ void gt_threads_done(void)
 
 void gt_wait_writers(void)
 {
+        /* Pairs with the writers' barrier in wr_enter(): membarrier() makes
+         * their compiler barriers full ones; without it, they and we both
+         * fence (store; seq_cst fence; load on each side). */
         if (gt.use_membarrier)
                 (void)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+#if !defined(GTRACE_TSAN)
+        else
+                atomic_thread_fence(memory_order_seq_cst);
+#endif
         pthread_mutex_lock(&gt.threads_lock);
         for (int list = 0; list < 2; list++) {
                 for (struct gt_thread *t = list ? gt.exited : gt.threads; t; t = t->next) {
