@@ -947,7 +947,11 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
 #if defined(GTRACE_TSAN)
         gt.use_membarrier = false;
 #else
+        /* GTRACE_MEMBARRIER=0 forces the fence-based fallback (a diagnostic
+         * knob; the stress test runs both ways). */
+        const char *mb = getenv("GTRACE_MEMBARRIER");
         gt.use_membarrier =
+                !(mb && strcmp(mb, "0") == 0) &&
                 syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 #endif
         r = gt_strtab_init(GT_DEFAULT_MAX_STRINGS, GT_DEFAULT_STRING_BYTES, GT_DEFAULT_MAX_STACKS,

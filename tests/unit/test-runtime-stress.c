@@ -96,8 +96,14 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
+/* _i: 0 with membarrier (the default), 1 with the fence-based fallback. */
 START_TEST(test_stress_exact_counts)
 {
+        if (_i == 1)
+                setenv("GTRACE_MEMBARRIER", "0", 1);
+        else
+                unsetenv("GTRACE_MEMBARRIER");
+        memset(parked, 0, sizeof(parked));
         unsigned seed = (unsigned)(getenv("GTRACE_TEST_SEED") ? atoi(getenv("GTRACE_TEST_SEED"))
                                                                : 20261126);
         printf("stress seed %u\n", seed);
@@ -181,7 +187,7 @@ int main(void)
         Suite *suite = suite_create("runtime-stress");
         TCase *tc = tcase_create("core");
         tcase_set_timeout(tc, 240);
-        tcase_add_test(tc, test_stress_exact_counts);
+        tcase_add_loop_test(tc, test_stress_exact_counts, 0, 2);
         suite_add_tcase(suite, tc);
         SRunner *sr = srunner_create(suite);
         srunner_set_fork_status(sr, CK_NOFORK);
