@@ -258,7 +258,44 @@ static char *trim(char *s)
         return s;
 }
 
-/* Reads the config file; settings already in `set` (from the command line) are skipped. */
+/* One "name = value" line (terminated, no newline). */
+static int config_line(struct gd_config *c, const char *path, unsigned lineno, char *line,
+                       const int *set)
+{
+        char *s = trim(line);
+        if (!*s || *s == '#' || *s == ';')
+                return 0;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+                fprintf(stderr, "gtraced: %s:%u: expected 'name = value'\n", path, lineno);
+                return -EINVAL;
+        }
+        *eq = '\0';
+        char *name = trim(s), *value = trim(eq + 1);
+        size_t id;
+        for (id = 0; id < OPT_SETTABLE_; id++)
+                if (strcmp(name, opts[id].name) == 0)
+                        break;
+        if (id == OPT_SETTABLE_) {
+                fprintf(stderr, "gtraced: %s:%u: unknown setting '%s'\n", path, lineno, name);
+                return -EINVAL;
+        }
+        if (set[id])
+                return 0;
+        char err[512];
+        if (apply(c, (enum opt_id)id, value, err, sizeof(err)) < 0) {
+                fprintf(stderr, "gtraced: %s:%u: %s\n", path, lineno, err);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/*
+ * Reads the config file; settings already in `set` (from the command line)
+ * are skipped.  The whole file is read first, at most CONFIG_MAX_BYTES of
+ * it, so a huge or endless file (a device, say) is refused rather than
+ * read forever, and a NUL byte cannot hide the rest of a line.
+ */
 static int config_file(struct gd_config *c, const char *path, int must_exist, const int *set)
 {
         FILE *f = fopen(path, "re");
@@ -269,62 +306,46 @@ static int config_file(struct gd_config *c, const char *path, int must_exist, co
                         strerror(errno));
                 return -EINVAL;
         }
-        char line[CONFIG_MAX_LINE + 2];
-        unsigned lineno = 0;
-        size_t total = 0;
+        char *text = malloc(CONFIG_MAX_BYTES + 1);
+        if (!text) {
+                fclose(f);
+                fprintf(stderr, "gtraced: out of memory reading %s\n", path);
+                return -ENOMEM;
+        }
+        size_t len = fread(text, 1, CONFIG_MAX_BYTES + 1, f);
         int r = 0;
-        while (fgets(line, sizeof(line), f)) {
+        if (ferror(f)) {
+                fprintf(stderr, "gtraced: cannot read config file %s\n", path);
+                r = -EINVAL;
+        } else if (len > CONFIG_MAX_BYTES) {
+                fprintf(stderr, "gtraced: %s: file larger than %u bytes\n", path,
+                        CONFIG_MAX_BYTES);
+                r = -EINVAL;
+        }
+        fclose(f);
+        char line[CONFIG_MAX_LINE + 1];
+        unsigned lineno = 0;
+        for (size_t off = 0; r == 0 && off < len;) {
+                const char *nl = memchr(text + off, '\n', len - off);
+                size_t n = nl ? (size_t)(nl - (text + off)) : len - off;
                 lineno++;
-                size_t n = strlen(line);
-                total += n;
-                if (total > CONFIG_MAX_BYTES) {
-                        fprintf(stderr, "gtraced: %s:%u: file larger than %u bytes\n", path,
-                                lineno, CONFIG_MAX_BYTES);
-                        r = -EINVAL;
-                        break;
-                }
-                if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
+                if (n > CONFIG_MAX_LINE) {
                         fprintf(stderr, "gtraced: %s:%u: line longer than %u bytes\n", path,
                                 lineno, CONFIG_MAX_LINE);
                         r = -EINVAL;
                         break;
                 }
-                char *s = trim(line);
-                if (!*s || *s == '#' || *s == ';')
-                        continue;
-                char *eq = strchr(s, '=');
-                if (!eq) {
-                        fprintf(stderr, "gtraced: %s:%u: expected 'name = value'\n", path,
-                                lineno);
+                if (memchr(text + off, '\0', n)) {
+                        fprintf(stderr, "gtraced: %s:%u: NUL byte in line\n", path, lineno);
                         r = -EINVAL;
                         break;
                 }
-                *eq = '\0';
-                char *name = trim(s), *value = trim(eq + 1);
-                size_t id;
-                for (id = 0; id < OPT_SETTABLE_; id++)
-                        if (strcmp(name, opts[id].name) == 0)
-                                break;
-                if (id == OPT_SETTABLE_) {
-                        fprintf(stderr, "gtraced: %s:%u: unknown setting '%s'\n", path, lineno,
-                                name);
-                        r = -EINVAL;
-                        break;
-                }
-                if (set[id])
-                        continue;
-                char err[512];
-                if (apply(c, (enum opt_id)id, value, err, sizeof(err)) < 0) {
-                        fprintf(stderr, "gtraced: %s:%u: %s\n", path, lineno, err);
-                        r = -EINVAL;
-                        break;
-                }
+                memcpy(line, text + off, n);
+                line[n] = '\0';
+                r = config_line(c, path, lineno, line, set);
+                off += n + (nl ? 1 : 0);
         }
-        if (r == 0 && ferror(f)) {
-                fprintf(stderr, "gtraced: cannot read config file %s\n", path);
-                r = -EINVAL;
-        }
-        fclose(f);
+        free(text);
         return r;
 }
 
@@ -350,7 +371,10 @@ int gd_config_parse(struct gd_config *c, int argc, char **argv)
                                            (int)i + 256};
         lopts[NOPTS] = (struct option){0};
 
-        optind = 1;
+        /* 0, not 1: glibc then forgets the state of any earlier parse (a
+         * half-read "-xyz" would otherwise be resumed from freed memory when
+         * this is called again, as the tests and the fuzzer do). */
+        optind = 0;
         opterr = 0;
         for (;;) {
                 int o = getopt_long(argc, argv, "+", lopts, NULL);

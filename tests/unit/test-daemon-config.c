@@ -124,6 +124,59 @@ START_TEST(test_config_file_line_numbers)
 }
 END_TEST
 
+/* Regression (fuzz-args): a parse that stopped inside a cluster of short
+ * options ("-xyz") left getopt pointing into that argv, and the next parse
+ * resumed from there instead of starting over. */
+START_TEST(test_regress_getopt_state_reset)
+{
+        struct gd_config c;
+        const char *cluster[] = {"-xyz", NULL};
+        ck_assert_int_eq(parse(&c, cluster), -EINVAL);
+        gd_config_done(&c);
+        const char *good[] = {"--socket", "/tmp/s", "--dump-dir", "/tmp/d", NULL};
+        ck_assert_int_eq(parse(&c, good), 0);
+        gd_config_done(&c);
+}
+END_TEST
+
+/* A config file must be text: no NUL hiding the rest of a line, no endless
+ * device read forever, and the per-user settings are read like the rest. */
+START_TEST(test_config_file_bounds)
+{
+        char path[] = "/tmp/gtraced-conf-XXXXXX";
+        int fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        static const char nul[] = "generations = 9\0 junk\n";
+        ck_assert_int_eq(write(fd, nul, sizeof(nul) - 1), (ssize_t)sizeof(nul) - 1);
+        close(fd);
+        struct gd_config c;
+        char *argv[] = {"gtraced", "--config", path, "--socket", "/tmp/s", "--dump-dir", "/tmp/d",
+                        NULL};
+        ck_assert_int_eq(gd_config_parse(&c, 7, argv), -EINVAL);
+        gd_config_done(&c);
+        char *dev[] = {"gtraced", "--config", "/dev/zero", "--socket", "/tmp/s", NULL};
+        ck_assert_int_eq(gd_config_parse(&c, 5, dev), -EINVAL); /* larger than 1 MiB */
+        gd_config_done(&c);
+
+        FILE *f = fopen(path, "w");
+        fprintf(f, "max-uid-bytes = 64K\nmax-uid-processes = 3\nmax-total-bytes = 1M");
+        fclose(f); /* no newline at the end: still read */
+        ck_assert_int_eq(gd_config_parse(&c, 7, argv), 0);
+        ck_assert_uint_eq(c.max_uid_bytes, 64 << 10);
+        ck_assert_uint_eq(c.max_uid_processes, 3);
+        ck_assert_uint_eq(c.max_total_bytes, 1 << 20);
+        gd_config_done(&c);
+        /* Unset, the per-user bounds are the global ones. */
+        char *bare[] = {"gtraced", "--config", "/dev/null", "--socket", "/tmp/s", "--dump-dir",
+                        "/tmp/d", "--max-processes", "77", NULL};
+        ck_assert_int_eq(gd_config_parse(&c, 9, bare), 0);
+        ck_assert_uint_eq(c.max_uid_bytes, c.max_total_bytes);
+        ck_assert_uint_eq(c.max_uid_processes, 77);
+        gd_config_done(&c);
+        unlink(path);
+}
+END_TEST
+
 START_TEST(test_utf8_copy)
 {
         char out[16];
@@ -152,6 +205,8 @@ static Suite *config_suite(void)
         tcase_add_test(tc, test_default_socket);
         tcase_add_test(tc, test_config_file_line_numbers);
         tcase_add_test(tc, test_utf8_copy);
+        tcase_add_test(tc, test_regress_getopt_state_reset);
+        tcase_add_test(tc, test_config_file_bounds);
         suite_add_tcase(s, tc);
         return s;
 }
