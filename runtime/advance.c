@@ -985,6 +985,8 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
         gt.kick_chunks = gt.nchunks / 2;
         atomic_store(&gt.next_fiber, 1);
         atomic_store(&gt.next_task, 1);
+        atomic_store(&gt.fibers_live, 0);
+        atomic_store(&gt.tasks_live, 0);
 
         r = gt_ring_init(&gt.ring, cfg.ring_generations, cfg.ring_bytes);
         if (r < 0)

@@ -38,7 +38,8 @@
 #define GT_MAX_EVENT_BYTES 96         /* largest fixed-arity event */
 #define GT_MAX_LOG_BYTES 1024         /* longer log messages are truncated */
 #define GT_MAX_STACK_DEPTH 64
-#define GT_STRCACHE_SIZE 256          /* per-thread pointer -> string cache */
+#define GT_STRCACHE_BITS 8
+#define GT_STRCACHE_SIZE (1u << GT_STRCACHE_BITS) /* per-thread pointer -> string cache */
 #define GT_DEFAULT_STRING_BYTES (4u << 20)
 #define GT_DEFAULT_MAX_STRINGS 65536u /* power of two */
 #define GT_DEFAULT_STACK_BYTES (4u << 20)
@@ -78,6 +79,7 @@ void gt_strtab_done(void);
  * full entry stands in when the bound is hit (and is counted). */
 struct gt_str *gt_str_intern(const char *s, size_t len);
 struct gt_stack *gt_stack_intern(const uint64_t *pcs, uint32_t n);
+uint64_t gt_stack_hash(const uint64_t *pcs, uint32_t n);
 /* Raises last_gen to gen (atomic max; off the fast path). */
 void gt_str_mark(struct gt_str *e, uint64_t gen);
 void gt_stack_mark(struct gt_stack *e, uint64_t gen);
@@ -149,6 +151,8 @@ struct gt_thread {
         _Atomic uint64_t status_gen;
 
         uintptr_t stack_lo, stack_hi; /* for unwinding */
+        struct gt_stack *last_stack;  /* the stack this thread interned last */
+        uint64_t last_stack_gen;      /* generation it was last marked for */
         struct gt_strcache strcache[GT_STRCACHE_SIZE];
 
         /* Lists: protected by gt.threads_lock. */
@@ -235,9 +239,11 @@ struct gt_state {
 
         struct gt_fiber *fibers;
         uint32_t fiber_mask;
+        _Atomic uint32_t fibers_live; /* entries in use: the advancer skips an empty table */
         _Atomic uint64_t next_fiber;
         struct gt_task *tasks;
         uint32_t task_mask;
+        _Atomic uint32_t tasks_live;
         _Atomic uint64_t next_task;
 
         /* Advance thread. */

@@ -438,8 +438,10 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
 {
         if (unlikely(!s))
                 s = "";
-        struct gt_strcache *c = &t->strcache[((uintptr_t)s >> 4 ^ (uintptr_t)s >> 12) &
-                                             (GT_STRCACHE_SIZE - 1)];
+        /* Multiplicative hash of the whole pointer: the linker packs short
+         * literals a few bytes apart, so low bits alone would collide. */
+        struct gt_strcache *c =
+                &t->strcache[((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) >> (64 - GT_STRCACHE_BITS)];
         struct gt_str *e = c->e;
         /* Same pointer is not enough: the caller may reuse a buffer. */
         if (likely(c->ptr == s && e && str_same(e, s))) {
@@ -570,10 +572,20 @@ static __attribute__((noinline)) uint64_t stack_id(struct gt_thread *t, enum gtr
         uint32_t n = gt_unwind(pcs, gt.stack_depth, t->stack_lo, t->stack_hi);
         if (!n)
                 return 0;
-        struct gt_stack *e = gt_stack_intern(pcs, n);
-        if (!e)
-                return 0;
-        gt_stack_mark(e, gen);
+        /* A thread often logs from the same place again: compare with the
+         * last stack it interned before hashing and probing the table. */
+        struct gt_stack *e = t->last_stack;
+        if (!e || e->n != n || memcmp(e->pcs, pcs, n * sizeof(*pcs)) != 0) {
+                e = gt_stack_intern(pcs, n);
+                if (!e)
+                        return 0;
+                t->last_stack = e;
+                t->last_stack_gen = 0;
+        }
+        if (t->last_stack_gen != gen) {
+                gt_stack_mark(e, gen);
+                t->last_stack_gen = gen;
+        }
         return e->id;
 }
 
@@ -699,8 +711,10 @@ static struct gt_fiber *fiber_insert(uint64_t id)
                 if ((cur == 0 || cur == GT_TOMB) &&
                     atomic_compare_exchange_strong_explicit(&f->id, &cur, GT_TOMB - 1,
                                                             memory_order_acquire,
-                                                            memory_order_relaxed))
+                                                            memory_order_relaxed)) {
+                        atomic_fetch_add_explicit(&gt.fibers_live, 1, memory_order_relaxed);
                         return f;
+                }
         }
         return NULL;
 }
@@ -728,6 +742,10 @@ static void fiber_unlock(struct gt_fiber *f, uint32_t state)
 
 void gt_fibers_status(uint64_t gen)
 {
+        /* Any fiber created before the switch is counted by now (its
+         * creator's write section ended before gt_wait_writers returned). */
+        if (!atomic_load_explicit(&gt.fibers_live, memory_order_relaxed))
+                return;
         for (uint32_t i = 0; gt.fibers && i <= gt.fiber_mask; i++) {
                 struct gt_fiber *f = &gt.fibers[i];
                 uint64_t id = atomic_load_explicit(&f->id, memory_order_acquire);
@@ -765,6 +783,8 @@ static struct gt_task *task_find(uint64_t id)
 
 void gt_tasks_status(uint64_t gen)
 {
+        if (!atomic_load_explicit(&gt.tasks_live, memory_order_relaxed))
+                return;
         for (uint32_t i = 0; gt.tasks && i <= gt.task_mask; i++) {
                 struct gt_task *k = &gt.tasks[i];
                 uint64_t id = atomic_load_explicit(&k->id, memory_order_acquire);
@@ -959,6 +979,7 @@ GTRACE_API uint64_t gtrace_task_begin(const char *name, uint64_t parent)
                     atomic_compare_exchange_strong_explicit(&c->id, &cur, GT_TOMB - 1,
                                                             memory_order_acquire,
                                                             memory_order_relaxed)) {
+                        atomic_fetch_add_explicit(&gt.tasks_live, 1, memory_order_relaxed);
                         k = c;
                         break;
                 }
@@ -1028,6 +1049,7 @@ GTRACE_API void gtrace_task_end(uint64_t task)
                         ev_commit(s, p);
                 }
                 atomic_store_explicit(&k->id, GT_TOMB, memory_order_release);
+                atomic_fetch_sub_explicit(&gt.tasks_live, 1, memory_order_relaxed);
         }
         wr_exit(t);
 }
@@ -1165,6 +1187,7 @@ static void fiber_leave(uint8_t type, uint32_t new_state, const char *reason)
                 atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
                 if (type == PROTO_EV_FIBER_EXIT) {
                         atomic_store_explicit(&f->id, GT_TOMB, memory_order_release);
+                        atomic_fetch_sub_explicit(&gt.fibers_live, 1, memory_order_relaxed);
                         fiber_unlock(f, PROTO_FIBER_RUNNABLE);
                 } else {
                         atomic_store_explicit(&f->reason, why, memory_order_relaxed);
