@@ -29,6 +29,7 @@
 #include "export-writer.h"
 #include "flightrec/export.h"
 #include "flightrec/view.h"
+#include "track-priv.h"
 #include "view-map.h"
 
 /* Argument positions (see view-track.c; checked by test-export-chrome). */
@@ -47,19 +48,44 @@ struct task_track {
         uint64_t *stack; /* open tasks on it, outermost first */
         size_t n, cap;
         int64_t last_ts; /* latest timestamp written on it */
+        struct task_track *next_free;
 };
 
 /* The phases we write, each with its event prefix rendered once the pid is
- * known: {"ph":"X","pid":4242,"tid": */
-static const char phases[] = "MXiCbesf";
+ * known: ,\n{"ph":"X","pid":4242,"tid": */
+enum { PH_M, PH_X, PH_I, PH_C, PH_B, PH_E, PH_S, PH_F, PH_COUNT };
+static const char phases[PH_COUNT + 1] = "MXiCbesf";
+#define PREFIX_BYTES 64 /* copied whole: room for the longest prefix */
+
+/* Room taken for one event: its fixed parts, numbers, and up to three names
+ * of at most NAME_INLINE bytes (longer ones are written piecewise). */
+#define EV_ROOM 1024
+#define NAME_INLINE 64
+
+/* Formatted thread ids (threads and fiber tracks), by the id's low bits. */
+#define TID_CACHE 1024
+struct tid_ent {
+        uint64_t tid;
+        uint32_t len; /* 0: empty */
+        char s[20];
+};
+
+/* Counter names and log categories come straight from the reader: how each
+ * one is written is remembered per generation, by its address (one string
+ * is one address for the whole generation, see reader.h). */
+#define STR_CACHE 64
+struct str_ent {
+        const char *p;
+        uint32_t len;
+        uint8_t plain; /* needs no escaping */
+};
 
 struct ex {
         struct xw *w;
-        char prefix[sizeof(phases) - 1][48];
-        size_t prefix_len[sizeof(phases) - 1];
-        uint64_t last_tid; /* the tid last written, kept formatted */
-        char last_tid_str[24];
-        size_t last_tid_len; /* 0: none yet */
+        char prefix[PH_COUNT][PREFIX_BYTES];
+        size_t prefix_len[PH_COUNT];
+        struct tid_ent tids[TID_CACHE];
+        struct str_ent strs[STR_CACHE];
         struct fr_track *track;
         const struct fr_export_options *o;
         const struct fr_dump_meta *meta;
@@ -72,7 +98,8 @@ struct ex {
         uint64_t next_flow;
         int64_t end_ns; /* latest time seen: where open things end */
         int have_end;
-        struct vmap tracks; /* task track id -> struct task_track */
+        struct vmap tracks;            /* task track id -> struct task_track */
+        struct task_track *free_tracks; /* recycled, stacks kept */
 };
 
 /* ---- event framing ---- */
@@ -80,69 +107,109 @@ struct ex {
 static void set_pid(struct ex *x, uint64_t pid)
 {
         x->pid = pid;
-        for (size_t i = 0; i < sizeof(phases) - 1; i++) {
+        for (size_t i = 0; i < PH_COUNT; i++) {
                 int n = snprintf(x->prefix[i], sizeof(x->prefix[i]),
-                                 "{\"ph\":\"%c\",\"pid\":%llu,\"tid\":", phases[i],
+                                 ",\n{\"ph\":\"%c\",\"pid\":%llu,\"tid\":", phases[i],
                                  (unsigned long long)pid);
                 x->prefix_len[i] = n > 0 ? (size_t)n : 0;
         }
 }
 
-static void ev_begin(struct ex *x, const char *ph, uint64_t tid, int64_t ts_ns)
+static inline char *put_tid(struct ex *x, char *p, uint64_t tid)
 {
-        struct xw *w = x->w;
-        if (x->first)
-                xw_lit(w, "\n");
-        else
-                xw_lit(w, ",\n");
+        struct tid_ent *e = &x->tids[tid & (TID_CACHE - 1)];
+        if (e->tid != tid || !e->len) {
+                e->tid = tid;
+                e->len = (uint32_t)(xw_put_u64(e->s, tid) - e->s);
+        }
+        memcpy(p, e->s, sizeof(e->s));
+        return p + e->len;
+}
+
+/* Opens an event in place: separator, {"ph":..,"pid":..,"tid":..,"ts":..
+ * Returns where the rest goes; finish with ev_close(). */
+static inline char *ev_open(struct ex *x, unsigned ph, uint64_t tid, int64_t ts_ns)
+{
+        char *p = xw_begin(x->w, EV_ROOM);
+        /* The first event has no comma before it. */
+        memcpy(p, x->prefix[ph] + x->first, PREFIX_BYTES - 1);
+        p += x->prefix_len[ph] - (size_t)x->first;
         x->first = 0;
-        size_t i;
-        switch (ph[0]) { /* the order of phases[] */
-        case 'X': i = 1; break;
-        case 'i': i = 2; break;
-        case 'C': i = 3; break;
-        case 'b': i = 4; break;
-        case 'e': i = 5; break;
-        case 's': i = 6; break;
-        case 'f': i = 7; break;
-        default: i = 0; break;
-        }
-        xw_raw(w, x->prefix[i], x->prefix_len[i]);
-        if (!x->last_tid_len || tid != x->last_tid) {
-                x->last_tid = tid;
-                x->last_tid_len = xw_fmt_u64(x->last_tid_str, tid);
-        }
-        xw_raw(w, x->last_tid_str, x->last_tid_len);
-        xw_lit(w, ",\"ts\":");
-        xw_us(w, ts_ns);
+        p = put_tid(x, p, tid);
+        p = XW_PUT(p, ",\"ts\":");
+        p = xw_put_us(x->w, p, ts_ns);
         x->events_out++;
+        return p;
 }
 
-static void ev_name(struct ex *x, const char *cat, const char *name)
+static inline void ev_close(struct ex *x, char *p)
 {
-        xw_lit(x->w, ",\"cat\":\"");
-        xw_raw(x->w, cat, strlen(cat));
-        xw_lit(x->w, "\",\"name\":");
-        xw_cstr(x->w, name);
+        *p++ = '}';
+        xw_end(x->w, p);
 }
 
-static void ev_end(struct ex *x)
+/* n bytes of text, quoted; plain text (nothing to escape) of at most
+ * NAME_INLINE bytes in place, anything else through the escaping writer. */
+static char *put_text_slow(struct ex *x, char *p, const char *s, size_t n, int quoted)
 {
-        xw_lit(x->w, "}");
+        xw_end(x->w, p);
+        if (quoted)
+                xw_str(x->w, s, n);
+        else
+                xw_str_body(x->w, s, n);
+        return xw_begin(x->w, EV_ROOM);
 }
 
-static const char *end_text(enum fr_end how)
+static inline char *put_text(struct ex *x, char *p, const char *s, size_t n, int plain,
+                             int quoted)
 {
-        return how == FR_END_LOST ? "lost" : how == FR_END_TRACE ? "open at trace end" : NULL;
+        if (!plain || n > NAME_INLINE)
+                return put_text_slow(x, p, s, n, quoted);
+        if (quoted)
+                *p++ = '"';
+        memcpy(p, s, n);
+        p += n;
+        if (quoted)
+                *p++ = '"';
+        return p;
+}
+
+/* A name the tracker handed out (see track-priv.h). */
+static inline char *put_name(struct ex *x, char *p, const char *s, int quoted)
+{
+        const struct fr_name *n = fr_name_of(s);
+        return put_text(x, p, n->s, n->len, n->json_plain, quoted);
+}
+
+/* A string from the reader (NULL: ""). */
+static char *put_str(struct ex *x, char *p, const char *s)
+{
+        struct str_ent *e;
+        if (!s)
+                return XW_PUT(p, "\"\"");
+        e = &x->strs[((uintptr_t)s >> 3) & (STR_CACHE - 1)];
+        if (e->p != s) {
+                size_t n = strlen(s);
+                e->p = s;
+                e->len = (uint32_t)n;
+                e->plain = n <= NAME_INLINE;
+                for (size_t i = 0; e->plain && i < n; i++) {
+                        uint8_t c = (uint8_t)s[i];
+                        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+                                e->plain = 0;
+                }
+        }
+        return put_text(x, p, s, e->len, e->plain, 1);
 }
 
 /* ,"end":"..." inside an args object that already has a member. */
-static void arg_end(struct ex *x, enum fr_end how)
+static char *put_arg_end(char *p, enum fr_end how)
 {
-        if (how != FR_END_NORMAL) {
-                xw_lit(x->w, ",\"end\":");
-                xw_cstr(x->w, end_text(how));
-        }
+        if (how == FR_END_LOST)
+                p = XW_PUT(p, ",\"end\":\"lost\"");
+        else if (how == FR_END_TRACE)
+                p = XW_PUT(p, ",\"end\":\"open at trace end\"");
+        return p;
 }
 
 static void note_time(struct ex *x, int64_t ns)
@@ -158,9 +225,28 @@ static uint64_t fiber_tid(uint64_t id)
         return FR_EXPORT_FIBER_TID_BASE + id % FR_EXPORT_FIBER_TID_SPAN;
 }
 
+/* An event of unknown length, written piece by piece (rare events). */
+static void ev_begin(struct ex *x, unsigned ph, uint64_t tid, int64_t ts_ns)
+{
+        xw_end(x->w, ev_open(x, ph, tid, ts_ns));
+}
+
+static void ev_name(struct ex *x, const char *cat, const char *name)
+{
+        xw_lit(x->w, ",\"cat\":\"");
+        xw_raw(x->w, cat, strlen(cat));
+        xw_lit(x->w, "\",\"name\":");
+        xw_cstr(x->w, name);
+}
+
+static void ev_end(struct ex *x)
+{
+        xw_lit(x->w, "}");
+}
+
 static void meta_name(struct ex *x, const char *what, uint64_t tid, const char *name)
 {
-        ev_begin(x, "M", tid, 0);
+        ev_begin(x, PH_M, tid, 0);
         xw_lit(x->w, ",\"name\":\"");
         xw_raw(x->w, what, strlen(what));
         xw_lit(x->w, "\",\"args\":{\"name\":");
@@ -182,112 +268,165 @@ static void h_region_end(void *ctx, struct fr_track_thread *t, const struct fr_t
                          int64_t end_ns, enum fr_end how)
 {
         struct ex *x = ctx;
-        ev_begin(x, "X", t->tid, r->start_ns);
-        xw_lit(x->w, ",\"dur\":");
-        xw_us(x->w, end_ns > r->start_ns ? end_ns - r->start_ns : 0);
-        ev_name(x, "region", r->name);
-        if (how != FR_END_NORMAL) {
-                xw_lit(x->w, ",\"args\":{\"end\":");
-                xw_cstr(x->w, end_text(how));
-                xw_lit(x->w, "}");
-        }
-        ev_end(x);
+        char *p = ev_open(x, PH_X, t->tid, r->start_ns);
+        p = XW_PUT(p, ",\"dur\":");
+        p = xw_put_us(x->w, p, end_ns > r->start_ns ? end_ns - r->start_ns : 0);
+        p = XW_PUT(p, ",\"cat\":\"region\",\"name\":");
+        p = put_name(x, p, r->name, 1);
+        if (how == FR_END_LOST)
+                p = XW_PUT(p, ",\"args\":{\"end\":\"lost\"}");
+        else if (how == FR_END_TRACE)
+                p = XW_PUT(p, ",\"args\":{\"end\":\"open at trace end\"}");
+        ev_close(x, p);
 }
 
 static void h_syscall_end(void *ctx, struct fr_track_thread *t, const char *name, int64_t start_ns,
                           int64_t end_ns, enum fr_end how)
 {
         struct ex *x = ctx;
-        ev_begin(x, "X", t->tid, start_ns);
-        xw_lit(x->w, ",\"dur\":");
-        xw_us(x->w, end_ns > start_ns ? end_ns - start_ns : 0);
-        ev_name(x, "syscall", name);
+        char *p = ev_open(x, PH_X, t->tid, start_ns);
+        p = XW_PUT(p, ",\"dur\":");
+        p = xw_put_us(x->w, p, end_ns > start_ns ? end_ns - start_ns : 0);
+        p = XW_PUT(p, ",\"cat\":\"syscall\",\"name\":");
+        p = put_name(x, p, name, 1);
         if (t->fiber || how != FR_END_NORMAL) {
-                xw_lit(x->w, ",\"args\":{\"fiber\":");
-                xw_u64(x->w, t->fiber);
-                arg_end(x, how);
-                xw_lit(x->w, "}");
+                p = XW_PUT(p, ",\"args\":{\"fiber\":");
+                p = xw_put_u64(p, t->fiber);
+                p = put_arg_end(p, how);
+                *p++ = '}';
         }
-        ev_end(x);
+        ev_close(x, p);
 }
 
 static void h_fiber_new(void *ctx, struct fr_track_fiber *f)
 {
         struct ex *x = ctx;
-        struct xw *w = x->w;
-        /* Written in pieces (no snprintf): a busy server has a fiber per request. */
-        ev_begin(x, "M", fiber_tid(f->id), 0);
-        xw_lit(w, ",\"name\":\"thread_name\",\"args\":{\"name\":\"");
+        char *p = ev_open(x, PH_M, fiber_tid(f->id), 0);
+        p = XW_PUT(p, ",\"name\":\"thread_name\",\"args\":{\"name\":\"");
         if (f->name[0]) {
-                xw_str_body(w, f->name, strlen(f->name));
-                xw_lit(w, " (fiber ");
-                xw_u64(w, f->id);
-                xw_lit(w, ")");
+                p = put_name(x, p, f->name, 0);
+                p = XW_PUT(p, " (fiber ");
+                p = xw_put_u64(p, f->id);
+                *p++ = ')';
         } else {
-                xw_lit(w, "fiber ");
-                xw_u64(w, f->id);
+                p = XW_PUT(p, "fiber ");
+                p = xw_put_u64(p, f->id);
         }
-        xw_lit(w, "\"}");
-        ev_end(x);
+        p = XW_PUT(p, "\"}");
+        ev_close(x, p);
 }
 
 static void h_fiber_state(void *ctx, struct fr_track_fiber *f, uint8_t old_state,
                           const char *old_reason, int64_t since_ns, int64_t now_ns, enum fr_end how)
 {
         struct ex *x = ctx;
-        struct xw *w = x->w;
-        ev_begin(x, "X", fiber_tid(f->id), since_ns);
-        xw_lit(w, ",\"dur\":");
-        xw_us(w, now_ns > since_ns ? now_ns - since_ns : 0);
-        xw_lit(w, ",\"cat\":\"fiber\",\"name\":");
+        char *p = ev_open(x, PH_X, fiber_tid(f->id), since_ns);
+        p = XW_PUT(p, ",\"dur\":");
+        p = xw_put_us(x->w, p, now_ns > since_ns ? now_ns - since_ns : 0);
+        p = XW_PUT(p, ",\"cat\":\"fiber\",\"name\":");
         /* The reason is in the name so that waits read at a glance and the
          * viewer colours each kind of wait on its own. */
-        if ((old_state == PROTO_FIBER_WAITING || old_state == PROTO_FIBER_SYSCALL) && old_reason &&
-            old_reason[0]) {
-                if (old_state == PROTO_FIBER_WAITING)
-                        xw_lit(w, "\"waiting: ");
-                else
-                        xw_lit(w, "\"syscall: ");
-                xw_str_body(w, old_reason, strlen(old_reason));
-                xw_lit(w, "\"");
-        } else {
-                xw_cstr(w, proto_fiber_state_name(old_state));
+        switch (old_state) {
+        case PROTO_FIBER_WAITING:
+        case PROTO_FIBER_SYSCALL:
+                if (old_reason && old_reason[0]) {
+                        if (old_state == PROTO_FIBER_WAITING)
+                                p = XW_PUT(p, "\"waiting: ");
+                        else
+                                p = XW_PUT(p, "\"syscall: ");
+                        p = put_name(x, p, old_reason, 0);
+                        *p++ = '"';
+                } else if (old_state == PROTO_FIBER_WAITING) {
+                        p = XW_PUT(p, "\"waiting\"");
+                } else {
+                        p = XW_PUT(p, "\"syscall\"");
+                }
+                break;
+        case PROTO_FIBER_RUNNABLE: p = XW_PUT(p, "\"runnable\""); break;
+        case PROTO_FIBER_RUNNING: p = XW_PUT(p, "\"running\""); break;
+        default: p = XW_PUT(p, "\"?\""); break;
         }
-        xw_lit(w, ",\"args\":{\"fiber\":");
-        xw_u64(w, f->id);
+        p = XW_PUT(p, ",\"args\":{\"fiber\":");
+        p = xw_put_u64(p, f->id);
         if (old_state == PROTO_FIBER_RUNNING || old_state == PROTO_FIBER_SYSCALL) {
-                xw_lit(w, ",\"thread\":");
-                xw_u64(w, f->tid);
+                p = XW_PUT(p, ",\"thread\":");
+                p = xw_put_u64(p, f->tid);
         }
-        arg_end(x, how);
-        xw_lit(w, "}");
-        ev_end(x);
+        p = put_arg_end(p, how);
+        *p++ = '}';
+        ev_close(x, p);
 }
 
 /* ---- tasks ---- */
 
-static void task_event(struct ex *x, const char *ph, const struct fr_track_task *k,
-                       uint64_t track_id, int64_t ts, const char *extra_key, const char *extra)
+/* What a task's event says beyond its ids, in args. */
+enum task_note {
+        TN_NONE,
+        TN_CONTINUED, /* "continued": it was cut from its parent's track */
+        TN_SPLIT,     /* "split": cut because an ancestor on the track ended */
+        TN_LOST,      /* "end": "lost" */
+        TN_TRACE,     /* "end": "open at trace end" */
+};
+
+static enum task_note end_note(enum fr_end how)
 {
-        struct xw *w = x->w;
-        ev_begin(x, ph, k->tid ? k->tid : x->pid, ts);
-        xw_lit(w, ",\"id\":");
-        xw_hex_str(w, track_id);
-        ev_name(x, "task", k->name);
-        xw_lit(w, ",\"args\":{\"task\":");
-        xw_u64(w, k->id);
-        if (ph[0] == 'b') {
-                xw_lit(w, ",\"parent\":");
-                xw_u64(w, k->parent);
+        return how == FR_END_LOST ? TN_LOST : how == FR_END_TRACE ? TN_TRACE : TN_NONE;
+}
+
+static void task_event(struct ex *x, unsigned ph, const struct fr_track_task *k, uint64_t track_id,
+                       int64_t ts, enum task_note note)
+{
+        char *p = ev_open(x, ph, k->tid ? k->tid : x->pid, ts);
+        p = XW_PUT(p, ",\"id\":");
+        p = xw_put_hex_str(p, track_id);
+        p = XW_PUT(p, ",\"cat\":\"task\",\"name\":");
+        p = put_name(x, p, k->name, 1);
+        p = XW_PUT(p, ",\"args\":{\"task\":");
+        p = xw_put_u64(p, k->id);
+        if (ph == PH_B) {
+                p = XW_PUT(p, ",\"parent\":");
+                p = xw_put_u64(p, k->parent);
         }
-        if (extra_key) {
-                xw_lit(w, ",\"");
-                xw_raw(w, extra_key, strlen(extra_key));
-                xw_lit(w, "\":");
-                xw_cstr(w, extra);
+        switch (note) {
+        case TN_CONTINUED: p = XW_PUT(p, ",\"continued\":\"split from its parent's track\""); break;
+        case TN_SPLIT: p = XW_PUT(p, ",\"split\":\"its ancestor ended first\""); break;
+        case TN_LOST: p = XW_PUT(p, ",\"end\":\"lost\""); break;
+        case TN_TRACE: p = XW_PUT(p, ",\"end\":\"open at trace end\""); break;
+        default: break;
         }
-        xw_lit(w, "}");
-        ev_end(x);
+        *p++ = '}';
+        ev_close(x, p);
+}
+
+static struct task_track *track_new(struct ex *x, uint64_t id)
+{
+        struct task_track *trk = x->free_tracks;
+        if (trk) {
+                x->free_tracks = trk->next_free;
+        } else {
+                trk = calloc(1, sizeof(*trk));
+                if (!trk)
+                        return NULL;
+        }
+        trk->id = id;
+        trk->n = 0;
+        trk->next_free = NULL;
+        return trk;
+}
+
+/* Back to the free list, its stack kept for the next one. */
+static void track_recycle(struct ex *x, struct task_track *trk)
+{
+        trk->next_free = x->free_tracks;
+        x->free_tracks = trk;
+}
+
+static void track_free(struct task_track *trk)
+{
+        if (!trk)
+                return;
+        free(trk->stack);
+        free(trk);
 }
 
 static void task_open(struct ex *x, struct fr_track_task *k, int64_t ts, int continued)
@@ -301,13 +440,13 @@ static void task_open(struct ex *x, struct fr_track_task *k, int64_t ts, int con
                         trk = p;
         }
         if (!trk) {
-                trk = calloc(1, sizeof(*trk));
+                trk = track_new(x, k->id);
                 if (!trk || vmap_put(&x->tracks, k->id, trk) < 0) {
-                        free(trk);
+                        if (trk)
+                                track_recycle(x, trk);
                         x->err = -ENOMEM;
                         return;
                 }
-                trk->id = k->id;
                 trk->last_ts = ts;
         }
         if (trk->n == trk->cap) {
@@ -325,22 +464,13 @@ static void task_open(struct ex *x, struct fr_track_task *k, int64_t ts, int con
                 ts = trk->last_ts;
         trk->last_ts = ts;
         k->user = (void *)(uintptr_t)trk->id;
-        task_event(x, "b", k, trk->id, ts, continued ? "continued" : NULL,
-                   continued ? "split from its parent's track" : NULL);
+        task_event(x, PH_B, k, trk->id, ts, continued ? TN_CONTINUED : TN_NONE);
 }
 
 static void h_task_begin(void *ctx, struct fr_track_task *k)
 {
         struct ex *x = ctx;
         task_open(x, k, k->start_ns, 0);
-}
-
-static void track_free(struct task_track *trk)
-{
-        if (!trk)
-                return;
-        free(trk->stack);
-        free(trk);
 }
 
 static void h_task_end(void *ctx, struct fr_track_task *k, int64_t end_ns, enum fr_end how)
@@ -372,15 +502,15 @@ static void h_task_end(void *ctx, struct fr_track_task *k, int64_t end_ns, enum 
         for (size_t j = nabove; j > 0; j--) {
                 const struct fr_track_task *a = fr_track_task(x->track, above[j - 1]);
                 if (a)
-                        task_event(x, "e", a, trk->id, ts, "split", "its ancestor ended first");
+                        task_event(x, PH_E, a, trk->id, ts, TN_SPLIT);
         }
-        task_event(x, "e", k, trk->id, ts, how != FR_END_NORMAL ? "end" : NULL, end_text(how));
+        task_event(x, PH_E, k, trk->id, ts, end_note(how));
         k->user = NULL;
         trk->n = i;
         trk->last_ts = ts;
         if (trk->n == 0) {
                 (void)vmap_del(&x->tracks, trk->id);
-                track_free(trk);
+                track_recycle(x, trk);
         }
         /* Continue the cut tasks, outermost first, each where it now nests. */
         for (size_t j = 0; j < nabove; j++) {
@@ -404,7 +534,7 @@ static void tasks_close_all(struct ex *x, int64_t end_ns)
                         struct fr_track_task *k = fr_track_task(x->track, trk->stack[j - 1]);
                         if (!k)
                                 continue;
-                        task_event(x, "e", k, trk->id, ts, "end", end_text(FR_END_TRACE));
+                        task_event(x, PH_E, k, trk->id, ts, TN_TRACE);
                         k->user = NULL;
                 }
                 track_free(trk);
@@ -419,9 +549,9 @@ static void ex_log(struct ex *x, const struct fr_generation *g, const struct fr_
 {
         struct xw *w = x->w;
         const char *cat = ev->str[A_LOG_CATEGORY];
-        const struct fr_track_thread *t = fr_track_thread(x->track, ev->tid);
+        const struct fr_track_thread *t = fr_track_event_thread(x->track);
 
-        ev_begin(x, "i", ev->tid, ns);
+        ev_begin(x, PH_I, ev->tid, ns);
         xw_lit(w, ",\"s\":\"t\"");
         ev_name(x, "log", cat && cat[0] ? cat : "log");
         xw_lit(w, ",\"args\":{\"message\":");
@@ -452,18 +582,20 @@ static void ex_log(struct ex *x, const struct fr_generation *g, const struct fr_
 
 static void ex_counter(struct ex *x, const struct fr_event *ev, int64_t ns)
 {
-        ev_begin(x, "C", ev->tid, ns);
-        ev_name(x, "counter", ev->str[A_COUNTER_NAME] ? ev->str[A_COUNTER_NAME] : "counter");
-        xw_lit(x->w, ",\"args\":{\"value\":");
-        xw_i64(x->w, (int64_t)ev->args[A_COUNTER_VALUE]);
-        xw_lit(x->w, "}");
-        ev_end(x);
+        const char *name = ev->str[A_COUNTER_NAME];
+        char *p = ev_open(x, PH_C, ev->tid, ns);
+        p = XW_PUT(p, ",\"cat\":\"counter\",\"name\":");
+        p = name ? put_str(x, p, name) : XW_PUT(p, "\"counter\"");
+        p = XW_PUT(p, ",\"args\":{\"value\":");
+        p = xw_put_i64(p, (int64_t)ev->args[A_COUNTER_VALUE]);
+        *p++ = '}';
+        ev_close(x, p);
 }
 
 static void ex_lost(struct ex *x, const char *scope, uint64_t tid, int64_t ns, const char *name,
                     uint64_t count, uint64_t bytes)
 {
-        ev_begin(x, "i", tid, ns);
+        ev_begin(x, PH_I, tid, ns);
         xw_lit(x->w, ",\"s\":\"");
         xw_raw(x->w, scope, strlen(scope));
         xw_lit(x->w, "\"");
@@ -482,44 +614,44 @@ static void ex_lost(struct ex *x, const char *scope, uint64_t tid, int64_t ns, c
  * where the fiber next runs (finished in ex_fiber_run). */
 static void ex_fiber_ready(struct ex *x, const struct fr_event *ev, int64_t ns)
 {
-        struct fr_track_fiber *f = fr_track_fiber(x->track, ev->args[A_FIBER]);
+        struct fr_track_fiber *f = fr_track_event_fiber(x->track);
         uint64_t flow = ++x->next_flow;
 
-        ev_begin(x, "X", ev->tid, ns);
-        xw_lit(x->w, ",\"dur\":0.001"); /* 1 ns: flow binding needs a slice that encloses ts */
+        /* 1 ns: flow binding needs a slice that encloses ts */
+        char *p = ev_open(x, PH_X, ev->tid, ns);
         if (f && f->name[0]) {
-                xw_lit(x->w, ",\"cat\":\"fiber\",\"name\":\"ready ");
-                xw_str_body(x->w, f->name, strlen(f->name));
-                xw_lit(x->w, "\"");
+                p = XW_PUT(p, ",\"dur\":0.001,\"cat\":\"fiber\",\"name\":\"ready ");
+                p = put_name(x, p, f->name, 0);
+                *p++ = '"';
         } else {
-                xw_lit(x->w, ",\"cat\":\"fiber\",\"name\":\"ready fiber ");
-                xw_u64(x->w, ev->args[A_FIBER]);
-                xw_lit(x->w, "\"");
+                p = XW_PUT(p, ",\"dur\":0.001,\"cat\":\"fiber\",\"name\":\"ready fiber ");
+                p = xw_put_u64(p, ev->args[A_FIBER]);
+                *p++ = '"';
         }
-        xw_lit(x->w, ",\"args\":{\"fiber\":");
-        xw_u64(x->w, ev->args[A_FIBER]);
-        xw_lit(x->w, "}");
-        ev_end(x);
+        p = XW_PUT(p, ",\"args\":{\"fiber\":");
+        p = xw_put_u64(p, ev->args[A_FIBER]);
+        *p++ = '}';
+        ev_close(x, p);
 
-        ev_begin(x, "s", ev->tid, ns);
-        xw_lit(x->w, ",\"id\":");
-        xw_u64(x->w, flow);
-        ev_name(x, "fiber", "ready");
-        ev_end(x);
+        p = ev_open(x, PH_S, ev->tid, ns);
+        p = XW_PUT(p, ",\"id\":");
+        p = xw_put_u64(p, flow);
+        p = XW_PUT(p, ",\"cat\":\"fiber\",\"name\":\"ready\"");
+        ev_close(x, p);
         if (f)
                 f->user = (void *)(uintptr_t)flow;
 }
 
-static void ex_fiber_run(struct ex *x, const struct fr_event *ev, int64_t ns)
+static void ex_fiber_run(struct ex *x, int64_t ns)
 {
-        struct fr_track_fiber *f = fr_track_fiber(x->track, ev->args[A_FIBER]);
+        struct fr_track_fiber *f = fr_track_event_fiber(x->track);
         if (!f || !f->user)
                 return;
-        ev_begin(x, "f", fiber_tid(f->id), ns);
-        xw_lit(x->w, ",\"bp\":\"e\",\"id\":");
-        xw_u64(x->w, (uint64_t)(uintptr_t)f->user);
-        ev_name(x, "fiber", "ready");
-        ev_end(x);
+        char *p = ev_open(x, PH_F, fiber_tid(f->id), ns);
+        p = XW_PUT(p, ",\"bp\":\"e\",\"id\":");
+        p = xw_put_u64(p, (uint64_t)(uintptr_t)f->user);
+        p = XW_PUT(p, ",\"cat\":\"fiber\",\"name\":\"ready\"");
+        ev_close(x, p);
         f->user = NULL;
 }
 
@@ -536,6 +668,8 @@ static int ex_generation_begin(void *ctx, const struct fr_generation *g)
         }
         x->generations++;
         x->lost_in_gen = 0;
+        /* The reader's strings of the last generation are gone. */
+        memset(x->strs, 0, sizeof(x->strs));
         int r = fr_track_generation_begin(x->track, g);
         if (r < 0)
                 return r;
@@ -568,7 +702,7 @@ static int ex_event(void *ctx, const struct fr_generation *g, const struct fr_ev
                 ex_lost(x, "t", ev->tid, ns, "events lost", ev->args[A_EVENTS_LOST_COUNT], 0);
                 break;
         case PROTO_EV_FIBER_READY: ex_fiber_ready(x, ev, ns); break;
-        case PROTO_EV_FIBER_RUN: ex_fiber_run(x, ev, ns); break;
+        case PROTO_EV_FIBER_RUN: ex_fiber_run(x, ns); break;
         default: break;
         }
         if (x->err)
@@ -592,7 +726,7 @@ static int ex_generation_end(void *ctx, const struct fr_generation *g)
                         .bytes_done = g->offset + g->size,
                         .bytes_total = x->o->bytes_total,
                         .events = x->events_in,
-                        .out_bytes = x->w->total,
+                        .out_bytes = xw_total(x->w),
                 };
                 x->o->progress(x->o->progress_ctx, &p);
         }
@@ -700,7 +834,7 @@ int fr_export_chrome(struct fr_dump *d, int out_fd, const struct fr_export_optio
         if (r == 0 && ret_result) {
                 ret_result->events_in = x.events_in;
                 ret_result->events_out = x.events_out;
-                ret_result->out_bytes = x.w->total;
+                ret_result->out_bytes = xw_total(x.w);
                 ret_result->generations = x.generations;
         }
 out:
@@ -714,6 +848,11 @@ out:
                 for (size_t it = 0; vmap_next(&x.tracks, &it, &key, &v);)
                         track_free(v);
                 vmap_done(&x.tracks);
+                while (x.free_tracks) {
+                        struct task_track *next = x.free_tracks->next_free;
+                        track_free(x.free_tracks);
+                        x.free_tracks = next;
+                }
         }
         fr_track_free(x.track);
         free(x.w);

@@ -9,7 +9,7 @@ void xw_init(struct xw *w, int fd)
         w->fd = fd;
         w->err = 0;
         w->len = 0;
-        w->total = 0;
+        w->flushed = 0;
         w->us_high_len = 0;
 }
 
@@ -26,6 +26,7 @@ int xw_flush(struct xw *w)
                 }
                 off += (size_t)n;
         }
+        w->flushed += w->len;
         w->len = 0;
         return w->err;
 }
@@ -39,130 +40,47 @@ void xw_raw_slow(struct xw *w, const char *s, size_t n)
                 size_t k = n < room ? n : room;
                 memcpy(w->buf + w->len, s, k);
                 w->len += k;
-                w->total += k;
                 s += k;
                 n -= k;
         }
 }
 
 /* Two digits per division: numbers are most of what an export writes. */
-static const char digit_pairs[201] = "00010203040506070809"
-                                     "10111213141516171819"
-                                     "20212223242526272829"
-                                     "30313233343536373839"
-                                     "40414243444546474849"
-                                     "50515253545556575859"
-                                     "60616263646566676869"
-                                     "70717273747576777879"
-                                     "80818283848586878889"
-                                     "90919293949596979899";
-
-static unsigned ndigits(uint64_t v)
-{
-        unsigned n = 1;
-        while (v >= 10000) {
-                v /= 10000;
-                n += 4;
-        }
-        return n + (v >= 10) + (v >= 100) + (v >= 1000);
-}
-
-/* Writes v's n digits ending at end (exclusive). */
-static void put_digits(char *end, uint64_t v)
-{
-        char *p = end;
-        while (v >= 100) {
-                unsigned k = (unsigned)(v % 100) * 2;
-                v /= 100;
-                *--p = digit_pairs[k + 1];
-                *--p = digit_pairs[k];
-        }
-        if (v >= 10) {
-                *--p = digit_pairs[v * 2 + 1];
-                *--p = digit_pairs[v * 2];
-        } else {
-                *--p = (char)('0' + v);
-        }
-}
-
-static char *put_u64(char *p, uint64_t v)
-{
-        unsigned n = ndigits(v);
-        put_digits(p + n, v);
-        return p + n;
-}
+const char xw_digit_pairs[201] = "00010203040506070809"
+                                 "10111213141516171819"
+                                 "20212223242526272829"
+                                 "30313233343536373839"
+                                 "40414243444546474849"
+                                 "50515253545556575859"
+                                 "60616263646566676869"
+                                 "70717273747576777879"
+                                 "80818283848586878889"
+                                 "90919293949596979899";
 
 size_t xw_fmt_u64(char *buf, uint64_t v)
 {
-        return (size_t)(put_u64(buf, v) - buf);
+        return (size_t)(xw_put_u64(buf, v) - buf);
 }
 
 void xw_u64(struct xw *w, uint64_t v)
 {
-        xw_commit(w, put_u64(xw_reserve(w, 24), v));
+        xw_end(w, xw_put_u64(xw_begin(w, 24), v));
 }
 
 void xw_i64(struct xw *w, int64_t v)
 {
-        char *p = xw_reserve(w, 24);
-        if (v < 0) {
-                *p++ = '-';
-                p = put_u64(p, (uint64_t)0 - (uint64_t)v);
-        } else {
-                p = put_u64(p, (uint64_t)v);
-        }
-        xw_commit(w, p);
+        xw_end(w, xw_put_i64(xw_begin(w, 24), v));
 }
 
 void xw_us(struct xw *w, int64_t ns)
 {
-        uint64_t a = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
-        uint64_t us = a / 1000;
-        char *p = xw_reserve(w, 40);
-        if (ns < 0)
-                *p++ = '-';
-        if (us < 1000000) {
-                p = put_u64(p, us);
-        } else {
-                uint64_t high = us / 1000000;
-                unsigned low = (unsigned)(us % 1000000);
-                if (!w->us_high_len || high != w->us_high) {
-                        w->us_high = high;
-                        w->us_high_len = (unsigned)(put_u64(w->us_high_str, high) - w->us_high_str);
-                }
-                memcpy(p, w->us_high_str, w->us_high_len);
-                p += w->us_high_len;
-                /* The low six digits, leading zeros included. */
-                p[0] = digit_pairs[(low / 10000) * 2];
-                p[1] = digit_pairs[(low / 10000) * 2 + 1];
-                p[2] = digit_pairs[(low / 100 % 100) * 2];
-                p[3] = digit_pairs[(low / 100 % 100) * 2 + 1];
-                p[4] = digit_pairs[(low % 100) * 2];
-                p[5] = digit_pairs[(low % 100) * 2 + 1];
-                p += 6;
-        }
-        unsigned frac = (unsigned)(a % 1000);
-        p[0] = '.';
-        p[1] = (char)('0' + frac / 100);
-        p[2] = digit_pairs[(frac % 100) * 2];
-        p[3] = digit_pairs[(frac % 100) * 2 + 1];
-        xw_commit(w, p + 4);
+        char *p = xw_begin(w, 48);
+        xw_end(w, xw_put_us(w, p, ns));
 }
 
 void xw_hex_str(struct xw *w, uint64_t v)
 {
-        static const char digits[] = "0123456789abcdef";
-        char tmp[24];
-        char *p = tmp + sizeof(tmp);
-        *--p = '"';
-        do {
-                *--p = digits[v & 15];
-                v >>= 4;
-        } while (v);
-        *--p = 'x';
-        *--p = '0';
-        *--p = '"';
-        xw_raw(w, p, (size_t)(tmp + sizeof(tmp) - p));
+        xw_end(w, xw_put_hex_str(xw_begin(w, 24), v));
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid.
@@ -226,7 +144,6 @@ void xw_str_body(struct xw *w, const char *str, size_t n)
                         continue;
                 }
                 uint8_t c = s[i];
-                (void)xw_reserve(w, 8);
                 if (c == '"' || c == '\\') {
                         char e[2] = {'\\', (char)c};
                         xw_raw(w, e, 2);

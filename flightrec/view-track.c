@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "flightrec/view.h"
+#include "track-priv.h"
 #include "view-map.h"
 
 /* Argument positions in the event table rows (protocol/include/proto/event.h).
@@ -68,6 +69,38 @@ enum {
         A_FIBER_BLOCK_REASON = 3,
 };
 
+/*
+ * Names (see track-priv.h): interned by content in a chained hash table,
+ * freed when the last object using one lets go.  Looking a reader string up
+ * by content for every new fiber would still cost a hash of the text, so a
+ * small direct-mapped cache remembers, per generation, which fr_name each
+ * reader string pointer turned into: a reader string is one address for the
+ * whole generation (docs: reader.h), so a hit needs no look at the text.
+ * The cache holds a reference on what it maps, and is emptied when the next
+ * generation begins (the reader reuses its memory then).
+ */
+#define NAME_CACHE 256 /* entries of the pointer cache, a power of two */
+
+struct name_cache_ent {
+        const char *p;
+        struct fr_name *n;
+};
+
+/*
+ * Fibers and tasks come and go by the hundred thousand: they are carved
+ * from slabs and recycled through a free list instead of one malloc each.
+ * A pool keeps its slabs until the tracker is freed, so the tracker's memory
+ * is what was live at the busiest point, not what is live now.
+ */
+#define POOL_SLAB 64 /* objects per slab */
+
+struct pool {
+        size_t size;   /* of one object, at least a pointer */
+        void *free;    /* free objects, chained through their first word */
+        void **slabs;
+        size_t nslabs, cslabs;
+};
+
 struct fr_track {
         struct fr_track_hooks hooks;
         void *ctx;
@@ -76,32 +109,200 @@ struct fr_track {
         int64_t gen_start_ns;
         int64_t event_ns;         /* time of the event being processed */
         struct fr_clockconv conv; /* the current generation's clock */
+        /* The last event's thread (most events come in runs of one thread)
+         * and fiber (for the exporters, see track-priv.h). */
+        struct fr_track_thread *cur_thread;
+        struct fr_track_fiber *cur_fiber;
+        /* names */
+        struct fr_name **names;
+        size_t nnames_cap, nnames; /* buckets (a power of two), entries */
+        struct fr_name *empty;     /* "", held for the tracker's lifetime */
+        struct name_cache_ent cache[NAME_CACHE];
+        struct pool fiber_pool, task_pool;
 };
 
-static char *xstrdup(const char *s)
+/* ---- names ---- */
+
+static uint32_t name_hash(const char *s, size_t len)
 {
-        return strdup(s ? s : "");
+        uint32_t h = 2166136261u; /* FNV-1a */
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ (uint8_t)s[i]) * 16777619u;
+        return h;
 }
 
-/* Fibers change state all the time and most states have no reason: those
- * share this empty string instead of a malloc'ed one. */
-static char no_reason[] = "";
-
-static char *reason_dup(const char *s)
+/* Names handed out are char * in the view.h structs; this is their header. */
+static struct fr_name *name_mut(char *s)
 {
-        return s && *s ? strdup(s) : no_reason;
+        return (struct fr_name *)(void *)(s - offsetof(struct fr_name, s));
 }
 
-static void reason_free(char *s)
+static int names_grow(struct fr_track *tr)
 {
-        if (s != no_reason)
-                free(s);
+        size_t cap = tr->nnames_cap ? tr->nnames_cap * 2 : 64;
+        struct fr_name **b = calloc(cap, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        for (size_t i = 0; i < tr->nnames_cap; i++) {
+                struct fr_name *n = tr->names[i], *next;
+                for (; n; n = next) {
+                        next = n->next;
+                        n->next = b[n->hash & (cap - 1)];
+                        b[n->hash & (cap - 1)] = n;
+                }
+        }
+        free(tr->names);
+        tr->names = b;
+        tr->nnames_cap = cap;
+        return 0;
 }
 
-static void region_name_free(struct fr_track_region *r)
+/* A new reference to the interned copy of s[0..len). NULL: out of memory. */
+static struct fr_name *name_intern(struct fr_track *tr, const char *s, size_t len)
 {
-        if (r->name != r->inline_name)
-                free(r->name);
+        uint32_t h = name_hash(s, len);
+        struct fr_name *n;
+
+        if (tr->nnames_cap) {
+                for (n = tr->names[h & (tr->nnames_cap - 1)]; n; n = n->next) {
+                        if (n->hash == h && n->len == len && !memcmp(n->s, s, len)) {
+                                n->refs++;
+                                return n;
+                        }
+                }
+        }
+        if (tr->nnames >= tr->nnames_cap && names_grow(tr) < 0)
+                return NULL;
+        n = malloc(sizeof(*n) + len + 1);
+        if (!n)
+                return NULL;
+        n->refs = 1;
+        n->len = (uint32_t)len;
+        n->hash = h;
+        n->json_plain = 1;
+        for (size_t i = 0; i < len; i++) {
+                uint8_t c = (uint8_t)s[i];
+                if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+                        n->json_plain = 0;
+        }
+        memcpy(n->s, s, len);
+        n->s[len] = '\0';
+        n->next = tr->names[h & (tr->nnames_cap - 1)];
+        tr->names[h & (tr->nnames_cap - 1)] = n;
+        tr->nnames++;
+        return n;
+}
+
+static void name_put(struct fr_track *tr, struct fr_name *n)
+{
+        if (!n || --n->refs)
+                return;
+        struct fr_name **pp = &tr->names[n->hash & (tr->nnames_cap - 1)];
+        while (*pp != n)
+                pp = &(*pp)->next;
+        *pp = n->next;
+        tr->nnames--;
+        free(n);
+}
+
+/* Lets go of a name pointer from one of the tracker's structs. */
+static void name_release(struct fr_track *tr, char *s)
+{
+        if (s)
+                name_put(tr, name_mut(s));
+}
+
+/* A new reference to the name for reader string s (NULL: ""), as its text
+ * pointer.  NULL: out of memory. */
+static char *name_get(struct fr_track *tr, const char *s)
+{
+        struct name_cache_ent *e;
+        struct fr_name *n;
+
+        if (!s || !*s) {
+                tr->empty->refs++;
+                return tr->empty->s;
+        }
+        e = &tr->cache[((uintptr_t)s >> 3) & (NAME_CACHE - 1)];
+        if (e->p == s) {
+                e->n->refs++;
+                return e->n->s;
+        }
+        n = name_intern(tr, s, strlen(s));
+        if (!n)
+                return NULL;
+        n->refs++; /* the cache's */
+        name_put(tr, e->n);
+        e->p = s;
+        e->n = n;
+        return n->s;
+}
+
+/* An extra reference to a name the tracker already holds. */
+static char *name_dup(char *s)
+{
+        name_mut(s)->refs++;
+        return s;
+}
+
+static void name_cache_clear(struct fr_track *tr)
+{
+        for (size_t i = 0; i < NAME_CACHE; i++) {
+                if (tr->cache[i].n) {
+                        name_put(tr, tr->cache[i].n);
+                        tr->cache[i] = (struct name_cache_ent){0};
+                }
+        }
+}
+
+/* ---- pools ---- */
+
+static void *pool_get(struct pool *p)
+{
+        if (!p->free) {
+                char *slab;
+                if (p->nslabs == p->cslabs) {
+                        size_t cap = p->cslabs ? p->cslabs * 2 : 8;
+                        void **s = realloc(p->slabs, cap * sizeof(*s));
+                        if (!s)
+                                return NULL;
+                        p->slabs = s;
+                        p->cslabs = cap;
+                }
+                slab = malloc(p->size * POOL_SLAB);
+                if (!slab)
+                        return NULL;
+                p->slabs[p->nslabs++] = slab;
+                for (size_t i = POOL_SLAB; i > 0; i--) {
+                        void *o = slab + (i - 1) * p->size;
+                        *(void **)o = p->free;
+                        p->free = o;
+                }
+        }
+        void *o = p->free;
+        p->free = *(void **)o;
+        memset(o, 0, p->size);
+        return o;
+}
+
+static void pool_put(struct pool *p, void *o)
+{
+        *(void **)o = p->free;
+        p->free = o;
+}
+
+static void pool_done(struct pool *p)
+{
+        for (size_t i = 0; i < p->nslabs; i++)
+                free(p->slabs[i]);
+        free(p->slabs);
+        *p = (struct pool){0};
+}
+
+static void region_name_free(struct fr_track *tr, struct fr_track_region *r)
+{
+        name_release(tr, r->name);
+        r->name = NULL;
 }
 
 int64_t fr_track_ns(const struct fr_generation *g, uint64_t t)
@@ -119,6 +320,16 @@ int64_t fr_track_event_ns(const struct fr_track *tr)
         return tr->event_ns;
 }
 
+struct fr_track_thread *fr_track_event_thread(const struct fr_track *tr)
+{
+        return tr->cur_thread;
+}
+
+struct fr_track_fiber *fr_track_event_fiber(const struct fr_track *tr)
+{
+        return tr->cur_fiber;
+}
+
 struct fr_track *fr_track_new(const struct fr_track_hooks *hooks, void *ctx)
 {
         struct fr_track *tr = calloc(1, sizeof(*tr));
@@ -130,36 +341,43 @@ struct fr_track *fr_track_new(const struct fr_track_hooks *hooks, void *ctx)
         vmap_init(&tr->threads);
         vmap_init(&tr->fibers);
         vmap_init(&tr->tasks);
+        tr->fiber_pool.size = sizeof(struct fr_track_fiber);
+        tr->task_pool.size = sizeof(struct fr_track_task);
+        tr->empty = name_intern(tr, "", 0);
+        if (!tr->empty) {
+                fr_track_free(tr);
+                return NULL;
+        }
         return tr;
 }
 
-static void thread_free(struct fr_track_thread *t)
+static void thread_free(struct fr_track *tr, struct fr_track_thread *t)
 {
         if (!t)
                 return;
         for (size_t i = 0; i < t->nregions; i++)
-                region_name_free(&t->regions[i]);
+                region_name_free(tr, &t->regions[i]);
         free(t->regions);
-        free(t->syscall);
-        free(t->name);
+        name_release(tr, t->syscall);
+        name_release(tr, t->name);
         free(t);
 }
 
-static void fiber_free(struct fr_track_fiber *f)
+static void fiber_free(struct fr_track *tr, struct fr_track_fiber *f)
 {
         if (!f)
                 return;
-        free(f->name);
-        reason_free(f->reason);
-        free(f);
+        name_release(tr, f->name);
+        name_release(tr, f->reason);
+        pool_put(&tr->fiber_pool, f);
 }
 
-static void task_free(struct fr_track_task *k)
+static void task_free(struct fr_track *tr, struct fr_track_task *k)
 {
         if (!k)
                 return;
-        free(k->name);
-        free(k);
+        name_release(tr, k->name);
+        pool_put(&tr->task_pool, k);
 }
 
 void fr_track_free(struct fr_track *tr)
@@ -168,19 +386,27 @@ void fr_track_free(struct fr_track *tr)
         if (!tr)
                 return;
         for (size_t i = 0; vmap_next(&tr->threads, &i, NULL, &v);)
-                thread_free(v);
+                thread_free(tr, v);
         for (size_t i = 0; vmap_next(&tr->fibers, &i, NULL, &v);)
-                fiber_free(v);
+                fiber_free(tr, v);
         for (size_t i = 0; vmap_next(&tr->tasks, &i, NULL, &v);)
-                task_free(v);
+                task_free(tr, v);
         vmap_done(&tr->threads);
         vmap_done(&tr->fibers);
         vmap_done(&tr->tasks);
+        name_cache_clear(tr);
+        if (tr->empty)
+                name_put(tr, tr->empty);
+        free(tr->names);
+        pool_done(&tr->fiber_pool);
+        pool_done(&tr->task_pool);
         free(tr);
 }
 
 struct fr_track_thread *fr_track_thread(const struct fr_track *tr, uint64_t tid)
 {
+        if (tr->cur_thread && tr->cur_thread->tid == tid)
+                return tr->cur_thread;
         return vmap_get(&tr->threads, tid);
 }
 
@@ -209,7 +435,10 @@ static void log_push(struct fr_track_log *logs, unsigned *n, unsigned *first, in
         }
         struct fr_track_log *l = &logs[slot];
         l->time_ns = ns;
-        (void)snprintf(l->category, sizeof(l->category), "%s", category ? category : "");
+        size_t clen = category ? strnlen(category, sizeof(l->category) - 1) : 0;
+        if (clen)
+                memcpy(l->category, category, clen);
+        l->category[clen] = '\0';
         if (!message)
                 message_len = 0;
         if (message_len > sizeof(l->message) - 1)
@@ -234,8 +463,14 @@ const struct fr_track_log *fr_track_fiber_log(const struct fr_track_fiber *f, un
 static int thread_get(struct fr_track *tr, const struct fr_generation *g, uint64_t tid,
                       struct fr_track_thread **ret)
 {
-        struct fr_track_thread *t = vmap_get(&tr->threads, tid);
+        struct fr_track_thread *t = tr->cur_thread;
+        if (t && t->tid == tid) {
+                *ret = t;
+                return 0;
+        }
+        t = vmap_get(&tr->threads, tid);
         if (t) {
+                tr->cur_thread = t;
                 *ret = t;
                 return 0;
         }
@@ -243,11 +478,12 @@ static int thread_get(struct fr_track *tr, const struct fr_generation *g, uint64
         if (!t)
                 return -ENOMEM;
         t->tid = tid;
-        t->name = xstrdup(fr_gen_thread_name(g, tid));
+        t->name = name_get(tr, fr_gen_thread_name(g, tid));
         if (!t->name || vmap_put(&tr->threads, tid, t) < 0) {
-                thread_free(t);
+                thread_free(tr, t);
                 return -ENOMEM;
         }
+        tr->cur_thread = t;
         if (tr->hooks.thread_new)
                 tr->hooks.thread_new(tr->ctx, t);
         *ret = t;
@@ -256,13 +492,17 @@ static int thread_get(struct fr_track *tr, const struct fr_generation *g, uint64
 
 static int thread_set_name(struct fr_track *tr, struct fr_track_thread *t, const char *name)
 {
-        if (!name || !strcmp(name, t->name))
+        if (!name)
                 return 0;
-        char *copy = strdup(name);
-        if (!copy)
+        char *n = name_get(tr, name);
+        if (!n)
                 return -ENOMEM;
-        free(t->name);
-        t->name = copy;
+        if (n == t->name) { /* interned: the same text is the same name */
+                name_release(tr, n);
+                return 0;
+        }
+        name_release(tr, t->name);
+        t->name = n;
         if (tr->hooks.thread_name)
                 tr->hooks.thread_name(tr->ctx, t);
         return 0;
@@ -275,12 +515,12 @@ static void region_pop(struct fr_track *tr, struct fr_track_thread *t, int64_t e
         struct fr_track_region *r = &t->regions[t->nregions - 1];
         if (tr->hooks.region_end)
                 tr->hooks.region_end(tr->ctx, t, r, end_ns, how);
-        region_name_free(r);
+        region_name_free(tr, r);
         t->nregions--;
 }
 
-static int region_push(struct fr_track_thread *t, const char *name, int64_t start_ns,
-                       uint64_t start_units)
+static int region_push(struct fr_track *tr, struct fr_track_thread *t, const char *name,
+                       int64_t start_ns, uint64_t start_units)
 {
         if (t->nregions == FR_TRACK_MAX_REGIONS) {
                 t->regions_untracked++;
@@ -288,34 +528,16 @@ static int region_push(struct fr_track_thread *t, const char *name, int64_t star
         }
         if (t->nregions == t->regions_cap) {
                 size_t cap = t->regions_cap ? t->regions_cap * 2 : 8;
-                /* Inline names move with the array: mark them (NULL) before
-                 * the move and point them at their new place after it. */
-                for (size_t i = 0; i < t->nregions; i++)
-                        if (t->regions[i].name == t->regions[i].inline_name)
-                                t->regions[i].name = NULL;
                 struct fr_track_region *n = realloc(t->regions, cap * sizeof(*n));
-                if (n) {
-                        t->regions = n;
-                        t->regions_cap = cap;
-                }
-                for (size_t i = 0; i < t->nregions; i++)
-                        if (!t->regions[i].name)
-                                t->regions[i].name = t->regions[i].inline_name;
                 if (!n)
                         return -ENOMEM;
+                t->regions = n;
+                t->regions_cap = cap;
         }
         struct fr_track_region *r = &t->regions[t->nregions];
-        size_t len = name ? strlen(name) : 0;
-        if (len < sizeof(r->inline_name)) {
-                if (len)
-                        memcpy(r->inline_name, name, len);
-                r->inline_name[len] = '\0';
-                r->name = r->inline_name;
-        } else {
-                r->name = strdup(name);
-                if (!r->name)
-                        return -ENOMEM;
-        }
+        r->name = name_get(tr, name);
+        if (!r->name)
+                return -ENOMEM;
         r->start_ns = start_ns;
         r->start_units = start_units;
         t->nregions++;
@@ -343,19 +565,19 @@ static void syscall_close(struct fr_track *tr, struct fr_track_thread *t, int64_
                 return;
         if (tr->hooks.syscall_end)
                 tr->hooks.syscall_end(tr->ctx, t, t->syscall, t->syscall_start_ns, end_ns, how);
-        free(t->syscall);
+        name_release(tr, t->syscall);
         t->syscall = NULL;
         t->in_syscall = 0;
 }
 
-static int syscall_open(struct fr_track_thread *t, const char *name, int64_t start_ns,
-                        uint64_t start_units)
+static int syscall_open(struct fr_track *tr, struct fr_track_thread *t, const char *name,
+                        int64_t start_ns, uint64_t start_units)
 {
-        char *copy = xstrdup(name);
-        if (!copy)
+        char *n = name_get(tr, name);
+        if (!n)
                 return -ENOMEM;
-        free(t->syscall);
-        t->syscall = copy;
+        name_release(tr, t->syscall);
+        t->syscall = n;
         t->syscall_start_ns = start_ns;
         t->syscall_start_units = start_units;
         t->in_syscall = 1;
@@ -372,18 +594,18 @@ static int fiber_get(struct fr_track *tr, uint64_t id, const char *name, uint8_t
                 *ret = f;
                 return 0;
         }
-        f = calloc(1, sizeof(*f));
+        f = pool_get(&tr->fiber_pool);
         if (!f)
                 return -ENOMEM;
         f->id = id;
-        f->name = xstrdup(name);
-        f->reason = no_reason;
+        f->name = name_get(tr, name);
+        f->reason = name_dup(tr->empty->s);
         f->state = state;
         f->since_ns = now_ns;
         f->created_ns = now_ns;
         f->seen_gen = tr->gen_index;
-        if (!f->name || !f->reason || vmap_put(&tr->fibers, id, f) < 0) {
-                fiber_free(f);
+        if (!f->name || vmap_put(&tr->fibers, id, f) < 0) {
+                fiber_free(tr, f);
                 return -ENOMEM;
         }
         if (tr->hooks.fiber_new)
@@ -395,18 +617,18 @@ static int fiber_get(struct fr_track *tr, uint64_t id, const char *name, uint8_t
 static int fiber_set_state(struct fr_track *tr, struct fr_track_fiber *f, uint8_t state,
                            const char *reason, int64_t now_ns, enum fr_end how)
 {
-        char *copy = reason_dup(reason);
-        if (!copy)
+        char *n = name_get(tr, reason);
+        if (!n)
                 return -ENOMEM;
         uint8_t old_state = f->state;
         char *old_reason = f->reason;
         int64_t old_since = f->since_ns;
         f->state = state;
-        f->reason = copy;
+        f->reason = n;
         f->since_ns = now_ns;
         if (tr->hooks.fiber_state)
                 tr->hooks.fiber_state(tr->ctx, f, old_state, old_reason, old_since, now_ns, how);
-        reason_free(old_reason);
+        name_release(tr, old_reason);
         return 0;
 }
 
@@ -418,12 +640,14 @@ static void fiber_remove(struct fr_track *tr, struct fr_track_fiber *f, int64_t 
         if (tr->hooks.fiber_free)
                 tr->hooks.fiber_free(tr->ctx, f);
         if (f->tid) {
-                struct fr_track_thread *t = vmap_get(&tr->threads, f->tid);
+                struct fr_track_thread *t = fr_track_thread(tr, f->tid);
                 if (t && t->fiber == f->id)
                         t->fiber = 0;
         }
+        if (tr->cur_fiber == f)
+                tr->cur_fiber = NULL;
         (void)vmap_del(&tr->fibers, f->id);
-        fiber_free(f);
+        fiber_free(tr, f);
 }
 
 /* ---- tasks ---- */
@@ -431,18 +655,18 @@ static void fiber_remove(struct fr_track *tr, struct fr_track_fiber *f, int64_t 
 static int task_open(struct fr_track *tr, uint64_t id, uint64_t parent, const char *name,
                      int64_t start_ns, uint64_t start_units, uint64_t tid)
 {
-        struct fr_track_task *k = calloc(1, sizeof(*k));
+        struct fr_track_task *k = pool_get(&tr->task_pool);
         if (!k)
                 return -ENOMEM;
         k->id = id;
         k->parent = parent;
-        k->name = xstrdup(name);
+        k->name = name_get(tr, name);
         k->start_ns = start_ns;
         k->tid = tid;
         k->seen_gen = tr->gen_index;
         k->start_units = start_units;
         if (!k->name || vmap_put(&tr->tasks, id, k) < 0) {
-                task_free(k);
+                task_free(tr, k);
                 return -ENOMEM;
         }
         if (tr->hooks.task_begin)
@@ -456,7 +680,7 @@ static void task_close(struct fr_track *tr, struct fr_track_task *k, int64_t end
         if (tr->hooks.task_end)
                 tr->hooks.task_end(tr->ctx, k, end_ns, how);
         (void)vmap_del(&tr->tasks, k->id);
-        task_free(k);
+        task_free(tr, k);
 }
 
 /* ---- generations ---- */
@@ -466,6 +690,8 @@ int fr_track_generation_begin(struct fr_track *tr, const struct fr_generation *g
         tr->gen_index++;
         fr_clockconv_init(&tr->conv, &g->clock);
         tr->gen_start_ns = fr_track_time(tr, g->clock.start);
+        /* The reader's strings of the last generation are gone. */
+        name_cache_clear(tr);
         return 0;
 }
 
@@ -479,8 +705,10 @@ static void thread_drop(struct fr_track *tr, struct fr_track_thread *t, int64_t 
                 region_pop(tr, t, end_ns, how);
         if (tr->hooks.thread_free)
                 tr->hooks.thread_free(tr->ctx, t);
+        if (tr->cur_thread == t)
+                tr->cur_thread = NULL;
         (void)vmap_del(&tr->threads, t->tid);
-        thread_free(t);
+        thread_free(tr, t);
 }
 
 /* Whatever this generation did not mention is gone (see the top of the file).
@@ -561,7 +789,7 @@ void fr_track_finish(struct fr_track *tr, int64_t end_ns)
 /* ---- events ---- */
 
 static int on_thread_status(struct fr_track *tr, const struct fr_generation *g,
-                            struct fr_track_thread *t, const struct fr_event *ev, int64_t now)
+                            struct fr_track_thread *t, const struct fr_event *ev)
 {
         int r = thread_set_name(tr, t, fr_gen_thread_name(g, t->tid));
         if (r < 0)
@@ -577,13 +805,12 @@ static int on_thread_status(struct fr_track *tr, const struct fr_generation *g,
             (!sys || t->syscall_start_units != sys_units || strcmp(sys, t->syscall) != 0))
                 syscall_close(tr, t, tr->gen_start_ns, FR_END_LOST);
         if (sys && !t->in_syscall)
-                return syscall_open(t, sys, fr_track_time(tr, sys_units), sys_units);
-        (void)now;
+                return syscall_open(tr, t, sys, fr_track_time(tr, sys_units), sys_units);
         return 0;
 }
 
-static int on_region_status(struct fr_track *tr, const struct fr_generation *g,
-                            struct fr_track_thread *t, const struct fr_event *ev)
+static int on_region_status(struct fr_track *tr, struct fr_track_thread *t,
+                            const struct fr_event *ev)
 {
         const char *name = ev->str[A_REGION_STATUS_NAME];
         uint64_t units = ev->args[A_REGION_STATUS_START];
@@ -597,7 +824,7 @@ static int on_region_status(struct fr_track *tr, const struct fr_generation *g,
                 while (t->nregions > idx)
                         region_pop(tr, t, tr->gen_start_ns, FR_END_LOST);
         }
-        return region_push(t, name, fr_track_time(tr, units), units);
+        return region_push(tr, t, name, fr_track_time(tr, units), units);
 }
 
 static int on_fiber_status(struct fr_track *tr, const struct fr_event *ev)
@@ -613,11 +840,11 @@ static int on_fiber_status(struct fr_track *tr, const struct fr_event *ev)
                 r = fiber_get(tr, id, ev->str[A_FIBER_STATUS_NAME], state, tr->gen_start_ns, &f);
                 if (r < 0)
                         return r;
-                char *copy = reason_dup(reason);
-                if (!copy)
+                char *n = name_get(tr, reason);
+                if (!n)
                         return -ENOMEM;
-                reason_free(f->reason);
-                f->reason = copy;
+                name_release(tr, f->reason);
+                f->reason = n;
         } else if (f->state != state || strcmp(f->reason, reason ? reason : "") != 0) {
                 r = fiber_set_state(tr, f, state, reason, tr->gen_start_ns, FR_END_LOST);
                 if (r < 0)
@@ -629,8 +856,7 @@ static int on_fiber_status(struct fr_track *tr, const struct fr_event *ev)
         return 0;
 }
 
-static int on_task_status(struct fr_track *tr, const struct fr_generation *g,
-                          const struct fr_event *ev)
+static int on_task_status(struct fr_track *tr, const struct fr_event *ev)
 {
         uint64_t id = ev->args[A_TASK_STATUS_TASK];
         uint64_t units = ev->args[A_TASK_STATUS_START];
@@ -657,14 +883,18 @@ static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t, const 
                 f = vmap_get(&tr->fibers, id);
                 if (f) /* an id reused, or a create we saw as a status: restart it */
                         fiber_remove(tr, f, now, FR_END_LOST);
-                return fiber_get(tr, id, ev->str[A_FIBER_CREATE_NAME], PROTO_FIBER_RUNNABLE, now,
-                                 &f);
+                r = fiber_get(tr, id, ev->str[A_FIBER_CREATE_NAME], PROTO_FIBER_RUNNABLE, now,
+                              &f);
+                if (r == 0)
+                        tr->cur_fiber = f;
+                return r;
         }
         /* A transition of a fiber we never saw (its create was lost): start it
          * from here in the state the transition leaves. */
         r = fiber_get(tr, id, NULL, PROTO_FIBER_RUNNABLE, now, &f);
         if (r < 0)
                 return r;
+        tr->cur_fiber = f;
         f->seen_gen = tr->gen_index;
         switch (ev->type) {
         case PROTO_EV_FIBER_RUN:
@@ -696,12 +926,14 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
         int r;
 
         tr->event_ns = now;
+        tr->cur_fiber = NULL;
         /* The tracer's own batch (thread 0) carries only fiber and task status. */
         if (ev->tid == 0) {
+                tr->cur_thread = NULL;
                 if (ev->type == PROTO_EV_FIBER_STATUS)
                         return on_fiber_status(tr, ev);
                 if (ev->type == PROTO_EV_TASK_STATUS)
-                        return on_task_status(tr, g, ev);
+                        return on_task_status(tr, ev);
                 return 0;
         }
         r = thread_get(tr, g, ev->tid, &t);
@@ -709,16 +941,16 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
                 return r;
         t->last_ns = now;
         t->events++;
-        if (ev->spec && ev->spec->where != 'T')
+        if (t->reconciling && ev->spec && ev->spec->where != 'T')
                 thread_reconcile_done(tr, t);
 
         switch (ev->type) {
-        case PROTO_EV_THREAD_STATUS: return on_thread_status(tr, g, t, ev, now);
-        case PROTO_EV_REGION_STATUS: return on_region_status(tr, g, t, ev);
+        case PROTO_EV_THREAD_STATUS: return on_thread_status(tr, g, t, ev);
+        case PROTO_EV_REGION_STATUS: return on_region_status(tr, t, ev);
         case PROTO_EV_FIBER_STATUS: return on_fiber_status(tr, ev);
-        case PROTO_EV_TASK_STATUS: return on_task_status(tr, g, ev);
+        case PROTO_EV_TASK_STATUS: return on_task_status(tr, ev);
         case PROTO_EV_REGION_BEGIN:
-                return region_push(t, ev->str[A_REGION_BEGIN_NAME], now, ev->time);
+                return region_push(tr, t, ev->str[A_REGION_BEGIN_NAME], now, ev->time);
         case PROTO_EV_REGION_END:
                 if (t->regions_untracked)
                         t->regions_untracked--;
@@ -747,7 +979,7 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
         case PROTO_EV_THREAD_NAME: return thread_set_name(tr, t, ev->str[A_THREAD_NAME_NAME]);
         case PROTO_EV_SYSCALL_BEGIN:
                 syscall_close(tr, t, now, FR_END_LOST);
-                r = syscall_open(t, ev->str[A_SYSCALL_BEGIN_NAME], now, ev->time);
+                r = syscall_open(tr, t, ev->str[A_SYSCALL_BEGIN_NAME], now, ev->time);
                 if (r < 0)
                         return r;
                 f = t->fiber ? vmap_get(&tr->fibers, t->fiber) : NULL;

@@ -47,13 +47,13 @@ struct fr_track_log {
         char message[FR_TRACK_LOG_MESSAGE];
 };
 
-#define FR_TRACK_INLINE_NAME 32 /* names shorter than this are kept without a malloc */
-
+/* Names in these structs (thread, region, blocking call, fiber, reason, task)
+ * are NUL-terminated, shared between objects and owned by the tracker: read
+ * them, never write or free them. */
 struct fr_track_region {
-        char *name; /* points into inline_name when it fits */
+        char *name;
         int64_t start_ns;
         uint64_t start_units; /* raw clock units, to recognise it when restated */
-        char inline_name[FR_TRACK_INLINE_NAME];
 };
 
 struct fr_track_thread {

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the state tracker (view-track.c) shares with the exporters beyond
+ * view.h (private to flightrec/).
+ *
+ * Names.  Every name the tracker keeps (thread, region, blocking call,
+ * fiber, wait reason, task) is an interned, reference-counted struct
+ * fr_name, and the char * in the view.h structs points at its text.  The
+ * tracker's objects share them (a busy server has a hundred thousand
+ * fibers all named "request"), so creating an object costs no malloc and
+ * no copy, and an exporter can learn a name's length, and whether it needs
+ * any JSON escaping, without scanning it: fr_name_of() on any name pointer
+ * the tracker handed out (in a struct or to a hook).  Never on anything
+ * else.
+ */
+#ifndef FLIGHTREC_TRACK_PRIV_H
+#define FLIGHTREC_TRACK_PRIV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flightrec/view.h"
+
+struct fr_name {
+        struct fr_name *next; /* hash chain */
+        uint32_t refs;
+        uint32_t len;
+        uint32_t hash;
+        uint8_t json_plain; /* printable ASCII without '"' or '\': JSON as it is */
+        char s[];           /* NUL-terminated */
+};
+
+static inline const struct fr_name *fr_name_of(const char *s)
+{
+        return (const struct fr_name *)(const void *)(s - offsetof(struct fr_name, s));
+}
+
+/* The thread and the fiber the last fr_track_event() was about (the fiber
+ * only for a fiber event, and NULL once it exited); NULL when none. */
+struct fr_track_thread *fr_track_event_thread(const struct fr_track *tr);
+struct fr_track_fiber *fr_track_event_fiber(const struct fr_track *tr);
+
+#endif
