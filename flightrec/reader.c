@@ -259,11 +259,13 @@ static void rd_map_done(struct rd_map *m)
 /* ---- parser state -------------------------------------------------------- */
 
 struct rd_str {
+        uint64_t id;
         uint32_t off; /* into sarena, NUL-terminated */
         uint32_t len;
 };
 
 struct rd_stack {
+        uint64_t id;
         uint32_t off; /* into pcs */
         uint32_t n;
 };
@@ -382,12 +384,20 @@ struct fr_parser {
         char *sarena;
         size_t nsarena, csarena;
         struct rd_map strmap;
+        /* Dense string ids: sdense[id - sdense_min] is the string's offset in
+         * sarena (RD_NONE: no such id); sdense_n 0: use strmap. */
+        uint32_t *sdense;
+        size_t sdense_n, csdense;
+        uint64_t sdense_min;
 
         struct rd_stack *stks;
         size_t nstks, cstks;
         uint64_t *pcs;
         size_t npcs, cpcs;
         struct rd_map stkmap;
+        uint32_t *kdense; /* the same for stacks: index into stks */
+        size_t kdense_n, ckdense;
+        uint64_t kdense_min;
 
         struct rd_thread *th;
         size_t nth, cth;
@@ -466,67 +476,112 @@ static int rd_oom(struct fr_parser *r)
 
 /* ---- decoding ------------------------------------------------------------ */
 
-static inline int rd_uvarint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
+/* One varint.  The one- to three-byte forms (almost every argument: small
+ * ids, deltas of a few thousand clock units) are decoded inline; the rest,
+ * and every error, by proto_get_uvarint(), which accepts exactly the same. */
+static inline __attribute__((always_inline)) int rd_uvarint(const uint8_t **pp,
+                                                             const uint8_t *end, uint64_t *v)
 {
         const uint8_t *p = *pp;
 
-        if (p < end && *p < 0x80) {
-                *v = *p;
+        if (__builtin_expect(p < end && p[0] < 0x80, 1)) {
+                *v = p[0];
                 *pp = p + 1;
                 return 0;
+        }
+        if (end - p >= 3) {
+                if (p[1] < 0x80) {
+                        *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+                        *pp = p + 2;
+                        return 0;
+                }
+                if (p[2] < 0x80) {
+                        *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)(p[1] & 0x7f) << 7 |
+                             (uint64_t)p[2] << 14;
+                        *pp = p + 3;
+                        return 0;
+                }
         }
         return proto_get_uvarint(pp, end, v);
 }
 
-static const char *rd_string(const struct fr_parser *r, uint64_t id)
+/*
+ * Strings and stacks are looked up for every argument that names one.  The
+ * runtime numbers them densely, so once a generation's tables are read
+ * (phase 1) an id usually indexes a plain array (rd_dense_build); the hash
+ * maps remain for sparse ids, which any producer may use.
+ */
+static inline const char *rd_string(const struct fr_parser *r, uint64_t id)
 {
+        if (r->sdense_n) {
+                uint64_t k = id - r->sdense_min;
+                uint32_t off = k < r->sdense_n ? r->sdense[k] : RD_NONE;
+                return off == RD_NONE ? NULL : r->sarena + off;
+        }
         uint32_t i = rd_map_get(&r->strmap, id);
         return i == RD_NONE ? NULL : r->sarena + r->strs[i].off;
 }
 
-/*
- * Decodes the batch event at *pp.  *time is the thread's clock before the
- * event and is advanced by its delta.  With check set (phase 2) the type and
- * every reference are validated; phase 3 decodes bytes phase 2 accepted.
- *
- * This is the parser's inner loop, run twice per event.  The per-type plan
- * (rd_plan_init) keeps it to one tight varint loop; only the arguments that
- * need more than a varint (strings, stacks, states, signed values, bytes)
- * take a second look.
- */
-static int rd_event(struct fr_parser *r, const uint8_t **pp, const uint8_t *end, uint64_t *time,
-                    uint32_t thread, struct fr_event *ev, int check)
+static inline int rd_stack_defined(const struct fr_parser *r, uint64_t id)
 {
+        if (r->kdense_n) {
+                uint64_t k = id - r->kdense_min;
+                return k < r->kdense_n && r->kdense[k] != RD_NONE;
+        }
+        return rd_map_get(&r->stkmap, id) != RD_NONE;
+}
+
+/*
+ * What each event type's arguments are, from the event table: decoding an
+ * event of a type known at compile time (rd_decode below, always inlined
+ * with a constant type) then unrolls into straight-line code per type.
+ */
+struct rd_kinds {
+        uint8_t nargs;
+        uint8_t kind[PROTO_MAX_ARGS];
+};
+
+#define RD_KIND_A_(kind, name) kind,
+#define RD_KIND_X_(name, code, where, doc, ...)                                                    \
+        [code] = {sizeof((const uint8_t[]){__VA_ARGS__}), {__VA_ARGS__}},
+static const struct rd_kinds rd_kinds[256] = {PROTO_EVENTS(RD_KIND_X_, RD_KIND_A_)};
+#undef RD_KIND_X_
+#undef RD_KIND_A_
+
+/*
+ * Decodes the batch event at *pp, of the given type (a constant).  *time is
+ * the thread's clock before the event and is advanced by its delta.  With
+ * check set (phase 2) every reference is validated; phase 3 decodes bytes
+ * phase 2 accepted.  Errors are found in the order they always were: the
+ * encoding of every argument first, then the time, then each argument's
+ * meaning in argument order.
+ */
+static inline __attribute__((always_inline)) int
+rd_decode(struct fr_parser *r, const uint8_t **pp, const uint8_t *end, uint64_t *time,
+          uint32_t thread, struct fr_event *ev, const int check, const uint8_t type)
+{
+        const struct rd_kinds *k = &rd_kinds[type];
         const uint8_t *p = *pp;
         uint32_t off = (uint32_t)(p - r->blob);
-        uint8_t type = *p++;
-        const struct rd_plan *pl = &r->plan[type];
-        const struct proto_event_spec *spec = pl->spec;
         uint64_t *a = ev->args;
-        unsigned i;
 
-        if (check) {
-                if (!spec)
-                        return rd_fail(r, -EBADMSG, off, thread, "unknown event type 0x%02x",
-                                       type);
-                if (!pl->batch)
-                        return rd_fail(r, -EBADMSG, off, thread, "%s record inside a batch",
-                                       spec->name);
-        }
+        p++;
         ev->type = type;
-        ev->spec = spec;
+        ev->spec = r->plan[type].spec;
         ev->tid = r->th[thread].tid;
         ev->offset = r->base + off;
-        /* Fixed-size clears compile to a few vector stores. */
-        memset(ev->args, 0, sizeof(ev->args));
-        memset(ev->str, 0, sizeof(ev->str));
-        memset(ev->bytes, 0, sizeof(ev->bytes));
-        for (i = 0; i < pl->nargs; i++) {
-                if (p < end && *p < 0x80)
-                        a[i] = *p++;
-                else if (proto_get_uvarint(&p, end, &a[i]) < 0)
+        if (!check) {
+                /* Delivered events have every unused slot zero. */
+                memset(ev->args, 0, sizeof(ev->args));
+                memset(ev->str, 0, sizeof(ev->str));
+                memset(ev->bytes, 0, sizeof(ev->bytes));
+        }
+        /* Constant per type: unrolled, every kind test below folds away. */
+#pragma GCC unroll 8
+        for (unsigned i = 0; i < k->nargs; i++) {
+                if (rd_uvarint(&p, end, &a[i]) < 0)
                         goto truncated;
-                if (pl->bytes & (1u << i)) {
+                if (k->kind[i] == PA_BYTES) {
                         if (a[i] > (uint64_t)(end - p))
                                 goto truncated;
                         ev->bytes[i] = p;
@@ -536,44 +591,93 @@ static int rd_event(struct fr_parser *r, const uint8_t **pp, const uint8_t *end,
         /* Argument 0 of every batch event is ts (test-protocol-table checks). */
         if (a[0] > UINT64_MAX - *time)
                 return rd_fail(r, -EBADMSG, off, thread, "%s: time overflows 64 bits",
-                               spec->name);
+                               ev->spec->name);
         *time += a[0];
         a[0] = ev->time = *time;
 
-        for (unsigned m = pl->fixup; m; m &= m - 1) {
-                i = (unsigned)__builtin_ctz(m);
-                switch (spec->args[i].kind) {
-                case PA_SINT:
-                        a[i] = (uint64_t)proto_unzigzag(a[i]);
-                        break;
+#pragma GCC unroll 8
+        for (unsigned i = 1; i < k->nargs; i++) {
+                switch (k->kind[i]) {
+                case PA_SINT: a[i] = (uint64_t)proto_unzigzag(a[i]); break;
                 case PA_STR:
                         if (a[i]) {
                                 ev->str[i] = rd_string(r, a[i]);
-                                if (!ev->str[i])
+                                if (check && !ev->str[i])
                                         return rd_fail(r, -EPROTO, off, thread,
                                                        "%s: string %llu is not defined",
-                                                       spec->name, ULL(a[i]));
+                                                       ev->spec->name, ULL(a[i]));
+                        } else if (check) {
+                                ev->str[i] = NULL;
                         }
                         break;
                 case PA_STACK:
-                        if (check && a[i] && rd_map_get(&r->stkmap, a[i]) == RD_NONE)
+                        if (check && a[i] && !rd_stack_defined(r, a[i]))
                                 return rd_fail(r, -EPROTO, off, thread,
-                                               "%s: stack %llu is not defined", spec->name,
+                                               "%s: stack %llu is not defined", ev->spec->name,
                                                ULL(a[i]));
                         break;
                 case PA_STATE:
                         if (check && (a[i] < 1 || a[i] > PROTO_FIBER_STATE_MAX))
                                 return rd_fail(r, -EBADMSG, off, thread,
-                                               "%s: no fiber state %llu", spec->name, ULL(a[i]));
+                                               "%s: no fiber state %llu", ev->spec->name,
+                                               ULL(a[i]));
                         break;
-                default:
-                        break;
+                default: break;
                 }
         }
         *pp = p;
         return 0;
 truncated:
-        return rd_fail(r, -EBADMSG, off, thread, "truncated or malformed %s event", spec->name);
+        return rd_fail(r, -EBADMSG, off, thread, "truncated or malformed %s event",
+                       ev->spec->name);
+}
+
+/*
+ * The event at *pp, whatever its type: one switch to the decoder of its
+ * type.  Phase 2 calls it with check set (unknown types and records that do
+ * not belong in a batch are errors); phase 3 only ever sees bytes phase 2
+ * accepted.
+ */
+#define RD_CASE_(name, code, where, doc, ...)                                                      \
+        case code:                                                                                 \
+                if (where == 'S')                                                                  \
+                        goto structural;                                                           \
+                return rd_decode(r, pp, end, time, thread, ev, check, code);
+#define RD_NOARG_(kind, name)
+
+static inline __attribute__((always_inline)) int rd_event(struct fr_parser *r,
+                                                           const uint8_t **pp,
+                                                           const uint8_t *end, uint64_t *time,
+                                                           uint32_t thread, struct fr_event *ev,
+                                                           const int check)
+{
+        uint8_t type = **pp;
+        uint32_t off = (uint32_t)(*pp - r->blob);
+
+        switch (type) {
+                PROTO_EVENTS(RD_CASE_, RD_NOARG_)
+        default: break;
+        }
+        return rd_fail(r, -EBADMSG, off, thread, "unknown event type 0x%02x", type);
+structural:
+        return rd_fail(r, -EBADMSG, off, thread, "%s record inside a batch",
+                       r->plan[type].spec->name);
+}
+#undef RD_CASE_
+#undef RD_NOARG_
+
+/* The two instances: the checking one (phase 2) and the trusting one
+ * (phase 3), each with the per-type decoders inlined once. */
+static int rd_event_check(struct fr_parser *r, const uint8_t **pp, const uint8_t *end,
+                          uint64_t *time, uint32_t thread, struct fr_event *ev)
+{
+        return rd_event(r, pp, end, time, thread, ev, 1);
+}
+
+static int rd_event_fast(struct fr_parser *r, const uint8_t **pp, const uint8_t *end,
+                         uint64_t *time, uint32_t thread, struct fr_event *ev)
+{
+        return rd_event(r, pp, end, time, thread, ev, 0);
 }
 
 /* ---- phase 1: the top-level records -------------------------------------- */
@@ -628,6 +732,7 @@ static int rd_string_record(struct fr_parser *r, uint32_t off, uint64_t id, cons
             rd_map_put(&r->budget, &r->strmap, id, (uint32_t)r->nstrs) < 0)
                 return rd_oom(r);
         s = &r->strs[r->nstrs++];
+        s->id = id;
         s->off = (uint32_t)r->nsarena;
         s->len = (uint32_t)len;
         memcpy(r->sarena + r->nsarena, data, len);
@@ -652,6 +757,7 @@ static int rd_stack_record(struct fr_parser *r, uint32_t off, uint64_t id, const
             rd_map_put(&r->budget, &r->stkmap, id, (uint32_t)r->nstks) < 0)
                 return rd_oom(r);
         s = &r->stks[r->nstks++];
+        s->id = id;
         s->off = (uint32_t)r->npcs;
         s->n = 0;
         while (p < end) {
@@ -662,6 +768,59 @@ static int rd_stack_record(struct fr_parser *r, uint32_t off, uint64_t id, const
                 r->pcs[r->npcs++] = pc;
                 s->n++;
         }
+        return 0;
+}
+
+/*
+ * Dense indexes (see rd_string): built when a table's ids span at most about
+ * twice their number, else *ret_n stays 0 and lookups use the hash map.
+ * rd_dense_span() finds the span; the callers fill the entries.
+ */
+static int rd_dense_span(struct fr_parser *r, uint32_t **arr, size_t *cap, uint64_t min,
+                         uint64_t max, size_t n, size_t *ret_span)
+{
+        *ret_span = 0;
+        if (n == 0 || max - min >= 2 * (uint64_t)n + 64)
+                return 0;
+        size_t span = (size_t)(max - min + 1);
+        if (rd_reserve(&r->budget, (void **)arr, cap, span, sizeof(**arr)) < 0)
+                return rd_oom(r);
+        memset(*arr, 0xff, span * sizeof(**arr)); /* RD_NONE */
+        *ret_span = span;
+        return 0;
+}
+
+static int rd_dense_build(struct fr_parser *r)
+{
+        uint64_t min = UINT64_MAX, max = 0;
+        size_t span;
+        int rc;
+
+        for (size_t i = 0; i < r->nstrs; i++) {
+                min = r->strs[i].id < min ? r->strs[i].id : min;
+                max = r->strs[i].id > max ? r->strs[i].id : max;
+        }
+        rc = rd_dense_span(r, &r->sdense, &r->csdense, min, max, r->nstrs, &span);
+        if (rc < 0)
+                return rc;
+        for (size_t i = 0; span && i < r->nstrs; i++)
+                r->sdense[r->strs[i].id - min] = r->strs[i].off;
+        r->sdense_min = min;
+        r->sdense_n = span;
+
+        min = UINT64_MAX;
+        max = 0;
+        for (size_t i = 0; i < r->nstks; i++) {
+                min = r->stks[i].id < min ? r->stks[i].id : min;
+                max = r->stks[i].id > max ? r->stks[i].id : max;
+        }
+        rc = rd_dense_span(r, &r->kdense, &r->ckdense, min, max, r->nstks, &span);
+        if (rc < 0)
+                return rc;
+        for (size_t i = 0; span && i < r->nstks; i++)
+                r->kdense[r->stks[i].id - min] = (uint32_t)i;
+        r->kdense_min = min;
+        r->kdense_n = span;
         return 0;
 }
 
@@ -1064,7 +1223,7 @@ static int rd_decode_batches(struct fr_parser *r)
                 while (p < end) {
                         uint32_t pos = (uint32_t)(p - r->blob);
 
-                        rc = rd_event(r, &p, end, &time, b->thread, &ev, 1);
+                        rc = rd_event_check(r, &p, end, &time, b->thread, &ev);
                         if (rc < 0)
                                 return rc;
                         r->g.nevents++;
@@ -1209,7 +1368,7 @@ static int rd_advance(struct fr_parser *r, uint32_t ti)
                         t->time = r->bt[nb].base;
                 }
                 p = r->blob + t->pos;
-                rc = rd_event(r, &p, r->blob + t->end, &t->time, ti, &t->head, 0);
+                rc = rd_event_fast(r, &p, r->blob + t->end, &t->time, ti, &t->head);
                 if (rc < 0)
                         return rc;
                 t->pos = (uint32_t)(p - r->blob);
@@ -1439,7 +1598,7 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                 uint64_t time = 0;
                 struct fr_event ev;
 
-                rc = rd_event(r, &p, r->blob + r->len, &time, s->thread, &ev, 0);
+                rc = rd_event_fast(r, &p, r->blob + r->len, &time, s->thread, &ev);
                 if (rc < 0)
                         return rc;
                 ev.time = ev.args[0] = s->time;
@@ -1579,6 +1738,8 @@ void fr_parser_free(struct fr_parser *r)
         fr_free(r->strs);
         fr_free(r->sarena);
         rd_map_done(&r->strmap);
+        fr_free(r->sdense);
+        fr_free(r->kdense);
         fr_free(r->stks);
         fr_free(r->pcs);
         rd_map_done(&r->stkmap);
@@ -1609,6 +1770,7 @@ static void rd_reset(struct fr_parser *r, const uint8_t *blob, size_t len, uint6
         r->g.size = len;
         r->g.priv_ = r;
         r->nstrs = r->nsarena = r->nstks = r->npcs = 0;
+        r->sdense_n = r->kdense_n = 0;
         r->nth = r->ntids = r->nbt = r->nfb = r->ntk = r->nst = r->nheap = 0;
         rd_map_clear(&r->strmap);
         rd_map_clear(&r->stkmap);
@@ -1642,6 +1804,9 @@ int fr_parser_parse(struct fr_parser *r, const uint8_t *blob, size_t len, uint64
                 r->blob = empty; /* so that blob + 0 is defined */
         }
         rc = rd_index(r);
+        if (rc < 0)
+                return rc;
+        rc = rd_dense_build(r);
         if (rc < 0)
                 return rc;
         r->g.nbatches = r->nbt;
