@@ -4,15 +4,20 @@
 #   1. Release (warnings as errors, hardening flags): every test.
 #   2. ASan + UBSan: every test.
 #   3. TSan: the tests labelled "concurrency".
+#   4. Fuzz (only where clang's libFuzzer works): every libFuzzer target
+#      replays its seed corpus, then fuzzes for FUZZ_SECONDS (default 20)
+#      on a scratch copy of it; a crash, leak or timeout fails the step and
+#      leaves the input in build-test/fuzz-artifacts/.
 #
 # Build trees live under the checkout in build-test/ (override with
 # GTRACE_TEST_BUILD_ROOT), so a fresh clone needs nothing but this script.
 # Installs missing Debian packages first when run as root.
 #
 #   scripts/test.sh                 all three
-#   scripts/test.sh release|asan|tsan ...   only the named ones
+#   scripts/test.sh release|asan|tsan|fuzz ...   only the named ones
 #
-# Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments).
+# Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments),
+# FUZZ_SECONDS (per fuzz target, default 20; 0 replays the seeds only).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,13 +29,13 @@ extra_ctest=(${CTEST_ARGS:-})
 if [ "$#" -gt 0 ]; then
         variants=("$@")
 else
-        variants=(release asan tsan)
+        variants=(release asan tsan fuzz)
 fi
 for v in "${variants[@]}"; do
         case "$v" in
-        release | asan | tsan) ;;
+        release | asan | tsan | fuzz) ;;
         *)
-                echo "usage: $0 [release|asan|tsan]..." >&2
+                echo "usage: $0 [release|asan|tsan|fuzz]..." >&2
                 exit 2
                 ;;
         esac
@@ -138,6 +143,68 @@ run_variant() {
         return 0
 }
 
+# run_fuzz: builds the libFuzzer targets with clang (ASan+UBSan), replays
+# each seed corpus (the seeds must pass before any fuzzing), then fuzzes
+# each target for a bounded time on a scratch copy of its corpus, so the
+# checkout never changes.  Skipped, and reported, where libFuzzer is
+# missing (clang and libclang-rt-14-dev provide it).
+run_fuzz() {
+        local dir=$build_root/fuzz art=$build_root/fuzz-artifacts seconds=${FUZZ_SECONDS:-20}
+        local probe t rc=0 targets=()
+        probe=$(mktemp -d)
+        printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' >"$probe/p.c"
+        if ! command -v clang >/dev/null || ! clang -fsanitize=fuzzer "$probe/p.c" -o "$probe/p" >/dev/null 2>&1; then
+                rm -rf "$probe"
+                echo "=== fuzz: skipped (clang's libFuzzer is not available)"
+                summary+=("fuzz: skipped, no libFuzzer")
+                return 0
+        fi
+        rm -rf "$probe"
+        echo "=== fuzz: configure and build ($dir)"
+        if ! CC=clang cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGTRACE_FUZZ=ON \
+                -DGTRACE_SANITIZE=address,undefined >"$build_root/fuzz-cmake.log" 2>&1; then
+                cat "$build_root/fuzz-cmake.log"
+                summary+=("fuzz: CONFIGURE FAILED")
+                failed=1
+                return 0
+        fi
+        for t in "$root"/tests/fuzz/corpus/*/; do
+                targets+=("$(basename "$t")")
+        done
+        if ! cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
+                summary+=("fuzz: BUILD FAILED")
+                failed=1
+                return 0
+        fi
+        mkdir -p "$art"
+        local bad=()
+        for t in "${targets[@]}"; do
+                local bin=$dir/tests/$t scratch
+                scratch=$(mktemp -d)
+                cp -R "$root/tests/fuzz/corpus/$t/." "$scratch/"
+                echo "=== fuzz: $t: seeds, then ${seconds} s"
+                if ! "$bin" -close_fd_mask=3 -timeout=25 -artifact_prefix="$art/$t-" -runs=0 \
+                        "$scratch" >"$build_root/fuzz-$t.log" 2>&1; then
+                        tail -n 40 "$build_root/fuzz-$t.log"
+                        bad+=("$t (seeds)")
+                elif [ "$seconds" -gt 0 ] && ! "$bin" -close_fd_mask=3 -timeout=25 \
+                        -artifact_prefix="$art/$t-" -max_total_time="$seconds" "$scratch" \
+                        >>"$build_root/fuzz-$t.log" 2>&1; then
+                        tail -n 40 "$build_root/fuzz-$t.log"
+                        bad+=("$t")
+                fi
+                rm -rf "$scratch"
+        done
+        if [ "${#bad[@]}" -gt 0 ]; then
+                summary+=("fuzz: FAILED: ${bad[*]} (inputs in $art)")
+                failed=1
+                rc=1
+        else
+                summary+=("fuzz: ${#targets[@]} targets, seeds and ${seconds} s each, no crash")
+        fi
+        return $rc
+}
+
 mkdir -p "$build_root"
 for v in "${variants[@]}"; do
         case "$v" in
@@ -150,6 +217,9 @@ for v in "${variants[@]}"; do
         tsan)
                 tsan_probe || { summary+=("tsan: TSan does not work on this machine"); failed=1; continue; }
                 run_variant tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGTRACE_SANITIZE=thread -- -L concurrency
+                ;;
+        fuzz)
+                run_fuzz || true
                 ;;
         esac
 done
