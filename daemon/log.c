@@ -51,6 +51,8 @@ static const char *level_name(int level)
 }
 
 static void log_vemit(int level, int error, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
+static void log_vemit(int level, int error, const char *fmt, va_list ap)
 {
         char msg[2048];
         /* %m in fmt is glibc's strerror(errno): point errno at the error. */
