@@ -10,8 +10,8 @@
  */
 #include "internal.h"
 
-/* Frames of our own to skip: gt_unwind's caller (stack_id in trace.c) and
- * the public gtrace_* function that called it. */
+/* Frames of our own to skip: gt_unwind's caller (stack_capture in trace.c)
+ * and the public gtrace_* function that called it. */
 #define OWN_FRAMES 2
 
 __attribute__((noinline)) uint32_t gt_unwind(uint64_t *pcs, uint32_t max, uintptr_t lo,

@@ -563,11 +563,15 @@ static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_
 
 /* ---- stacks ---------------------------------------------------------------- */
 
-static __attribute__((noinline)) uint64_t stack_id(struct gt_thread *t, enum gtrace_event_kind k,
-                                                   uint64_t gen)
+static uint64_t stack_capture(struct gt_thread *t, uint64_t gen);
+
+/* The stack id for an event of kind k: 0 unless stacks are on for k.  The
+ * check is inline; the capture is out of line, and must stay one call deep
+ * from the public function (gt_unwind skips a fixed number of frames). */
+#define stack_id(t, k, gen) ((gt.stack_mask & (1u << (k))) ? stack_capture(t, gen) : 0)
+
+static __attribute__((noinline)) uint64_t stack_capture(struct gt_thread *t, uint64_t gen)
 {
-        if (!(gt.stack_mask & (1u << k)))
-                return 0;
         uint64_t pcs[GT_MAX_STACK_DEPTH];
         uint32_t n = gt_unwind(pcs, gt.stack_depth, t->stack_lo, t->stack_hi);
         if (!n)
@@ -1172,8 +1176,10 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
         wr_exit(t);
 }
 
-/* block / yield / exit: transitions out of Running by the running thread. */
-static void fiber_leave(uint8_t type, uint32_t new_state, const char *reason)
+/* block / yield / exit: transitions out of Running by the running thread.
+ * Always inlined: stack capture counts a fixed number of our own frames. */
+static inline __attribute__((always_inline)) void fiber_leave(uint8_t type, uint32_t new_state,
+                                                             const char *reason)
 {
         EV_ENTER(t, gen);
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);

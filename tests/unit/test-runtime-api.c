@@ -91,6 +91,33 @@ START_TEST(test_api_env_bad_value)
 }
 END_TEST
 
+/* The innermost frame of a log's stack is the caller of gtrace_log, not
+ * gtrace's own code. */
+__attribute__((noinline)) static void log_from_here(void)
+{
+        gtrace_log("stack", "where am I");
+        __asm__ volatile("" ::: "memory"); /* keep the call from being a tail call */
+}
+
+START_TEST(test_stack_starts_at_caller)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 1000);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        log_from_here();
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("stack", path, sizeof(path)), 0);
+        gtrace_stop();
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_str_eq(s.last_log, "where am I");
+        uintptr_t fn = (uintptr_t)log_from_here;
+        ck_assert_msg(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256,
+                      "first frame %#llx is not inside log_from_here at %#llx",
+                      (unsigned long long)s.last_log_pc0, (unsigned long long)fn);
+}
+END_TEST
+
 START_TEST(test_limits_drops_counted)
 {
         /* Two 4 KiB chunks for the whole process and a long period: most
@@ -368,6 +395,7 @@ int main(void)
         tcase_add_test(core, test_api_start_twice_and_bad_options);
         tcase_add_test(core, test_api_env_bad_value);
         tcase_add_test(core, test_generation_self_contained);
+        tcase_add_test(core, test_stack_starts_at_caller);
         suite_add_tcase(suite, core);
         TCase *limits = tcase_create("limits");
         tcase_add_test(limits, test_limits_drops_counted);
