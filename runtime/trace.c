@@ -314,7 +314,10 @@ void gt_threads_done(void)
                 atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
                 atomic_store_explicit(&t->syscall, NULL, memory_order_relaxed);
                 atomic_store_explicit(&t->name, NULL, memory_order_relaxed);
+                /* Both point into the string/stack tables freed by this stop. */
                 memset(t->strcache, 0, sizeof(t->strcache));
+                t->last_stack = NULL;
+                t->last_stack_gen = 0;
         }
         pthread_mutex_unlock(&gt.threads_lock);
 }

@@ -118,6 +118,29 @@ START_TEST(test_stack_starts_at_caller)
 }
 END_TEST
 
+/* Regression: a thread's last-stack cache outlived gtrace_stop() and pointed
+ * into the freed stack table when tracing started again. */
+START_TEST(test_regress_stale_stack_cache_after_restart)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 1000);
+        for (int round = 0; round < 3; round++) {
+                ck_assert_int_eq(gtrace_start(&o), 0);
+                log_from_here();
+                /* Fill the fresh table so the old address is reused. */
+                for (int i = 0; i < 64; i++)
+                        gtrace_counter("filler", i);
+                char path[4096];
+                ck_assert_int_eq(gtrace_dump("restart", path, sizeof(path)), 0);
+                gtrace_stop();
+                struct rt_summary s;
+                ck_assert_int_eq(rt_read_dump(path, &s), 0);
+                uintptr_t fn = (uintptr_t)log_from_here;
+                ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+        }
+}
+END_TEST
+
 START_TEST(test_limits_drops_counted)
 {
         /* Two 4 KiB chunks for the whole process and a long period: most
@@ -396,6 +419,7 @@ int main(void)
         tcase_add_test(core, test_api_env_bad_value);
         tcase_add_test(core, test_generation_self_contained);
         tcase_add_test(core, test_stack_starts_at_caller);
+        tcase_add_test(core, test_regress_stale_stack_cache_after_restart);
         suite_add_tcase(suite, core);
         TCase *limits = tcase_create("limits");
         tcase_add_test(limits, test_limits_drops_counted);
