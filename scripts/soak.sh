@@ -69,6 +69,10 @@ for _ in $(seq 100); do
         sleep 0.1
 done
 
+# The bounds in force (GTRACED_ARGS may have changed them), for the summary.
+limits=$("${ctlc[@]}" --json status 2>/dev/null || echo '{}')
+max_total=$({ grep -oE '"max_total_bytes": *[0-9]+' <<<"$limits" || true; } | grep -oE '[0-9]+$' || echo "$max_total")
+
 # ---- producers: test-fault-prog, commands through a FIFO each ----------------
 declare -A ppid pfd
 serial=0
