@@ -295,7 +295,7 @@ static void flush_thread(void *ctx, struct gt_thread *t, struct gt_slot *s)
         struct gbuf *b = &fc->batches;
 
         for (struct gt_chunk *c = s->head; c; c = c->next) {
-                uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
+                uint32_t used = gt_chunk_used(s, c);
                 bool last = c->next == NULL;
                 gb_u8(b, PROTO_EV_BATCH);
                 gb_uv(b, t->tid);

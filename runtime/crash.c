@@ -5,7 +5,7 @@
  * When the process is about to die, the most valuable data is the current,
  * unfinished generation: the last moments before the crash.  The handler
  * seals it without locks or allocation -- every thread's committed bytes
- * (chunk->used only ever covers complete events, so each thread contributes a
+ * (a slot's cursor only ever moves past complete events, so each thread contributes a
  * consistent prefix of its stream), the status events the advancer wrote for
  * this generation, the strings and stacks it references -- and hands it,
  * with the ring, to gtraced (CRASH) or writes a crash dump itself.
@@ -182,11 +182,11 @@ size_t gt_seal_current(uint8_t *buf, size_t cap)
                         struct gt_slot *s = &t->slot[gen & 1];
                         if (s->gen != gen)
                                 continue;
-                        if (!have_status && (!s->head || !atomic_load(&s->head->used) ||
+                        if (!have_status && (!s->head || !gt_chunk_used(s, s->head) ||
                                              s->head->data[0] != PROTO_EV_THREAD_STATUS))
                                 continue;
                         for (struct gt_chunk *c = s->head; c; c = c->next) {
-                                uint32_t used = atomic_load_explicit(&c->used, memory_order_relaxed);
+                                uint32_t used = gt_chunk_used(s, c);
                                 sb_u8(&b, PROTO_EV_BATCH);
                                 sb_uv(&b, t->tid);
                                 sb_uv(&b, c->base);

@@ -100,7 +100,8 @@ uint32_t gt_unwind(uint64_t *pcs, uint32_t max, uintptr_t lo, uintptr_t hi);
 struct gt_chunk {
         struct gt_chunk *next;  /* within the slot, oldest first */
         uint32_t index;         /* in the pool */
-        _Atomic uint32_t used;  /* bytes of complete events (read by the crash handler) */
+        _Atomic uint32_t used;  /* bytes of events, set when the chunk is full; for the
+                                   slot's tail, gt_chunk_used() */
         uint64_t base;          /* time the first delta counts from */
         uint8_t data[];
 };
@@ -110,7 +111,7 @@ struct gt_slot {
         uint64_t gen;           /* generation this slot holds; 0 = empty */
         struct gt_chunk *head;
         struct gt_chunk *tail;  /* the chunk being written */
-        uint8_t *pos;           /* write cursor in tail */
+        _Atomic(uint8_t *) pos; /* write cursor in tail (the crash handler reads it) */
         uint8_t *end;
         uint64_t last;          /* time of the previous event */
         uint64_t nevents;
@@ -287,6 +288,14 @@ void gt_threads_done(void);
 void gt_flush_threads(uint64_t gen, void (*fn)(void *ctx, struct gt_thread *t, struct gt_slot *s),
                       void *ctx);
 void gt_chunk_put(struct gt_chunk *c);
+/* Bytes of complete events in c, one of s's chunks (the tail's length is
+ * the slot's cursor; a full chunk's was recorded when it filled). */
+static inline uint32_t gt_chunk_used(const struct gt_slot *s, const struct gt_chunk *c)
+{
+        if (c == s->tail)
+                return (uint32_t)(atomic_load_explicit(&s->pos, memory_order_relaxed) - c->data);
+        return atomic_load_explicit(&c->used, memory_order_relaxed);
+}
 /* Status handshake for every live thread at the start of gen; writes into
  * gt.status_buf through the callbacks in advance.c. */
 void gt_threads_status(uint64_t gen);

@@ -472,10 +472,16 @@ static inline uint64_t ts_delta(struct gt_slot *s, uint64_t now)
         return d;
 }
 
+/* The write cursor.  Atomic (relaxed: plain moves) only because the crash
+ * handler reads it from another thread; everything else is the owner's. */
+static inline uint8_t *slot_pos(const struct gt_slot *s)
+{
+        return atomic_load_explicit(&s->pos, memory_order_relaxed);
+}
+
 static inline void ev_commit(struct gt_slot *s, uint8_t *p)
 {
-        s->pos = p;
-        atomic_store_explicit(&s->tail->used, (uint32_t)(p - s->tail->data), memory_order_relaxed);
+        atomic_store_explicit(&s->pos, p, memory_order_relaxed);
         s->nevents++;
 }
 
@@ -509,7 +515,7 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
         if (!c) {
                 if (first)
                         s->tail = NULL;
-                s->end = s->pos; /* no room: every further event here drops */
+                s->end = slot_pos(s); /* no room: every further event here drops */
                 goto drop;
         }
         uint32_t used = atomic_load_explicit(&gt.in_use, memory_order_relaxed);
@@ -519,13 +525,17 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
         c->base = first ? now : s->last;
         if (first)
                 s->last = now;
-        if (s->tail)
+        if (s->tail) {
+                /* The full chunk's length is final: record it, hand it on. */
+                atomic_store_explicit(&s->tail->used, (uint32_t)(slot_pos(s) - s->tail->data),
+                                      memory_order_relaxed);
                 s->tail->next = c;
-        else
+        } else {
                 s->head = c;
+        }
         s->tail = c;
         s->nchunks++;
-        s->pos = c->data;
+        atomic_store_explicit(&s->pos, c->data, memory_order_relaxed);
         s->end = (uint8_t *)c + gt.chunk_bytes;
 
         if (first) {
@@ -535,13 +545,11 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                 if (prev < gen && atomic_compare_exchange_strong_explicit(
                                           &t->status_gen, &prev, gen, memory_order_acq_rel,
                                           memory_order_acquire)) {
-                        uint8_t *p = write_thread_status(t, s, s->pos, gen, now);
-                        s->pos = p;
-                        atomic_store_explicit(&c->used, (uint32_t)(p - c->data),
-                                              memory_order_relaxed);
+                        uint8_t *p = write_thread_status(t, s, slot_pos(s), gen, now);
+                        atomic_store_explicit(&s->pos, p, memory_order_relaxed);
                 }
         }
-        if ((size_t)(s->end - s->pos) < need)
+        if ((size_t)(s->end - slot_pos(s)) < need)
                 goto drop; /* cannot happen with chunk_bytes >= 4 KiB; be safe */
         return s;
 drop:
@@ -559,7 +567,7 @@ drop:
 static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_t need)
 {
         struct gt_slot *s = &t->slot[gen & 1];
-        if (likely(s->gen == gen && (size_t)(s->end - s->pos) >= need))
+        if (likely(s->gen == gen && (size_t)(s->end - slot_pos(s)) >= need))
                 return s;
         return slot_room_slow(t, gen, need);
 }
@@ -827,7 +835,7 @@ GTRACE_API void gtrace_region_begin(const char *name)
                 uint64_t now = gt_clock_now();
                 struct gt_str *e = str_get(t, name, gen);
                 if (likely(s)) {
-                        uint8_t *p = s->pos;
+                        uint8_t *p = slot_pos(s);
                         *p++ = PROTO_EV_REGION_BEGIN;
                         p = put_u(p, ts_delta(s, now));
                         p = put_u(p, e->id);
@@ -854,7 +862,7 @@ GTRACE_API void gtrace_region_end(void)
                 struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
                 if (likely(s)) {
-                        uint8_t *p = s->pos;
+                        uint8_t *p = slot_pos(s);
                         *p++ = PROTO_EV_REGION_END;
                         p = put_u(p, ts_delta(s, now));
                         ev_commit(s, p);
@@ -872,7 +880,7 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
         uint64_t now = gt_clock_now();
         if (likely(s)) {
                 struct gt_str *e = str_get(t, name, gen);
-                uint8_t *p = s->pos;
+                uint8_t *p = slot_pos(s);
                 *p++ = PROTO_EV_COUNTER;
                 p = put_u(p, ts_delta(s, now));
                 p = put_u(p, e->id);
@@ -893,7 +901,7 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
         if (likely(s)) {
                 struct gt_str *e = str_get(t, category, gen);
                 uint64_t stk = stack_id(t, GTRACE_KIND_LOG, gen);
-                uint8_t *p = s->pos;
+                uint8_t *p = slot_pos(s);
                 *p++ = PROTO_EV_LOG;
                 p = put_u(p, ts_delta(s, now));
                 p = put_u(p, e->id);
@@ -919,7 +927,7 @@ GTRACE_API void gtrace_thread_name(const char *name)
         gt_str_mark(e, gen);
         atomic_store_explicit(&t->name, e, memory_order_relaxed);
         if (likely(s)) {
-                uint8_t *p = s->pos;
+                uint8_t *p = slot_pos(s);
                 *p++ = PROTO_EV_THREAD_NAME;
                 p = put_u(p, ts_delta(s, now));
                 p = put_u(p, e->id);
@@ -940,7 +948,7 @@ GTRACE_API void gtrace_syscall_begin(const char *name)
         struct gt_str *e = str_get(t, name, gen);
         if (likely(s)) {
                 uint64_t stk = stack_id(t, GTRACE_KIND_SYSCALL, gen);
-                uint8_t *p = s->pos;
+                uint8_t *p = slot_pos(s);
                 *p++ = PROTO_EV_SYSCALL_BEGIN;
                 p = put_u(p, ts_delta(s, now));
                 p = put_u(p, e->id);
@@ -959,7 +967,7 @@ GTRACE_API void gtrace_syscall_end(void)
                 struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
                 if (likely(s)) {
-                        uint8_t *p = s->pos;
+                        uint8_t *p = slot_pos(s);
                         *p++ = PROTO_EV_SYSCALL_END;
                         p = put_u(p, ts_delta(s, now));
                         ev_commit(s, p);
@@ -1006,7 +1014,7 @@ GTRACE_API uint64_t gtrace_task_begin(const char *name, uint64_t parent)
         }
         if (likely(s)) {
                 uint64_t stk = stack_id(t, GTRACE_KIND_TASK, gen);
-                uint8_t *p = s->pos;
+                uint8_t *p = slot_pos(s);
                 *p++ = PROTO_EV_TASK_BEGIN;
                 p = put_u(p, ts_delta(s, now));
                 p = put_u(p, id);
@@ -1033,7 +1041,7 @@ GTRACE_API void gtrace_task_end(uint64_t task)
                 if (orphan && t->slot[gen & 1].gen == gen) {
                         t->slot[gen & 1].lost_total++;
                 } else if (likely(s)) {
-                        uint8_t *p = s->pos;
+                        uint8_t *p = slot_pos(s);
                         uint64_t sg = atomic_load_explicit(&k->status_gen, memory_order_relaxed);
                         if (sg < gen && atomic_compare_exchange_strong_explicit(
                                                 &k->status_gen, &sg, gen, memory_order_acq_rel,
@@ -1086,7 +1094,7 @@ static void fiber_emit(struct gt_slot *s, struct gt_fiber *f, uint32_t prior, ui
                 f->seq_gen = gen;
                 f->seq = 0;
         }
-        uint8_t *p = s->pos;
+        uint8_t *p = slot_pos(s);
         uint64_t id = atomic_load_explicit(&f->id, memory_order_relaxed);
         if (!announced) {
                 struct gt_str *fn = atomic_load_explicit(&f->name, memory_order_relaxed);
@@ -1139,7 +1147,7 @@ GTRACE_API uint64_t gtrace_fiber_create(const char *name)
         f->lossy_gen = 0;
         if (likely(s)) {
                 uint64_t stk = stack_id(t, GTRACE_KIND_FIBER, gen);
-                uint8_t *p = s->pos;
+                uint8_t *p = slot_pos(s);
                 *p++ = PROTO_EV_FIBER_CREATE;
                 p = put_u(p, ts_delta(s, now));
                 p = put_u(p, id);
