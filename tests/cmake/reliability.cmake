@@ -12,15 +12,17 @@ gtrace_check_test(test-daemon-security SOURCES integration/test-daemon-security.
   ${FAULT_HARNESS} LIBS gtrace_flightrec TIMEOUT 120)
 add_dependencies(test-daemon-security gtraced test-fault-prog)
 
+# The fault tests also run under TSan (label concurrency): the daemon's loop
+# and dump threads under storms, restarts and hundreds of producers.
 gtrace_check_test(test-fault-daemon SOURCES integration/test-fault-daemon.c ${FAULT_HARNESS}
-  LIBS gtrace_flightrec TIMEOUT 180)
+  LIBS gtrace_flightrec LABELS concurrency TIMEOUT 300)
 add_dependencies(test-fault-daemon gtraced test-fault-prog)
 if(GTRACE_SANITIZE)
   target_compile_definitions(test-fault-daemon PRIVATE FAULT_SANITIZED=1)
 endif()
 
 gtrace_check_test(test-fault-producer SOURCES integration/test-fault-producer.c ${FAULT_HARNESS}
-  LIBS gtrace_flightrec TIMEOUT 180)
+  LIBS gtrace_flightrec LABELS concurrency TIMEOUT 180)
 add_dependencies(test-fault-producer gtraced test-fault-prog)
 
 # Hardened release binaries (the flags cmake/GtraceTarget.cmake applies to
