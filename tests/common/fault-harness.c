@@ -230,8 +230,7 @@ static int write_all(int fd, const void *buf, size_t len)
         return 0;
 }
 
-int fh_raw_producer(const char *sock, uint64_t claim_pid, uint64_t claim_uid,
-                    const char *command)
+int fh_raw_producer(const char *sock, uint64_t claim_pid, uint64_t claim_uid, const char *command)
 {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)

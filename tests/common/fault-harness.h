@@ -57,8 +57,7 @@ json_t *fh_dump_stats(const char *path);
 
 /* Sends HELLO as a producer claiming the given pid/uid/command (the daemon
  * must ignore the claims) and reads WELCOME.  The socket, or -errno. */
-int fh_raw_producer(const char *sock, uint64_t claim_pid, uint64_t claim_uid,
-                    const char *command);
+int fh_raw_producer(const char *sock, uint64_t claim_pid, uint64_t claim_uid, const char *command);
 /* Sends one GENERATION frame with a blob of len bytes for gen. */
 int fh_send_gen(int fd, uint64_t gen, uint32_t len);
 

@@ -57,9 +57,8 @@ static void round_trip(const struct gd_request *r)
         if (control_parse((const uint8_t *)text, strlen(text), &q2, err, sizeof(err)) != 0)
                 abort();
         free(text);
-        if (q2.cmd != r->cmd || q2.pid != r->pid || q2.all != r->all ||
-            q2.want_fd != r->want_fd || q2.has_reason != r->has_reason ||
-            strcmp(q2.reason, r->reason) != 0)
+        if (q2.cmd != r->cmd || q2.pid != r->pid || q2.all != r->all || q2.want_fd != r->want_fd ||
+            q2.has_reason != r->has_reason || strcmp(q2.reason, r->reason) != 0)
                 abort();
 }
 

@@ -40,8 +40,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_MAX_CONNS 3
-#define FUZZ_PID_TAG "@PID@@@"
+#define FUZZ_MAX_CONNS   3
+#define FUZZ_PID_TAG     "@PID@@@"
 #define FUZZ_PID_TAG_LEN 7
 
 static char dump_dir[64];

@@ -59,10 +59,10 @@ static void save_buf(const char *target, const char *name, struct buf *b)
 
 /* ---- fuzz-daemon inputs ---------------------------------------------------------- */
 
-#define F_FD 0x04
+#define F_FD      0x04
 #define F_GOOD_FD 0x08
-#define F_SHUT 0x10
-#define F_IDLE 0x20
+#define F_SHUT    0x10
+#define F_IDLE    0x20
 
 /* Bytes for connection k, in chunks of at most `piece` bytes; fd flags go
  * with the first chunk, shutdown and idle with the last. */
@@ -184,8 +184,7 @@ static void daemon_seeds(void)
         hello(&b, 0, PROTO_ROLE_PRODUCER, "fdproc");
         generation(&b, 0, 1, 300, 0);
         hello(&b, 1, PROTO_ROLE_CONTROL, "ctl");
-        request(&b, 1, "{\"command\":\"snapshot\",\"pid\":@PID@@@,\"fd\":true}",
-                F_FD | F_GOOD_FD);
+        request(&b, 1, "{\"command\":\"snapshot\",\"pid\":@PID@@@,\"fd\":true}", F_FD | F_GOOD_FD);
         request(&b, 1, "{\"command\":\"snapshot\",\"pid\":@PID@@@,\"fd\":true}", F_FD);
         request(&b, 1, "{\"command\":\"snapshot\",\"all\":true}", F_FD | F_GOOD_FD);
         small(&b, 0, f, proto_encode_goodbye(f, sizeof(f)), F_IDLE | F_SHUT);
@@ -263,7 +262,8 @@ static void control_seeds(void)
                 {"all-string", "{\"command\":\"snapshot\",\"all\":\"yes\"}"},
                 {"reason-number", "{\"command\":\"snapshot\",\"all\":true,\"reason\":5}"},
                 {"reason-nul", "{\"command\":\"snapshot\",\"all\":true,\"reason\":\"a\\u0000b\"}"},
-                {"reason-utf8", "{\"command\":\"snapshot\",\"all\":true,\"reason\":\"\\u00e9\\ud83d\\ude00\"}"},
+                {"reason-utf8",
+                 "{\"command\":\"snapshot\",\"all\":true,\"reason\":\"\\u00e9\\ud83d\\ude00\"}"},
                 {"duplicate", "{\"command\":\"status\",\"command\":\"list\"}"},
                 {"unknown", "{\"command\":\"frobnicate\"}"},
                 {"command-number", "{\"command\":3}"},
@@ -277,8 +277,9 @@ static void control_seeds(void)
         /* A reason of exactly the limit, and one byte over. */
         char big[PROTO_MAX_REASON + 100];
         for (int over = 0; over < 2; over++) {
-                int n = snprintf(big, sizeof(big), "{\"command\":\"snapshot\",\"all\":true,"
-                                                   "\"reason\":\"");
+                int n = snprintf(big, sizeof(big),
+                                 "{\"command\":\"snapshot\",\"all\":true,"
+                                 "\"reason\":\"");
                 for (unsigned k = 0; k < PROTO_MAX_REASON + (unsigned)over; k++)
                         big[n++] = 'r';
                 n += snprintf(big + n, sizeof(big) - (size_t)n, "\"}");
@@ -305,13 +306,33 @@ static void args_seed(const char *name, const char *conf, const char *const *arg
 
 static void args_seeds(void)
 {
-        const char *all[] = {"--socket", "/tmp/s.sock", "--dump-dir", "/tmp/d",
-                             "--generations", "20", "--max-process-bytes", "1M",
-                             "--max-total-bytes", "2G", "--max-uid-bytes", "512K",
-                             "--max-uid-processes", "8", "--retain-exited", "30",
-                             "--flush-timeout", "100", "--max-connections", "64",
-                             "--max-processes", "100", "--hello-timeout", "1000",
-                             "--log-level", "debug", NULL};
+        const char *all[] = {"--socket",
+                             "/tmp/s.sock",
+                             "--dump-dir",
+                             "/tmp/d",
+                             "--generations",
+                             "20",
+                             "--max-process-bytes",
+                             "1M",
+                             "--max-total-bytes",
+                             "2G",
+                             "--max-uid-bytes",
+                             "512K",
+                             "--max-uid-processes",
+                             "8",
+                             "--retain-exited",
+                             "30",
+                             "--flush-timeout",
+                             "100",
+                             "--max-connections",
+                             "64",
+                             "--max-processes",
+                             "100",
+                             "--hello-timeout",
+                             "1000",
+                             "--log-level",
+                             "debug",
+                             NULL};
         args_seed("all-flags", "", all);
         args_seed("config-file",
                   "# comment\n; other\ngenerations = 7\n  max-total-bytes=2G \r\n\n"
@@ -322,12 +343,13 @@ static void args_seeds(void)
         args_seed("config-bad-value", "flush-timeout = 5x\n", (const char *const[]){NULL});
         static const char nul_conf[] = "generations = 3\0 junk\nmax-processes = 2\n";
         save("fuzz-args", "config-nul", nul_conf, sizeof(nul_conf) - 1);
-        args_seed("sizes", "", (const char *const[]){"4K", "1.5M", "18446744073709551615G",
-                                                      "99999999999999999999", "0x10", "-1",
-                                                      " 5", "12X", "1KB", NULL});
-        args_seed("durations", "", (const char *const[]){"1.5s", "10ms", "2h", "3m", "250us",
-                                                          "1e300", "nan", "inf", "-5", "1e-9ns",
-                                                          NULL});
+        args_seed("sizes", "",
+                  (const char *const[]){"4K", "1.5M", "18446744073709551615G",
+                                        "99999999999999999999", "0x10", "-1", " 5", "12X", "1KB",
+                                        NULL});
+        args_seed("durations", "",
+                  (const char *const[]){"1.5s", "10ms", "2h", "3m", "250us", "1e300", "nan", "inf",
+                                        "-5", "1e-9ns", NULL});
         args_seed("help", "", (const char *const[]){"--help", NULL});
         args_seed("version", "", (const char *const[]){"--version", NULL});
         args_seed("missing-value", "", (const char *const[]){"--generations", NULL});

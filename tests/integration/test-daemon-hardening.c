@@ -56,8 +56,7 @@ static void check_binary(const char *path, int program)
         ck_assert_msg(has("DYN ("), "%s is not position independent", path);
 
         ck_assert_int_eq(readelf("-d", path), 0);
-        ck_assert_msg(has("BIND_NOW") || has("Flags: NOW"), "%s: no BIND_NOW (lazy binding)",
-                      path);
+        ck_assert_msg(has("BIND_NOW") || has("Flags: NOW"), "%s: no BIND_NOW (lazy binding)", path);
         if (program)
                 ck_assert_msg(has(" PIE"), "%s: FLAGS_1 lacks PIE", path);
         ck_assert_msg(!has("TEXTREL"), "%s has text relocations", path);

@@ -108,8 +108,7 @@ static int as_user_a(void *arg)
         /* Another user's process fails exactly like a pid never seen. */
         pid_t hidden[] = {a->other, a->roots};
         for (size_t i = 0; i < 2; i++) {
-                snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}",
-                         (int)hidden[i]);
+                snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}", (int)hidden[i]);
                 json_t *r = dh_request(D.sock, -1, req);
                 char want[64];
                 snprintf(want, sizeof(want), "no traced process with pid %d", (int)hidden[i]);
@@ -313,8 +312,7 @@ START_TEST(test_no_client_named_path)
         json_t *r = dh_request(D.sock, -1, req);
         ck_assert(json_is_true(json_object_get(r, "ok")));
         const char *path = dh_str(r, "path");
-        ck_assert_msg(strncmp(path, D.dumps, strlen(D.dumps)) == 0 &&
-                              path[strlen(D.dumps)] == '/',
+        ck_assert_msg(strncmp(path, D.dumps, strlen(D.dumps)) == 0 && path[strlen(D.dumps)] == '/',
                       "%s", path);
         ck_assert_ptr_null(strchr(path + strlen(D.dumps) + 1, '/'));
         ck_assert_int_ne(stat(evil, &st), 0);

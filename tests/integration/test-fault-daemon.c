@@ -167,8 +167,8 @@ START_TEST(test_daemon_sigkill_restart_under_load)
         const char *deep[] = {"--generations", "100000", NULL};
         start(deep);
         for (int i = 0; i < 2; i++) {
-                ck_assert_msg(dh_wait_until(prog_resent, &lc[i], 15000),
-                              "pid %d did not reconnect", (int)p[i].pid);
+                ck_assert_msg(dh_wait_until(prog_resent, &lc[i], 15000), "pid %d did not reconnect",
+                              (int)p[i].pid);
                 wait_proc(p[i].pid, "live", 2);
         }
         json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
@@ -198,8 +198,7 @@ START_TEST(test_daemon_sigkill_restart_under_load)
                 json_decref(snaps[i]);
                 struct fh_state st;
                 state_of(&p[i], &st);
-                ck_assert_msg(st.gap_us < MAX_APP_GAP_US, "application stalled %llu us",
-                              st.gap_us);
+                ck_assert_msg(st.gap_us < MAX_APP_GAP_US, "application stalled %llu us", st.gap_us);
         }
         for (int i = 0; i < 2; i++) {
                 int status = fh_prog_end(&p[i]);
@@ -211,9 +210,9 @@ END_TEST
 
 /* ---- stopped for seconds -------------------------------------------------------------- */
 
-#define STOP_RING_BYTES (1ull << 20)
+#define STOP_RING_BYTES   (1ull << 20)
 #define STOP_BUFFER_BYTES (4ull << 20)
-#define STOP_MS 2500
+#define STOP_MS           2500
 
 START_TEST(test_daemon_sigstop)
 {
@@ -238,8 +237,8 @@ START_TEST(test_daemon_sigstop)
          * all along: it runs, and its memory stays within its bounds. */
         while (dh_now_ms() - t0 < STOP_MS || st.gens_lost == 0) {
                 /* Drops start once the socket's buffer and the ring are
-                         * full: seconds here, much longer under a sanitizer on a
-                         * busy machine. */
+                 * full: seconds here, much longer under a sanitizer on a
+                 * busy machine. */
                 ck_assert_msg(dh_now_ms() - t0 < 60000,
                               "no generation dropped in 60 s: iters %llu gens %llu sent %llu "
                               "ring %llu bytes in %llu",
@@ -249,14 +248,13 @@ START_TEST(test_daemon_sigstop)
                 /* The ring keeps its newest generation even when that alone
                  * is above the bound (with these settings one is smaller). */
                 ck_assert_msg(st.ring_bytes <= STOP_RING_BYTES || st.ring_gens == 1,
-                              "ring %llu bytes in %llu generations", st.ring_bytes,
-                              st.ring_gens);
+                              "ring %llu bytes in %llu generations", st.ring_bytes, st.ring_gens);
                 ck_assert_uint_le(st.buffered, STOP_BUFFER_BYTES);
 #ifndef FAULT_SANITIZED
                 /* The bounds above plus slack for the allocator and stacks
                  * (sanitizers keep freed memory in quarantine: skipped). */
-                ck_assert_msg(st.rss_kb <= base.rss_kb + (STOP_RING_BYTES + STOP_BUFFER_BYTES) /
-                                                                 1024 +
+                ck_assert_msg(st.rss_kb <= base.rss_kb +
+                                                   (STOP_RING_BYTES + STOP_BUFFER_BYTES) / 1024 +
                                                    16 * 1024,
                               "rss %llu kB, was %llu kB", st.rss_kb, base.rss_kb);
 #endif
@@ -374,8 +372,7 @@ START_TEST(test_full_disk_tmpfs)
 {
         ck_assert_int_eq(dh_prepare(&D), 0);
         ck_assert_int_eq(mkdir(D.dumps, 0750), 0);
-        if (mount("gtrace-test", D.dumps, "tmpfs", MS_NOSUID | MS_NODEV, "size=1M,mode=0750") <
-            0) {
+        if (mount("gtrace-test", D.dumps, "tmpfs", MS_NOSUID | MS_NODEV, "size=1M,mode=0750") < 0) {
                 fprintf(stderr, "skipped: cannot mount a tmpfs (%s)\n", strerror(errno));
                 dh_cleanup(&D);
                 return;
@@ -422,8 +419,8 @@ END_TEST
 
 /* ---- a storm of control requests while dumps run ---------------------------------------- */
 
-#define STORM_CLIENTS 4
-#define STORM_REQUESTS 40
+#define STORM_CLIENTS   4
+#define STORM_REQUESTS  40
 #define STORM_PRODUCERS 4
 
 static pid_t storm_pids[STORM_PRODUCERS];
@@ -509,8 +506,7 @@ START_TEST(test_control_storm_during_dumps)
                 name[strcspn(name, "\n")] = 0;
                 char path[512];
                 snprintf(path, sizeof(path), "%s/%s", D.dumps, name);
-                ck_assert_msg(dh_dump_check(path, NULL, NULL) == 0, "%s is not a whole dump",
-                              path);
+                ck_assert_msg(dh_dump_check(path, NULL, NULL) == 0, "%s is not a whole dump", path);
                 if (checked++ < 3 && fh_have_gtracectl())
                         ck_assert_int_eq(fh_validate(path), 0);
         }

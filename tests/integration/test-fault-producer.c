@@ -116,8 +116,7 @@ static void bystander_start(struct bystander *b)
 {
         ck_assert_int_eq(dh_producer_spawn(&b->p, D.sock, "bystander", 0), 0);
         for (int i = 0; i < 3; i++)
-                ck_assert_int_eq(dh_producer_cmd(&b->p, 'g', 1000 + 100 * (uint32_t)i, NULL, 0),
-                                 0);
+                ck_assert_int_eq(dh_producer_cmd(&b->p, 'g', 1000 + 100 * (uint32_t)i, NULL, 0), 0);
         wait_proc(b->p.pid, "live", 3);
         json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
         b->entry = json_deep_copy(dh_find_proc(l, b->p.pid));
@@ -132,8 +131,14 @@ static void bystander_check(struct bystander *b)
 {
         json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
         json_t *now = dh_find_proc(l, b->p.pid);
-        const char *keys[] = {"state", "generations", "bytes", "first_ns", "last_ns",
-                              "events_lost", "generations_lost", "generations_evicted"};
+        const char *keys[] = {"state",
+                              "generations",
+                              "bytes",
+                              "first_ns",
+                              "last_ns",
+                              "events_lost",
+                              "generations_lost",
+                              "generations_evicted"};
         for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
                 ck_assert_msg(json_equal(json_object_get(now, keys[i]),
                                          json_object_get(b->entry, keys[i])),

@@ -78,9 +78,9 @@ static void *worker(void *arg)
                 gtrace_log("fault", "tick");
                 uint64_t d = now_ns() - t0;
                 unsigned long long w = atomic_load_explicit(&worst_gap_ns, memory_order_relaxed);
-                while (d > w && !atomic_compare_exchange_weak_explicit(
-                                        &worst_gap_ns, &w, d, memory_order_relaxed,
-                                        memory_order_relaxed))
+                while (d > w && !atomic_compare_exchange_weak_explicit(&worst_gap_ns, &w, d,
+                                                                       memory_order_relaxed,
+                                                                       memory_order_relaxed))
                         ;
                 atomic_fetch_add_explicit(&iters, 1, memory_order_relaxed);
         }
