@@ -118,6 +118,7 @@ struct gt_slot {
         uint64_t lost;          /* dropped, not yet reported by an EVENTS_LOST */
         uint64_t lost_total;    /* dropped in this generation */
         uint32_t nchunks;
+        bool lossy;             /* dropped one: drop the rest of this generation too */
 };
 
 struct gt_region {

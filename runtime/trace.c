@@ -508,8 +508,12 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                         slot_release(s);
                 memset(s, 0, sizeof(*s));
                 s->gen = gen;
-        } else if (!s->tail) {
-                goto drop; /* lossy for the rest of this generation */
+        } else if (s->lossy) {
+                /* Once an event is dropped, every later one of this generation
+                 * is too, even if chunks came back to the pool meanwhile: the
+                 * thread's stream must stay a consistent prefix (a region
+                 * whose begin was dropped must not show its end). */
+                goto drop;
         }
         struct gt_chunk *c = chunk_get();
         if (!c) {
@@ -553,6 +557,7 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                 goto drop; /* cannot happen with chunk_bytes >= 4 KiB; be safe */
         return s;
 drop:
+        s->lossy = true;
         s->lost++;
         s->lost_total++;
         return NULL;

@@ -141,6 +141,51 @@ START_TEST(test_regress_stale_stack_cache_after_restart)
 }
 END_TEST
 
+/* Regression: a thread that dropped an event could write again later in the
+ * same generation once the advancer had returned chunks to the pool, so a
+ * REGION_END could follow a dropped REGION_BEGIN ("REGION_END with no open
+ * region").  Several threads, a tiny pool, generations cut every ms. */
+static void *drop_worker(void *arg)
+{
+        (void)arg;
+        for (int i = 0; i < 200000; i++) {
+                gtrace_region_begin("outer");
+                gtrace_region_begin("inner");
+                gtrace_counter("c", i);
+                gtrace_region_end();
+                gtrace_region_end();
+        }
+        return NULL;
+}
+
+START_TEST(test_regress_drop_then_write_in_same_generation)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 20);
+        o.chunk_bytes = 4096;
+        o.max_buffer_bytes = 256 * 4096;
+        o.ring_generations = 1024;
+        o.ring_bytes = 1ull << 30;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        pthread_t th[3];
+        for (int i = 0; i < 3; i++)
+                pthread_create(&th[i], NULL, drop_worker, NULL);
+        for (int i = 0; i < 3; i++)
+                pthread_join(th[i], NULL);
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("drops", path, sizeof(path)), 0);
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        gtrace_stop();
+        ck_assert_uint_gt(st.events_lost, 0);
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN) + RT_COUNT(&s, REGION_END) +
+                                  RT_COUNT(&s, COUNTER) + s.lost,
+                          3 * 200000 * 5);
+}
+END_TEST
+
 START_TEST(test_limits_drops_counted)
 {
         /* Two 4 KiB chunks for the whole process and a long period: most
@@ -423,6 +468,7 @@ int main(void)
         suite_add_tcase(suite, core);
         TCase *limits = tcase_create("limits");
         tcase_add_test(limits, test_limits_drops_counted);
+        tcase_add_test(limits, test_regress_drop_then_write_in_same_generation);
         suite_add_tcase(suite, limits);
         TCase *proc = tcase_create("processes");
         tcase_set_timeout(proc, 60);
