@@ -278,6 +278,17 @@ struct gt_state {
 };
 
 extern struct gt_state gt;
+/* Bytes of complete events in c, one of s's chunks (the tail's length is
+ * the slot's cursor; a full chunk's was recorded when it filled).  The crash
+ * handler calls this on other threads' live slots: a cursor that has
+ * already moved on to the next chunk falls back to the recorded length. */
+static inline uint32_t gt_chunk_used(const struct gt_slot *s, const struct gt_chunk *c)
+{
+        const uint8_t *pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
+        if (c == s->tail && pos >= c->data && pos <= (const uint8_t *)c + gt.chunk_bytes)
+                return (uint32_t)(pos - c->data);
+        return atomic_load_explicit(&c->used, memory_order_relaxed);
+}
 extern __thread struct gt_thread *gt_self __attribute__((tls_model("initial-exec")));
 
 /* trace.c */
@@ -289,14 +300,7 @@ void gt_threads_done(void);
 void gt_flush_threads(uint64_t gen, void (*fn)(void *ctx, struct gt_thread *t, struct gt_slot *s),
                       void *ctx);
 void gt_chunk_put(struct gt_chunk *c);
-/* Bytes of complete events in c, one of s's chunks (the tail's length is
- * the slot's cursor; a full chunk's was recorded when it filled). */
-static inline uint32_t gt_chunk_used(const struct gt_slot *s, const struct gt_chunk *c)
-{
-        if (c == s->tail)
-                return (uint32_t)(atomic_load_explicit(&s->pos, memory_order_relaxed) - c->data);
-        return atomic_load_explicit(&c->used, memory_order_relaxed);
-}
+
 /* Status handshake for every live thread at the start of gen; writes into
  * gt.status_buf through the callbacks in advance.c. */
 void gt_threads_status(uint64_t gen);
