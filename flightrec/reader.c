@@ -348,10 +348,6 @@ struct rd_waits {
         uint32_t bits, n, stamp;
 };
 
-struct rd_heap_ent {
-        uint64_t time;
-        uint32_t ti;
-};
 
 struct rd_status {
         uint32_t pos; /* the event's type byte, relative to the blob */
@@ -421,8 +417,12 @@ struct fr_parser {
 
         struct rd_waits waits;
 
-        struct rd_heap_ent *heap;
-        size_t nheap, cheap;
+        /* Phase 3's winner tree (see rd_tree_set). */
+        uint32_t *wt;
+        size_t cwt;
+        uint64_t *wtime;
+        size_t cwtime;
+        uint32_t wleaves;
 
         uint32_t eog_off;
         uint64_t eog_gen, eog_batches, eog_events, eog_lost;
@@ -666,14 +666,7 @@ structural:
 #undef RD_CASE_
 #undef RD_NOARG_
 
-/* The two instances: the checking one (phase 2) and the trusting one
- * (phase 3), each with the per-type decoders inlined once. */
-static int rd_event_check(struct fr_parser *r, const uint8_t **pp, const uint8_t *end,
-                          uint64_t *time, uint32_t thread, struct fr_event *ev)
-{
-        return rd_event(r, pp, end, time, thread, ev, 1);
-}
-
+/* Out of line, for the few events decoded outside the main loops. */
 static int rd_event_fast(struct fr_parser *r, const uint8_t **pp, const uint8_t *end,
                          uint64_t *time, uint32_t thread, struct fr_event *ev)
 {
@@ -1223,7 +1216,7 @@ static int rd_decode_batches(struct fr_parser *r)
                 while (p < end) {
                         uint32_t pos = (uint32_t)(p - r->blob);
 
-                        rc = rd_event_check(r, &p, end, &time, b->thread, &ev);
+                        rc = rd_event(r, &p, end, &time, b->thread, &ev, 1);
                         if (rc < 0)
                                 return rc;
                         r->g.nevents++;
@@ -1285,7 +1278,6 @@ static int rd_check_totals(struct fr_parser *r)
 
 /* ---- phase 3: merge ------------------------------------------------------ */
 
-/* Heap entries carry their key, so sifting never touches the threads. */
 static inline int rd_key_before(uint64_t ta, uint32_t a, uint64_t tb, uint32_t b)
 {
         return ta < tb || (ta == tb && a < b);
@@ -1296,58 +1288,56 @@ static inline int rd_before(const struct fr_parser *r, uint32_t a, uint32_t b)
         return rd_key_before(r->th[a].head.time, a, r->th[b].head.time, b);
 }
 
-static void rd_heap_push(struct fr_parser *r, uint32_t ti)
+/*
+ * The merge takes next, among the threads whose head is ready, the one
+ * with the earliest (time, thread index).  A winner tree over all threads
+ * finds it: leaf wleaves + ti holds ti while its head is ready, else the
+ * sentinel wleaves, whose key (UINT64_MAX, wleaves) every real thread
+ * beats; each inner node holds the winner of its two children, wt[1] the
+ * overall one.  A thread whose head changes replays its path to the root:
+ * log2(threads) branch-free comparisons of keys kept side by side in
+ * wtime, whether it stays first (a run of one thread's events) or not.
+ */
+static inline uint32_t rd_win(const struct fr_parser *r, uint32_t a, uint32_t b)
 {
-        struct rd_heap_ent e = {r->th[ti].head.time, ti};
-        size_t i = r->nheap++;
-
-        while (i > 0) {
-                size_t parent = (i - 1) / 2;
-                if (!rd_key_before(e.time, e.ti, r->heap[parent].time, r->heap[parent].ti))
-                        break;
-                r->heap[i] = r->heap[parent];
-                i = parent;
-        }
-        r->heap[i] = e;
+        return rd_key_before(r->wtime[a], a, r->wtime[b], b) ? a : b;
 }
 
-/* Puts e at the root's place and restores the heap below it. */
-static void rd_heap_sift_down(struct fr_parser *r, struct rd_heap_ent e)
+static inline void rd_tree_set(struct fr_parser *r, uint32_t ti, int ready)
 {
-        size_t i = 0, n = r->nheap;
+        uint32_t i = r->wleaves + ti;
 
-        for (;;) {
-                size_t c = 2 * i + 1;
-                if (c >= n)
-                        break;
-                if (c + 1 < n && rd_key_before(r->heap[c + 1].time, r->heap[c + 1].ti,
-                                               r->heap[c].time, r->heap[c].ti))
-                        c++;
-                if (!rd_key_before(r->heap[c].time, r->heap[c].ti, e.time, e.ti))
-                        break;
-                r->heap[i] = r->heap[c];
-                i = c;
-        }
-        r->heap[i] = e;
+        r->wt[i] = ready ? ti : r->wleaves;
+        r->wtime[ti] = r->th[ti].head.time;
+        for (i >>= 1; i >= 1; i >>= 1)
+                r->wt[i] = rd_win(r, r->wt[2 * i], r->wt[2 * i + 1]);
 }
 
-static void rd_heap_pop(struct fr_parser *r)
+/* The thread to take next, RD_NONE when none is ready. */
+static inline uint32_t rd_tree_first(const struct fr_parser *r)
 {
-        struct rd_heap_ent last = r->heap[--r->nheap];
-
-        if (r->nheap > 0)
-                rd_heap_sift_down(r, last);
+        return r->wt[1] == r->wleaves ? RD_NONE : r->wt[1];
 }
 
-/* The root's thread has a new head: one sift instead of a pop and a push.
- * While that thread stays the earliest, this costs two comparisons. */
-static void rd_heap_replace_top(struct fr_parser *r, uint32_t ti)
+/* A tree with a leaf per thread, none ready. */
+static int rd_tree_init(struct fr_parser *r)
 {
-        rd_heap_sift_down(r, (struct rd_heap_ent){r->th[ti].head.time, ti});
+        uint32_t n = 1;
+
+        while (n < r->nth)
+                n *= 2;
+        if (RD_RESERVE(r->wt, r->cwt, 2 * (size_t)n) < 0 ||
+            RD_RESERVE(r->wtime, r->cwtime, (size_t)n + 1) < 0)
+                return rd_oom(r);
+        r->wleaves = n;
+        for (uint32_t i = 0; i < 2 * n; i++)
+                r->wt[i] = n;
+        r->wtime[n] = UINT64_MAX;
+        return 0;
 }
 
 /* Loads the thread's next non-status event into its head. */
-static int rd_advance(struct fr_parser *r, uint32_t ti)
+static inline __attribute__((always_inline)) int rd_advance(struct fr_parser *r, uint32_t ti)
 {
         struct rd_thread *t = &r->th[ti];
 
@@ -1368,7 +1358,7 @@ static int rd_advance(struct fr_parser *r, uint32_t ti)
                         t->time = r->bt[nb].base;
                 }
                 p = r->blob + t->pos;
-                rc = rd_event_fast(r, &p, r->blob + t->end, &t->time, ti, &t->head);
+                rc = rd_event(r, &p, r->blob + t->end, &t->time, ti, &t->head, 0);
                 if (rc < 0)
                         return rc;
                 t->pos = (uint32_t)(p - r->blob);
@@ -1463,7 +1453,7 @@ static void rd_wait_wake(struct fr_parser *r, uint64_t id, uint64_t need)
         sl->head = RD_NONE;
         while (w != RD_NONE) {
                 uint32_t next = r->th[w].parked_next;
-                rd_heap_push(r, w);
+                rd_tree_set(r, w, 1);
                 w = next;
         }
 }
@@ -1609,9 +1599,9 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                 }
         }
 
-        if (RD_RESERVE(r->heap, r->cheap, r->nth) < 0)
-                return rd_oom(r);
-        r->nheap = 0;
+        rc = rd_tree_init(r);
+        if (rc < 0)
+                return rc;
         for (uint32_t ti = 0; ti < r->nth; ti++) {
                 struct rd_thread *t = &r->th[ti];
 
@@ -1627,11 +1617,13 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                 if (rc < 0)
                         return rc;
                 if (t->has_head)
-                        rd_heap_push(r, ti);
+                        rd_tree_set(r, ti, 1);
         }
 
-        while (r->nheap > 0) {
-                uint32_t ti = r->heap[0].ti, fi = RD_NONE;
+        for (;;) {
+                uint32_t ti = rd_tree_first(r), fi = RD_NONE;
+                if (ti == RD_NONE)
+                        break;
                 struct rd_thread *t = &r->th[ti];
                 uint64_t begun = 0;
 
@@ -1640,7 +1632,7 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                         if (rc < 0)
                                 return rc;
                         if (rc == 0) {
-                                rd_heap_pop(r); /* waits until the fiber moves */
+                                rd_tree_set(r, ti, 0); /* waits until the fiber moves */
                                 continue;
                         }
                 } else if (t->head.type == PROTO_EV_TASK_END ||
@@ -1655,7 +1647,7 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                                 rc = rd_wait_park(r, ti, k->id, RD_WAIT_BEGUN);
                                 if (rc < 0)
                                         return rc;
-                                rd_heap_pop(r);
+                                rd_tree_set(r, ti, 0);
                                 continue;
                         }
                 }
@@ -1667,10 +1659,7 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                 rc = rd_advance(r, ti);
                 if (rc < 0)
                         return rc;
-                if (t->has_head)
-                        rd_heap_replace_top(r, ti);
-                else
-                        rd_heap_pop(r);
+                rd_tree_set(r, ti, t->has_head);
                 /* Wake whoever waited for what just happened. */
                 if (fi != RD_NONE) {
                         rd_wait_wake(r, r->fb[fi].id, r->fb[fi].seq);
@@ -1752,7 +1741,8 @@ void fr_parser_free(struct fr_parser *r)
         fr_free(r->tk);
         rd_map_done(&r->tkmap);
         fr_free(r->st);
-        fr_free(r->heap);
+        fr_free(r->wt);
+        fr_free(r->wtime);
         fr_free(r->waits.slots);
         fr_free(r);
 }
@@ -1771,7 +1761,7 @@ static void rd_reset(struct fr_parser *r, const uint8_t *blob, size_t len, uint6
         r->g.priv_ = r;
         r->nstrs = r->nsarena = r->nstks = r->npcs = 0;
         r->sdense_n = r->kdense_n = 0;
-        r->nth = r->ntids = r->nbt = r->nfb = r->ntk = r->nst = r->nheap = 0;
+        r->nth = r->ntids = r->nbt = r->nfb = r->ntk = r->nst = 0;
         rd_map_clear(&r->strmap);
         rd_map_clear(&r->stkmap);
         rd_map_clear(&r->thmap);
