@@ -17,9 +17,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "flightrec/reader.h"
@@ -42,6 +44,7 @@ struct fr_dump {
         uint8_t *blob;
         size_t cblob;
         struct fr_parser *parser;
+        struct fr_parser *parser2; /* fr_dump_parse_threaded's second slot */
         struct fr_dump_meta meta;
         uint8_t buf[DR_BUF_BYTES];
 };
@@ -358,6 +361,7 @@ void fr_dump_free(struct fr_dump *d)
         if (d->fd >= 0)
                 close(d->fd);
         fr_parser_free(d->parser);
+        fr_parser_free(d->parser2);
         fr_free(d->blob);
         fr_free(d);
 }
@@ -503,4 +507,534 @@ int fr_dump_parse(struct fr_dump *d, const struct fr_callbacks *cb, void *ctx,
                 if (r)
                         return r;
         }
+}
+
+/* ---- two threads: fr_dump_parse_threaded() ------------------------------- */
+
+/*
+ * The reading thread ("reader" below) runs fr_dump_next() and
+ * fr_parser_parse() exactly as fr_dump_parse() does, but its callbacks only
+ * record what they are given into a queue; the calling thread ("consumer")
+ * takes the queue in order and makes the real callbacks.  So the user's
+ * callbacks run on the calling thread, in the same order, with the same
+ * arguments, while the next events are being read, checked and merged on
+ * the other CPU.
+ *
+ * What a recorded event points to must outlive its recording: strings,
+ * stacks and thread names live in the parser, log messages in the
+ * generation blob.  So there are two of each (slots): generation N uses
+ * slot N % 2, and the reader takes a slot for generation N + 2 only once the
+ * consumer has finished generation N with it (its END record).  The reader
+ * is thus at most one generation ahead, and at most two generations (blob
+ * and tables) are in memory, plus the queue.
+ *
+ * The queue is a FIFO of chunks of records, at most DR_PIPE_MAX_CHUNKS of
+ * them: the reader makes events in bursts (a generation's merge) with
+ * pauses (reading and checking the next one), so it should hold a good part
+ * of a generation for the consumer to stay busy through the pauses.  A full
+ * queue makes the reader wait.  One mutex guards the queue's state; a chunk
+ * is handed over whole, so the lock is taken once per chunk, not per event.
+ * Before it waits for anything the reader hands over the chunk it is
+ * filling (the consumer may need what is in it to release a slot).
+ *
+ * A callback that returns non-zero on the consumer stops everything: the
+ * reader is told (cancel), stops at its next record or wait, and is joined.
+ */
+#define DR_PIPE_CHUNK (64u << 10)   /* bytes per chunk of records */
+#define DR_PIPE_MAX_CHUNKS 256      /* queue bound: 16 MiB */
+#define DR_PIPE_CANCELLED INT32_MIN /* the reader's callbacks, once cancelled */
+
+enum { PR_BEGIN = 1, PR_EVENT, PR_END, PR_ERROR, PR_DONE };
+
+/*
+ * Records are sequences of 64-bit words; the first is a head, kind |
+ * type << 8 | pos << 32.  An event record is
+ *   [0] head: PR_EVENT, its type, pos: its offset - the generation's
+ *   [1] tid   [2] time   then arguments 1..nargs-1, then a pointer for each
+ *   string argument and then for each bytes argument (at most PR_MAX_PTRS
+ *   of each);
+ * the rest are a struct pr_gen (PR_BEGIN, PR_END, with the slot in pos) or
+ * a struct pr_error (PR_ERROR, PR_DONE).  Copies are of fixed size, over
+ * the end of the record (a chunk keeps PR_SLACK bytes spare): an event
+ * costs a few stores on each side.
+ */
+#define PR_MAX_PTRS 2
+#define PR_SLACK ((3 + PROTO_MAX_ARGS + 2 * PR_MAX_PTRS) * sizeof(uint64_t))
+
+static inline uint64_t pr_head(unsigned kind, unsigned type, uint32_t pos)
+{
+        return kind | (uint64_t)type << 8 | (uint64_t)pos << 32;
+}
+
+struct pr_gen {
+        uint64_t head;
+        const struct fr_generation *g;
+};
+
+struct pr_error {
+        uint64_t head;
+        int code;
+        struct fr_error err;
+};
+
+/* How each event type is recorded: its string arguments' pointers follow
+ * its arguments, then its bytes arguments'.  Unused entries of sarg and
+ * barg name the last slot, which no event uses (rows have fewer than
+ * PROTO_MAX_ARGS arguments) and which therefore stays NULL. */
+struct pr_type {
+        uint8_t nargs;
+        uint8_t nstr, nbytes;
+        uint8_t words; /* of its record */
+        uint8_t sarg[PR_MAX_PTRS], barg[PR_MAX_PTRS];
+        const struct proto_event_spec *spec;
+};
+#define PR_UNUSED (PROTO_MAX_ARGS - 1)
+
+#define PR_MAX (sizeof(struct pr_error) > PR_SLACK ? sizeof(struct pr_error) : PR_SLACK)
+
+struct dr_chunk {
+        struct dr_chunk *next; /* in the free list or the queue */
+        size_t len;
+        _Alignas(8) uint8_t data[DR_PIPE_CHUNK + PR_SLACK];
+};
+
+struct dr_slot {
+        struct fr_parser *parser;
+        uint8_t *blob;
+        size_t cblob;
+        int busy; /* its generation is not finished by the consumer */
+};
+
+struct dr_pipe {
+        pthread_mutex_t lock;
+        pthread_cond_t reader_cond;   /* a chunk came back, a slot was freed, cancel */
+        pthread_cond_t consumer_cond; /* a chunk was queued */
+        struct dr_chunk *queue, **queue_tail, *free;
+        unsigned nchunks;             /* allocated */
+        int cancel;                   /* the consumer stopped */
+        int exited;                   /* the reader returned */
+        struct dr_slot slots[2];
+        struct fr_dump *d;
+        /* the reader's own */
+        struct dr_chunk *cur;
+        unsigned cur_slot;
+        struct fr_error err;
+        struct pr_type types[256];
+};
+
+/* Queues the chunk being filled, if it holds anything.  Under no lock. */
+static void pipe_publish(struct dr_pipe *pp)
+{
+        struct dr_chunk *c = pp->cur;
+
+        if (!c || !c->len)
+                return;
+        pp->cur = NULL;
+        c->next = NULL;
+        pthread_mutex_lock(&pp->lock);
+        *pp->queue_tail = c;
+        pp->queue_tail = &c->next;
+        pthread_cond_signal(&pp->consumer_cond);
+        pthread_mutex_unlock(&pp->lock);
+}
+
+/* Room for n bytes of records; NULL when cancelled or out of memory
+ * (*ret_code says which). */
+static uint8_t *pipe_room(struct dr_pipe *pp, size_t n, int *ret_code)
+{
+        struct dr_chunk *c = pp->cur;
+
+        if (c && DR_PIPE_CHUNK - c->len >= n)
+                return c->data + c->len;
+        pipe_publish(pp);
+        pthread_mutex_lock(&pp->lock);
+        for (;;) {
+                if (pp->cancel) {
+                        pthread_mutex_unlock(&pp->lock);
+                        *ret_code = DR_PIPE_CANCELLED;
+                        return NULL;
+                }
+                if (pp->free) {
+                        c = pp->free;
+                        pp->free = c->next;
+                        c->next = NULL;
+                        break;
+                }
+                if (pp->nchunks < DR_PIPE_MAX_CHUNKS) {
+                        pp->nchunks++;
+                        pthread_mutex_unlock(&pp->lock);
+                        c = fr_malloc(sizeof(*c));
+                        if (!c) {
+                                pthread_mutex_lock(&pp->lock);
+                                pp->nchunks--;
+                                pthread_mutex_unlock(&pp->lock);
+                                *ret_code = -ENOMEM;
+                                return NULL;
+                        }
+                        c->next = NULL;
+                        pthread_mutex_lock(&pp->lock);
+                        break;
+                }
+                pthread_cond_wait(&pp->reader_cond, &pp->lock);
+        }
+        pthread_mutex_unlock(&pp->lock);
+        c->len = 0;
+        pp->cur = c;
+        return c->data;
+}
+
+static int pr_on_begin(void *ctx, const struct fr_generation *g)
+{
+        struct dr_pipe *pp = ctx;
+        int code = 0;
+        struct pr_gen *r = (struct pr_gen *)(void *)pipe_room(pp, sizeof(*r), &code);
+
+        if (!r)
+                return code;
+        *r = (struct pr_gen){pr_head(PR_BEGIN, 0, pp->cur_slot), g};
+        pp->cur->len += sizeof(*r);
+        return 0;
+}
+
+static int pr_on_end(void *ctx, const struct fr_generation *g)
+{
+        struct dr_pipe *pp = ctx;
+        int code = 0;
+        struct pr_gen *r = (struct pr_gen *)(void *)pipe_room(pp, sizeof(*r), &code);
+
+        if (!r)
+                return code;
+        *r = (struct pr_gen){pr_head(PR_END, 0, pp->cur_slot), g};
+        pp->cur->len += sizeof(*r);
+        return 0;
+}
+
+static int pr_on_event(void *ctx, const struct fr_generation *g, const struct fr_event *ev)
+{
+        struct dr_pipe *pp = ctx;
+        const struct pr_type *t = &pp->types[ev->type];
+        struct dr_chunk *c = pp->cur;
+        uint64_t *w;
+        int code = 0;
+
+        if (__builtin_expect(!c || DR_PIPE_CHUNK - c->len < t->words * sizeof(uint64_t), 0)) {
+                if (!pipe_room(pp, t->words * sizeof(uint64_t), &code))
+                        return code;
+                c = pp->cur;
+        }
+        w = (uint64_t *)(void *)(c->data + c->len);
+        w[0] = pr_head(PR_EVENT, ev->type, (uint32_t)(ev->offset - g->offset));
+        w[1] = ev->tid;
+        w[2] = ev->time;
+        /* All of them (a fixed copy); only nargs - 1 count. */
+        for (unsigned i = 1; i < PROTO_MAX_ARGS; i++)
+                w[2 + i] = ev->args[i];
+        w += 2 + t->nargs;
+        w[0] = (uint64_t)(uintptr_t)ev->str[t->sarg[0]];
+        w[1] = (uint64_t)(uintptr_t)ev->str[t->sarg[1]];
+        w += t->nstr;
+        w[0] = (uint64_t)(uintptr_t)ev->bytes[t->barg[0]];
+        w[1] = (uint64_t)(uintptr_t)ev->bytes[t->barg[1]];
+        c->len += t->words * sizeof(uint64_t);
+        return 0;
+}
+
+/* The reader's last record: an error (code != 0) or the clean end. */
+static void pipe_finish(struct dr_pipe *pp, int code, const struct fr_error *err)
+{
+        int ignored = 0;
+        struct pr_error *r = (struct pr_error *)(void *)pipe_room(pp, sizeof(*r), &ignored);
+
+        /* No room only when cancelled or out of memory: the consumer then
+         * learns it from the reader's exit (see pipe_next). */
+        if (r) {
+                memset(r, 0, sizeof(*r));
+                r->head = pr_head(code ? PR_ERROR : PR_DONE, 0, 0);
+                r->code = code;
+                if (err)
+                        r->err = *err;
+                pp->cur->len += sizeof(*r);
+        }
+        pipe_publish(pp);
+}
+
+/* Swaps the dump's blob buffer with a slot's (each generation in flight
+ * keeps its own bytes). */
+static void pipe_swap_blob(struct fr_dump *d, struct dr_slot *s)
+{
+        uint8_t *b = d->blob;
+        size_t c = d->cblob;
+
+        d->blob = s->blob;
+        d->cblob = s->cblob;
+        s->blob = b;
+        s->cblob = c;
+}
+
+static void *pipe_reader(void *arg)
+{
+        struct dr_pipe *pp = arg;
+        const struct fr_callbacks cb = {
+                .generation_begin = pr_on_begin,
+                .event = pr_on_event,
+                .generation_end = pr_on_end,
+        };
+        unsigned slot = 0;
+
+        for (;;) {
+                struct dr_slot *s = &pp->slots[slot];
+                const uint8_t *blob = NULL;
+                size_t len = 0;
+                uint64_t off = 0;
+                int r;
+
+                /* The slot's last generation must be finished. */
+                pipe_publish(pp);
+                pthread_mutex_lock(&pp->lock);
+                while (s->busy && !pp->cancel)
+                        pthread_cond_wait(&pp->reader_cond, &pp->lock);
+                r = pp->cancel;
+                s->busy = 1;
+                pthread_mutex_unlock(&pp->lock);
+                if (r)
+                        break;
+
+                pipe_swap_blob(pp->d, s);
+                r = fr_dump_next(pp->d, &blob, &len, &off, &pp->err);
+                pipe_swap_blob(pp->d, s);
+                if (r <= 0) {
+                        pipe_finish(pp, r, &pp->err);
+                        break;
+                }
+                pp->cur_slot = slot;
+                r = fr_parser_parse(s->parser, blob, len, off, &cb, pp, &pp->err);
+                if (r == DR_PIPE_CANCELLED)
+                        break;
+                if (r) {
+                        /* -ENOMEM from the queue itself has no message yet. */
+                        if (r == -ENOMEM && !pp->err.msg[0])
+                                pp->err = (struct fr_error){
+                                        .code = -ENOMEM, .offset = off, .msg = "out of memory"};
+                        pipe_finish(pp, r, &pp->err);
+                        break;
+                }
+                slot ^= 1;
+        }
+        pipe_publish(pp);
+        pthread_mutex_lock(&pp->lock);
+        pp->exited = 1;
+        pthread_cond_signal(&pp->consumer_cond);
+        pthread_mutex_unlock(&pp->lock);
+        return NULL;
+}
+
+/* Rebuilds an event from its record, in ev, which holds the previous one
+ * (whose pointers are cleared first: unused slots must read NULL). */
+static const uint8_t *pipe_event(const struct dr_pipe *pp, const uint8_t *p,
+                                 const struct fr_generation *g, struct fr_event *ev)
+{
+        const uint64_t *w = (const uint64_t *)(const void *)p;
+        const struct pr_type *prev = &pp->types[ev->type];
+        const struct pr_type *t = &pp->types[(uint8_t)(w[0] >> 8)];
+
+        ev->str[prev->sarg[0]] = ev->str[prev->sarg[1]] = NULL;
+        ev->bytes[prev->barg[0]] = ev->bytes[prev->barg[1]] = NULL;
+        ev->type = (uint8_t)(w[0] >> 8);
+        ev->spec = t->spec;
+        ev->offset = g->offset + (w[0] >> 32);
+        ev->tid = w[1];
+        ev->time = ev->args[0] = w[2];
+        for (unsigned i = 1; i < PROTO_MAX_ARGS; i++)
+                ev->args[i] = i < t->nargs ? w[2 + i] : 0;
+        w += 2 + t->nargs;
+        ev->str[t->sarg[0]] = (const char *)(uintptr_t)w[0];
+        ev->str[t->sarg[1]] = (const char *)(uintptr_t)w[1];
+        w += t->nstr;
+        ev->bytes[t->barg[0]] = (const uint8_t *)(uintptr_t)w[0];
+        ev->bytes[t->barg[1]] = (const uint8_t *)(uintptr_t)w[1];
+        /* What went to the unused slot was spare words: it stays NULL. */
+        ev->str[PR_UNUSED] = NULL;
+        ev->bytes[PR_UNUSED] = NULL;
+        return p + t->words * sizeof(uint64_t);
+}
+
+/* The consumer's side: the next chunk, or NULL once the reader has exited
+ * without a last record (it had no memory for it). */
+static struct dr_chunk *pipe_next(struct dr_pipe *pp)
+{
+        struct dr_chunk *c;
+
+        pthread_mutex_lock(&pp->lock);
+        while (!pp->queue && !pp->exited)
+                pthread_cond_wait(&pp->consumer_cond, &pp->lock);
+        c = pp->queue;
+        if (c) {
+                pp->queue = c->next;
+                if (!pp->queue)
+                        pp->queue_tail = &pp->queue;
+        }
+        pthread_mutex_unlock(&pp->lock);
+        return c;
+}
+
+static void pipe_recycle(struct dr_pipe *pp, struct dr_chunk *c)
+{
+        pthread_mutex_lock(&pp->lock);
+        c->next = pp->free;
+        pp->free = c;
+        pthread_cond_signal(&pp->reader_cond);
+        pthread_mutex_unlock(&pp->lock);
+}
+
+/* Runs the callbacks for everything the reader queues, up to its last
+ * record; returns what fr_dump_parse() would have returned. */
+static int pipe_consume(struct dr_pipe *pp, const struct fr_callbacks *cb, void *ctx,
+                        struct fr_error *ret_err)
+{
+        const struct fr_generation *g = NULL;
+        struct fr_event ev = {0};
+
+        for (;;) {
+                struct dr_chunk *c = pipe_next(pp);
+                const uint8_t *p, *end;
+                int rc = 0, done = 0;
+
+                if (!c) {
+                        /* The reader could not even say why. */
+                        if (ret_err)
+                                *ret_err = (struct fr_error){.code = -ENOMEM,
+                                                             .msg = "out of memory"};
+                        return -ENOMEM;
+                }
+                p = c->data;
+                end = c->data + c->len;
+                while (p < end && !rc) {
+                        uint64_t head;
+                        memcpy(&head, p, sizeof(head));
+                        switch (head & 0xff) {
+                        case PR_EVENT:
+                                p = pipe_event(pp, p, g, &ev);
+                                if (cb && cb->event)
+                                        rc = cb->event(ctx, g, &ev);
+                                break;
+                        case PR_BEGIN:
+                                g = ((const struct pr_gen *)(const void *)p)->g;
+                                p += sizeof(struct pr_gen);
+                                if (cb && cb->generation_begin)
+                                        rc = cb->generation_begin(ctx, g);
+                                break;
+                        case PR_END:
+                                p += sizeof(struct pr_gen);
+                                if (cb && cb->generation_end)
+                                        rc = cb->generation_end(ctx, g);
+                                /* Done with its slot: the reader may reuse it. */
+                                pthread_mutex_lock(&pp->lock);
+                                pp->slots[(head >> 32) & 1].busy = 0;
+                                pthread_cond_signal(&pp->reader_cond);
+                                pthread_mutex_unlock(&pp->lock);
+                                break;
+                        default: {
+                                const struct pr_error *e = (const struct pr_error *)(const void *)p;
+                                done = 1;
+                                rc = (head & 0xff) == PR_DONE ? 0 : e->code;
+                                if ((head & 0xff) == PR_ERROR && ret_err)
+                                        *ret_err = e->err;
+                                p = end;
+                                break;
+                        }
+                        }
+                }
+                pipe_recycle(pp, c);
+                if (rc || done)
+                        return rc;
+        }
+}
+
+static void pipe_free_chunks(struct dr_chunk *c)
+{
+        while (c) {
+                struct dr_chunk *next = c->next;
+                fr_free(c);
+                c = next;
+        }
+}
+
+int fr_dump_parse_threaded(struct fr_dump *d, uint64_t min_bytes, const struct fr_callbacks *cb,
+                           void *ctx, struct fr_error *ret_err)
+{
+        struct dr_pipe *pp;
+        struct stat st;
+        pthread_t reader;
+        int r;
+
+        /* Small regular files: a thread costs more than it saves. */
+        if (d->error || d->done ||
+            (fstat(d->fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size < min_bytes))
+                return fr_dump_parse(d, cb, ctx, ret_err);
+        pp = fr_calloc(1, sizeof(*pp));
+        if (!pp)
+                return fr_dump_parse(d, cb, ctx, ret_err);
+        pp->d = d;
+        pp->queue_tail = &pp->queue;
+        for (unsigned c = 0; c < 256; c++) {
+                const struct proto_event_spec *spec = proto_event_spec((uint8_t)c);
+                struct pr_type *t = &pp->types[c];
+                t->spec = spec;
+                t->nargs = spec ? spec->nargs : 1;
+                t->sarg[0] = t->sarg[1] = t->barg[0] = t->barg[1] = PR_UNUSED;
+                if (spec && spec->nargs > PR_UNUSED) {
+                        fr_free(pp); /* the table outgrew this layout */
+                        return fr_dump_parse(d, cb, ctx, ret_err);
+                }
+                for (unsigned i = 0; spec && i < spec->nargs; i++) {
+                        unsigned kind = spec->args[i].kind;
+                        if ((kind == PA_STR && t->nstr == PR_MAX_PTRS) ||
+                            (kind == PA_BYTES && t->nbytes == PR_MAX_PTRS)) {
+                                fr_free(pp);
+                                return fr_dump_parse(d, cb, ctx, ret_err);
+                        }
+                        if (kind == PA_STR)
+                                t->sarg[t->nstr++] = (uint8_t)i;
+                        else if (kind == PA_BYTES)
+                                t->barg[t->nbytes++] = (uint8_t)i;
+                }
+                t->words = (uint8_t)(2 + t->nargs + t->nstr + t->nbytes);
+        }
+        if (!d->parser)
+                d->parser = fr_parser_new();
+        if (!d->parser2)
+                d->parser2 = fr_parser_new();
+        pp->slots[0].parser = d->parser;
+        pp->slots[1].parser = d->parser2;
+        if (!d->parser || !d->parser2 || pthread_mutex_init(&pp->lock, NULL) != 0) {
+                fr_free(pp);
+                return fr_dump_parse(d, cb, ctx, ret_err);
+        }
+        pthread_cond_init(&pp->reader_cond, NULL);
+        pthread_cond_init(&pp->consumer_cond, NULL);
+        /* Slot 0 starts with the dump's own buffer. */
+        pipe_swap_blob(d, &pp->slots[0]);
+        if (pthread_create(&reader, NULL, pipe_reader, pp) != 0) {
+                pipe_swap_blob(d, &pp->slots[0]);
+                r = fr_dump_parse(d, cb, ctx, ret_err);
+                goto out;
+        }
+        r = pipe_consume(pp, cb, ctx, ret_err);
+        pthread_mutex_lock(&pp->lock);
+        pp->cancel = 1;
+        pthread_cond_signal(&pp->reader_cond);
+        pthread_mutex_unlock(&pp->lock);
+        pthread_join(reader, NULL);
+        /* The dump keeps one buffer; the other slot's goes. */
+        pipe_swap_blob(d, &pp->slots[0]);
+        fr_free(pp->slots[1].blob);
+out:
+        pipe_free_chunks(pp->cur);
+        pipe_free_chunks(pp->queue);
+        pipe_free_chunks(pp->free);
+        pthread_cond_destroy(&pp->reader_cond);
+        pthread_cond_destroy(&pp->consumer_cond);
+        pthread_mutex_destroy(&pp->lock);
+        fr_free(pp);
+        return r;
 }

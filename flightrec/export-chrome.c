@@ -817,7 +817,13 @@ int fr_export_chrome(struct fr_dump *d, int out_fd, const struct fr_export_optio
         xw_init(x.w, out_fd);
         xw_lit(x.w, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
 
-        r = fr_dump_parse(d, &cb, &x, ret_err);
+        if (o && o->threads == 1)
+                r = fr_dump_parse(d, &cb, &x, ret_err);
+        else
+                r = fr_dump_parse_threaded(d,
+                                           o && o->threads >= 2 ? 0
+                                                                : FR_EXPORT_THREADED_MIN_BYTES,
+                                           &cb, &x, ret_err);
         if (r == 0) {
                 tasks_close_all(&x, x.end_ns);
                 fr_track_finish(x.track, x.end_ns);

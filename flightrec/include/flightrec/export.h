@@ -49,7 +49,14 @@ struct fr_export_options {
         void *progress_ctx;
         uint64_t bytes_total; /* the dump's size, passed through to progress */
         const char *producer; /* "gtracectl 0.1.0", written into otherData; may be NULL */
+        /* 0: reading and checking the dump on a second thread while the JSON
+         * is written when the dump is at least FR_EXPORT_THREADED_MIN_BYTES
+         * (or not a regular file); 1: one thread; 2: two threads whatever
+         * the size.  The output is the same. */
+        unsigned threads;
 };
+
+#define FR_EXPORT_THREADED_MIN_BYTES ((uint64_t)4 << 20)
 
 struct fr_export_result {
         uint64_t events_in;  /* trace events read */

@@ -175,4 +175,20 @@ int fr_dump_next(struct fr_dump *d, const uint8_t **ret_blob, size_t *ret_len,
 int fr_dump_parse(struct fr_dump *d, const struct fr_callbacks *cb, void *ctx,
                   struct fr_error *ret_err);
 
+/*
+ * fr_dump_parse() on two CPUs: a second thread reads, checks and merges the
+ * next events while the callbacks run for the current ones.  The callbacks
+ * run on the calling thread, in the same order and with the same arguments
+ * and results as fr_dump_parse() (the struct fr_generation and every
+ * pointer in an event stay valid until generation_end returns).  Memory:
+ * two generations (blob and tables) and up to 16 MiB of queued events.  A
+ * regular file smaller than min_bytes, or a thread that cannot be started,
+ * is parsed on the calling thread instead.  Uses the dump's allocation hook
+ * from two threads (fralloc.h): not for the chaos tests.  When a callback
+ * stops it early, the dump may have been read further than its generation:
+ * only fr_dump_meta() and fr_dump_free() are meaningful on it then.
+ */
+int fr_dump_parse_threaded(struct fr_dump *d, uint64_t min_bytes, const struct fr_callbacks *cb,
+                           void *ctx, struct fr_error *ret_err);
+
 #endif
