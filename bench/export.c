@@ -33,7 +33,14 @@
  *
  *   bench-export [--size 64M] [--rate 40000] [--workers 4] [--period-ms 1000]
  *                [--chunk 64K] [--seed 1] [--rounds 7] [--file PATH] [--keep]
- *                [--gtracectl PATH] [--output-file] [--generate-only]
+ *                [--gtracectl PATH] [--output-file] [--generate-only] [--threads N]
+ *                [--reuse]
+ *
+ * --reuse: with --file, convert the file as it is if it exists (a dump of
+ * any origin; nothing is generated).
+ * --threads sets fr_export_options.threads for the in-process export (0:
+ * automatic, 1: one thread, 2: a second thread for reading); gtracectl
+ * always runs with the automatic choice.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -338,7 +345,9 @@ static void gen_begin(struct emu *e)
 static void gen_end(struct emu *e)
 {
         struct buf blob = {0};
-        uint64_t mono = e->mono0 + (uint64_t)((unsigned __int128)(e->gen_start - e->t0) *
+        /* As the runtime does: the clock is anchored where the generation
+         * was cut, its end (docs/format.md, "Clock"). */
+        uint64_t mono = e->mono0 + (uint64_t)((unsigned __int128)(e->gen_end - e->t0) *
                                               1000000000u / e->freq);
         uint64_t wall = e->wall0 + (mono - e->mono0);
 
@@ -353,7 +362,7 @@ static void gen_end(struct emu *e)
         buf_u(&blob, PROTO_FORMAT_VERSION);
         buf_byte(&blob, PROTO_EV_CLOCK);
         buf_u(&blob, e->freq);
-        buf_u(&blob, e->gen_start);
+        buf_u(&blob, e->gen_end);
         buf_u(&blob, mono);
         buf_u(&blob, wall);
         buf_u(&blob, e->gen_start);
@@ -871,8 +880,9 @@ static int generate(const char *path, uint64_t size, uint64_t rate, unsigned wor
 
         if (!e || !m)
                 return -ENOMEM;
-        /* A 2.4 GHz TSC shifted right by 3, as the runtime's clock would be. */
-        e->freq = 300000000;
+        /* A 2.4 GHz TSC shifted right by 6, as the runtime's clock is: a
+         * clock unit of about 27 ns (docs/format.md, "Clock"). */
+        e->freq = 37500000;
         e->t0 = 1146192689000ull; /* about an hour of uptime, in clock units */
         e->mono0 = 3820000000000ull;
         e->wall0 = 1795670400000000000ull;
@@ -939,6 +949,8 @@ static double cpu_s(int who)
                (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+static unsigned export_threads; /* --threads: fr_export_options.threads */
+
 static int run_inprocess(const char *path, int do_export, uint64_t *ret_out)
 {
         struct fr_dump *d;
@@ -951,7 +963,8 @@ static int run_inprocess(const char *path, int do_export, uint64_t *ret_out)
         if (do_export) {
                 struct fr_export_result res;
                 int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-                struct fr_export_options o = {.producer = "bench-export"};
+                struct fr_export_options o = {.producer = "bench-export",
+                                              .threads = export_threads};
                 r = fr_export_chrome(d, fd, &o, &res, &err);
                 close(fd);
                 if (r == 0 && ret_out)
@@ -1013,7 +1026,7 @@ static void usage(FILE *f)
                    "                    [--chunk 64K] [--seed 1] [--rounds 7] [--file PATH] "
                    "[--keep]\n"
                    "                    [--gtracectl PATH] [--output-file] "
-                   "[--generate-only]\n");
+                   "[--generate-only] [--threads 0|1|2] [--reuse]\n");
 }
 
 int main(int argc, char **argv)
@@ -1031,13 +1044,15 @@ int main(int argc, char **argv)
                 {"gtracectl", required_argument, NULL, 'g'},
                 {"output-file", no_argument, NULL, 'o'},
                 {"generate-only", no_argument, NULL, 'G'},
+                {"threads", required_argument, NULL, 't'},
+                {"reuse", no_argument, NULL, 'R'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
         uint64_t size = 64u << 20, rate = 40000, period = 1000, chunk = 64u << 10, seed = 1;
         unsigned workers = 4, rounds = 7;
         const char *file = NULL, *gtracectl = BENCH_GTRACECTL;
-        int keep = 0, with_file = 0, generate_only = 0, c;
+        int keep = 0, with_file = 0, generate_only = 0, reuse = 0, c;
         char tmpl[] = "/tmp/bench-export.XXXXXX", path[4200], out[4300];
 
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1059,6 +1074,8 @@ int main(int argc, char **argv)
                 case 'g': gtracectl = optarg; break;
                 case 'o': with_file = 1; break;
                 case 'G': generate_only = 1; keep = 1; break;
+                case 't': export_threads = (unsigned)strtoul(optarg, NULL, 10); break;
+                case 'R': reuse = 1; break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -1080,8 +1097,15 @@ int main(int argc, char **argv)
         snprintf(out, sizeof(out), "%s.json", path);
 
         uint64_t bytes = 0, events = 0, gens = 0, t0 = bench_mono_ns();
-        int r = generate(path, size, rate, workers, period, (size_t)chunk, seed, &bytes, &events,
-                         &gens);
+        struct stat fst;
+        int r;
+        if (reuse && file && stat(path, &fst) == 0) {
+                bytes = (uint64_t)fst.st_size;
+                r = 0;
+        } else {
+                r = generate(path, size, rate, workers, period, (size_t)chunk, seed, &bytes,
+                             &events, &gens);
+        }
         if (r < 0) {
                 fprintf(stderr, "bench-export: writing %s: %s\n", path, strerror(-r));
                 return 1;
