@@ -548,18 +548,15 @@ enum { PR_BEGIN = 1, PR_EVENT, PR_END, PR_ERROR, PR_DONE };
 
 /*
  * Records are sequences of 64-bit words; the first is a head, kind |
- * type << 8 | pos << 32.  An event record is
- *   [0] head: PR_EVENT, its type, pos: its offset - the generation's
- *   [1] tid   [2] time   then arguments 1..nargs-1, then a pointer for each
- *   string argument and then for each bytes argument (at most PR_MAX_PTRS
- *   of each);
- * the rest are a struct pr_gen (PR_BEGIN, PR_END, with the slot in pos) or
- * a struct pr_error (PR_ERROR, PR_DONE).  Copies are of fixed size, over
- * the end of the record (a chunk keeps PR_SLACK bytes spare): an event
- * costs a few stores on each side.
+ * type << 8 | pos << 32.  An event record is its head and then the struct
+ * fr_event itself, which the consumer hands to the callback where it lies:
+ * the reader copies it once, the consumer touches nothing.  The price is
+ * bytes (about 240 per event) in a queue that stays within the caches'
+ * reach.  The rest are a struct pr_gen (PR_BEGIN, PR_END, with the slot in
+ * pos) or a struct pr_error (PR_ERROR, PR_DONE).
  */
-#define PR_MAX_PTRS 2
-#define PR_SLACK ((3 + PROTO_MAX_ARGS + 2 * PR_MAX_PTRS) * sizeof(uint64_t))
+#define PR_EVENT_BYTES (sizeof(uint64_t) + sizeof(struct fr_event))
+_Static_assert(sizeof(struct fr_event) % sizeof(uint64_t) == 0, "records stay 8-byte aligned");
 
 static inline uint64_t pr_head(unsigned kind, unsigned type, uint32_t pos)
 {
@@ -577,25 +574,12 @@ struct pr_error {
         struct fr_error err;
 };
 
-/* How each event type is recorded: its string arguments' pointers follow
- * its arguments, then its bytes arguments'.  Unused entries of sarg and
- * barg name the last slot, which no event uses (rows have fewer than
- * PROTO_MAX_ARGS arguments) and which therefore stays NULL. */
-struct pr_type {
-        uint8_t nargs;
-        uint8_t nstr, nbytes;
-        uint8_t words; /* of its record */
-        uint8_t sarg[PR_MAX_PTRS], barg[PR_MAX_PTRS];
-        const struct proto_event_spec *spec;
-};
-#define PR_UNUSED (PROTO_MAX_ARGS - 1)
-
-#define PR_MAX (sizeof(struct pr_error) > PR_SLACK ? sizeof(struct pr_error) : PR_SLACK)
+#define PR_MAX (sizeof(struct pr_error) > PR_EVENT_BYTES ? sizeof(struct pr_error) : PR_EVENT_BYTES)
 
 struct dr_chunk {
         struct dr_chunk *next; /* in the free list or the queue */
         size_t len;
-        _Alignas(8) uint8_t data[DR_PIPE_CHUNK + PR_SLACK];
+        _Alignas(8) uint8_t data[DR_PIPE_CHUNK];
 };
 
 struct dr_slot {
@@ -619,7 +603,6 @@ struct dr_pipe {
         struct dr_chunk *cur;
         unsigned cur_slot;
         struct fr_error err;
-        struct pr_type types[256];
 };
 
 /* Queues the chunk being filled, if it holds anything.  Under no lock. */
@@ -709,33 +692,38 @@ static int pr_on_end(void *ctx, const struct fr_generation *g)
         return 0;
 }
 
+static void pr_put_event(struct dr_pipe *pp, const struct fr_generation *g,
+                         const struct fr_event *ev)
+{
+        struct dr_chunk *c = pp->cur;
+        uint64_t *w = (uint64_t *)(void *)(c->data + c->len);
+
+        (void)g;
+        w[0] = pr_head(PR_EVENT, 0, 0);
+        *(struct fr_event *)(void *)(w + 1) = *ev;
+        c->len += PR_EVENT_BYTES;
+}
+
+static __attribute__((noinline)) int pr_on_event_slow(struct dr_pipe *pp,
+                                                      const struct fr_generation *g,
+                                                      const struct fr_event *ev)
+{
+        int code = 0;
+
+        if (!pipe_room(pp, PR_EVENT_BYTES, &code))
+                return code;
+        pr_put_event(pp, g, ev);
+        return 0;
+}
+
 static int pr_on_event(void *ctx, const struct fr_generation *g, const struct fr_event *ev)
 {
         struct dr_pipe *pp = ctx;
-        const struct pr_type *t = &pp->types[ev->type];
-        struct dr_chunk *c = pp->cur;
-        uint64_t *w;
-        int code = 0;
+        const struct dr_chunk *c = pp->cur;
 
-        if (__builtin_expect(!c || DR_PIPE_CHUNK - c->len < t->words * sizeof(uint64_t), 0)) {
-                if (!pipe_room(pp, t->words * sizeof(uint64_t), &code))
-                        return code;
-                c = pp->cur;
-        }
-        w = (uint64_t *)(void *)(c->data + c->len);
-        w[0] = pr_head(PR_EVENT, ev->type, (uint32_t)(ev->offset - g->offset));
-        w[1] = ev->tid;
-        w[2] = ev->time;
-        /* All of them (a fixed copy); only nargs - 1 count. */
-        for (unsigned i = 1; i < PROTO_MAX_ARGS; i++)
-                w[2 + i] = ev->args[i];
-        w += 2 + t->nargs;
-        w[0] = (uint64_t)(uintptr_t)ev->str[t->sarg[0]];
-        w[1] = (uint64_t)(uintptr_t)ev->str[t->sarg[1]];
-        w += t->nstr;
-        w[0] = (uint64_t)(uintptr_t)ev->bytes[t->barg[0]];
-        w[1] = (uint64_t)(uintptr_t)ev->bytes[t->barg[1]];
-        c->len += t->words * sizeof(uint64_t);
+        if (__builtin_expect(!c || DR_PIPE_CHUNK - c->len < PR_EVENT_BYTES, 0))
+                return pr_on_event_slow(pp, g, ev);
+        pr_put_event(pp, g, ev);
         return 0;
 }
 
@@ -828,36 +816,6 @@ static void *pipe_reader(void *arg)
         return NULL;
 }
 
-/* Rebuilds an event from its record, in ev, which holds the previous one
- * (whose pointers are cleared first: unused slots must read NULL). */
-static const uint8_t *pipe_event(const struct dr_pipe *pp, const uint8_t *p,
-                                 const struct fr_generation *g, struct fr_event *ev)
-{
-        const uint64_t *w = (const uint64_t *)(const void *)p;
-        const struct pr_type *prev = &pp->types[ev->type];
-        const struct pr_type *t = &pp->types[(uint8_t)(w[0] >> 8)];
-
-        ev->str[prev->sarg[0]] = ev->str[prev->sarg[1]] = NULL;
-        ev->bytes[prev->barg[0]] = ev->bytes[prev->barg[1]] = NULL;
-        ev->type = (uint8_t)(w[0] >> 8);
-        ev->spec = t->spec;
-        ev->offset = g->offset + (w[0] >> 32);
-        ev->tid = w[1];
-        ev->time = ev->args[0] = w[2];
-        for (unsigned i = 1; i < PROTO_MAX_ARGS; i++)
-                ev->args[i] = i < t->nargs ? w[2 + i] : 0;
-        w += 2 + t->nargs;
-        ev->str[t->sarg[0]] = (const char *)(uintptr_t)w[0];
-        ev->str[t->sarg[1]] = (const char *)(uintptr_t)w[1];
-        w += t->nstr;
-        ev->bytes[t->barg[0]] = (const uint8_t *)(uintptr_t)w[0];
-        ev->bytes[t->barg[1]] = (const uint8_t *)(uintptr_t)w[1];
-        /* What went to the unused slot was spare words: it stays NULL. */
-        ev->str[PR_UNUSED] = NULL;
-        ev->bytes[PR_UNUSED] = NULL;
-        return p + t->words * sizeof(uint64_t);
-}
-
 /* The consumer's side: the next chunk, or NULL once the reader has exited
  * without a last record (it had no memory for it). */
 static struct dr_chunk *pipe_next(struct dr_pipe *pp)
@@ -892,7 +850,6 @@ static int pipe_consume(struct dr_pipe *pp, const struct fr_callbacks *cb, void 
                         struct fr_error *ret_err)
 {
         const struct fr_generation *g = NULL;
-        struct fr_event ev = {0};
 
         for (;;) {
                 struct dr_chunk *c = pipe_next(pp);
@@ -913,9 +870,11 @@ static int pipe_consume(struct dr_pipe *pp, const struct fr_callbacks *cb, void 
                         memcpy(&head, p, sizeof(head));
                         switch (head & 0xff) {
                         case PR_EVENT:
-                                p = pipe_event(pp, p, g, &ev);
                                 if (cb && cb->event)
-                                        rc = cb->event(ctx, g, &ev);
+                                        rc = cb->event(ctx, g,
+                                                       (const struct fr_event *)(const void *)(p +
+                                                                                              8));
+                                p += PR_EVENT_BYTES;
                                 break;
                         case PR_BEGIN:
                                 g = ((const struct pr_gen *)(const void *)p)->g;
@@ -976,30 +935,6 @@ int fr_dump_parse_threaded(struct fr_dump *d, uint64_t min_bytes, const struct f
                 return fr_dump_parse(d, cb, ctx, ret_err);
         pp->d = d;
         pp->queue_tail = &pp->queue;
-        for (unsigned c = 0; c < 256; c++) {
-                const struct proto_event_spec *spec = proto_event_spec((uint8_t)c);
-                struct pr_type *t = &pp->types[c];
-                t->spec = spec;
-                t->nargs = spec ? spec->nargs : 1;
-                t->sarg[0] = t->sarg[1] = t->barg[0] = t->barg[1] = PR_UNUSED;
-                if (spec && spec->nargs > PR_UNUSED) {
-                        fr_free(pp); /* the table outgrew this layout */
-                        return fr_dump_parse(d, cb, ctx, ret_err);
-                }
-                for (unsigned i = 0; spec && i < spec->nargs; i++) {
-                        unsigned kind = spec->args[i].kind;
-                        if ((kind == PA_STR && t->nstr == PR_MAX_PTRS) ||
-                            (kind == PA_BYTES && t->nbytes == PR_MAX_PTRS)) {
-                                fr_free(pp);
-                                return fr_dump_parse(d, cb, ctx, ret_err);
-                        }
-                        if (kind == PA_STR)
-                                t->sarg[t->nstr++] = (uint8_t)i;
-                        else if (kind == PA_BYTES)
-                                t->barg[t->nbytes++] = (uint8_t)i;
-                }
-                t->words = (uint8_t)(2 + t->nargs + t->nstr + t->nbytes);
-        }
         if (!d->parser)
                 d->parser = fr_parser_new();
         if (!d->parser2)
