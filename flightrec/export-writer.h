@@ -100,12 +100,14 @@ static inline unsigned xw_ndigits(uint64_t v)
         return t + ((v | 1) >= pow10[t]);
 }
 
-/* v in decimal at p (room for 20 bytes); returns the end. */
-static inline char *xw_put_u64(char *p, uint64_t v)
+/* v (below 2^32) in decimal at p (room for 10 bytes); returns the end.
+ * 32-bit arithmetic: most numbers in a trace (ids, durations, the low
+ * digits of timestamps) fit, and its divisions by constants are cheaper. */
+static inline char *xw_put_u32(char *p, uint32_t v)
 {
         char *end = p + xw_ndigits(v), *q = end;
         while (v >= 100) {
-                uint64_t d = v / 100;
+                uint32_t d = v / 100;
                 q -= 2;
                 memcpy(q, &xw_digit_pairs[(v - d * 100) * 2], 2);
                 v = d;
@@ -114,6 +116,32 @@ static inline char *xw_put_u64(char *p, uint64_t v)
                 memcpy(q - 2, &xw_digit_pairs[v * 2], 2);
         else
                 q[-1] = (char)('0' + v);
+        return end;
+}
+
+/* v in decimal at p (room for 20 bytes); returns the end. */
+static inline char *xw_put_u64(char *p, uint64_t v)
+{
+        if (v <= UINT32_MAX)
+                return xw_put_u32(p, (uint32_t)v);
+        char *end = p + xw_ndigits(v), *q = end;
+        while (v > UINT32_MAX) {
+                uint64_t d = v / 100;
+                q -= 2;
+                memcpy(q, &xw_digit_pairs[(v - d * 100) * 2], 2);
+                v = d;
+        }
+        uint32_t u = (uint32_t)v;
+        while (u >= 100) {
+                uint32_t d = u / 100;
+                q -= 2;
+                memcpy(q, &xw_digit_pairs[(u - d * 100) * 2], 2);
+                u = d;
+        }
+        if (u >= 10)
+                memcpy(q - 2, &xw_digit_pairs[u * 2], 2);
+        else
+                q[-1] = (char)('0' + u);
         return end;
 }
 
@@ -127,19 +155,24 @@ static inline char *xw_put_i64(char *p, int64_t v)
 }
 
 /* Nanoseconds as microseconds with exactly three decimals (1234567 ->
- * 1234.567) at p (room for 32 bytes); returns the end. */
+ * 1234.567) at p (room for 32 bytes); returns the end.  The nine digits
+ * below the second are formatted in 32-bit arithmetic; those above (the
+ * seconds, shared by neighbouring events) are kept formatted in w. */
 static inline char *xw_put_us(struct xw *w, char *p, int64_t ns)
 {
         uint64_t a = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
-        uint64_t us = a / 1000;
-        unsigned frac = (unsigned)(a - us * 1000);
+        uint32_t x, us, frac;
+
         if (ns < 0)
                 *p++ = '-';
-        if (us < 1000000) {
-                p = xw_put_u64(p, us);
+        if (a < 1000000000u) {
+                x = (uint32_t)a;
+                us = x / 1000;
+                p = xw_put_u32(p, us);
         } else {
-                uint64_t high = us / 1000000;
-                unsigned low = (unsigned)(us - high * 1000000);
+                uint64_t high = a / 1000000000u;
+                x = (uint32_t)(a - high * 1000000000u);
+                us = x / 1000;
                 if (high != w->us_high || !w->us_high_len) {
                         w->us_high = high;
                         w->us_high_len = (unsigned)(xw_put_u64(w->us_high_str, high) -
@@ -147,15 +180,19 @@ static inline char *xw_put_us(struct xw *w, char *p, int64_t ns)
                 }
                 memcpy(p, w->us_high_str, 16); /* at most 14 digits: copy a fixed 16 */
                 p += w->us_high_len;
-                /* The low six digits, leading zeros included. */
-                memcpy(p, &xw_digit_pairs[(low / 10000) * 2], 2);
-                memcpy(p + 2, &xw_digit_pairs[(low / 100 % 100) * 2], 2);
-                memcpy(p + 4, &xw_digit_pairs[(low % 100) * 2], 2);
+                /* The low six digits of the microseconds, leading zeros included. */
+                uint32_t hi2 = us / 10000, lo4 = us - hi2 * 10000;
+                uint32_t mid2 = lo4 / 100;
+                memcpy(p, &xw_digit_pairs[hi2 * 2], 2);
+                memcpy(p + 2, &xw_digit_pairs[mid2 * 2], 2);
+                memcpy(p + 4, &xw_digit_pairs[(lo4 - mid2 * 100) * 2], 2);
                 p += 6;
         }
+        frac = x - us * 1000;
+        uint32_t f1 = frac / 100;
         p[0] = '.';
-        p[1] = (char)('0' + frac / 100);
-        memcpy(p + 2, &xw_digit_pairs[(frac % 100) * 2], 2);
+        p[1] = (char)('0' + f1);
+        memcpy(p + 2, &xw_digit_pairs[(frac - f1 * 100) * 2], 2);
         return p + 4;
 }
 
