@@ -104,6 +104,18 @@ START_TEST(test_notify_protocol)
 }
 END_TEST
 
+static int accepts_connections(void *ctx)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", (const char *)ctx);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return 0;
+        int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(fd);
+        return ok;
+}
+
 static int path_exists(void *ctx)
 {
         struct stat st;
@@ -137,6 +149,9 @@ START_TEST(test_socket_activation)
          * the listening socket; the producer talks through it. */
         struct stat st;
         ck_assert(dh_wait_until(path_exists, D.sock, 5000));
+        /* The path appears at bind(), before listen(): a connect in between
+         * is refused.  Wait until one is accepted. */
+        ck_assert(dh_wait_until(accepts_connections, D.sock, 5000));
         struct dh_producer p;
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "activated", DH_ANSWER_FLUSH), 0);
         ck_assert_int_eq(dh_producer_cmd(&p, 'g', 400, NULL, 0), 0);
