@@ -411,6 +411,9 @@ struct fr_parser {
         struct rd_task *tk;
         size_t ntk, ctk;
         struct rd_map tkmap;
+        uint32_t *tdense; /* see rd_task */
+        size_t tdense_n, ctdense;
+        uint64_t tbase;
 
         struct rd_status *st;
         size_t nst, cst;
@@ -1002,14 +1005,71 @@ static uint32_t rd_fiber(struct fr_parser *r, uint64_t id)
         return (uint32_t)r->nfb++;
 }
 
-static struct rd_task *rd_task(struct fr_parser *r, uint64_t id)
+/*
+ * Tasks are looked up for every TASK_BEGIN and TASK_END, twice (phases 2
+ * and 3), and a busy generation has a hundred thousand of them: too many
+ * for a hash table to stay in cache.  The runtime numbers tasks from a
+ * counter, so the ids that TASK_BEGIN introduces in one generation are
+ * nearly consecutive: they get a window, tdense[id - tbase] holding the
+ * task's index, opened by the first TASK_BEGIN and widened while it stays
+ * dense (at most RD_TDENSE_SLACK entries per task, plus a constant).  Ids
+ * outside it (restated tasks from long ago, any producer's sparse ids)
+ * live in tkmap.
+ */
+#define RD_TDENSE_SLACK 4
+#define RD_TDENSE_MIN 4096
+
+static inline uint32_t rd_task_find(const struct fr_parser *r, uint64_t id)
 {
-        uint32_t i = rd_map_get(&r->tkmap, id);
+        uint64_t k = id - r->tbase;
+
+        if (k < r->tdense_n) {
+                uint32_t i = r->tdense[k];
+                if (i != RD_NONE)
+                        return i;
+        }
+        return r->tkmap.n ? rd_map_get(&r->tkmap, id) : RD_NONE;
+}
+
+/* Makes room in the window for id, if it stays dense; 1 if it did. */
+static int rd_task_window(struct fr_parser *r, uint64_t id)
+{
+        size_t need;
+
+        if (!r->tdense_n)
+                r->tbase = id;
+        if (id < r->tbase)
+                return 0;
+        if (id - r->tbase >= (uint64_t)RD_TDENSE_SLACK * (r->ntk + 1) + RD_TDENSE_MIN)
+                return 0;
+        need = (size_t)(id - r->tbase) + 1;
+        if (need <= r->tdense_n)
+                return 1;
+        if (RD_RESERVE(r->tdense, r->ctdense, need) < 0)
+                return -1;
+        memset(r->tdense + r->tdense_n, 0xff, (need - r->tdense_n) * sizeof(*r->tdense));
+        r->tdense_n = need;
+        return 1;
+}
+
+/* The task's entry, created if absent (begin: the id of a TASK_BEGIN, which
+ * may open or widen the window); NULL on ENOMEM. */
+static struct rd_task *rd_task(struct fr_parser *r, uint64_t id, int begin)
+{
+        uint32_t i = rd_task_find(r, id);
+        int win = 0;
 
         if (i != RD_NONE)
                 return &r->tk[i];
-        if (RD_RESERVE(r->tk, r->ctk, r->ntk + 1) < 0 ||
-            rd_map_put(&r->budget, &r->tkmap, id, (uint32_t)r->ntk) < 0)
+        if (RD_RESERVE(r->tk, r->ctk, r->ntk + 1) < 0)
+                return NULL;
+        if (begin || (r->tdense_n && id - r->tbase < r->tdense_n))
+                win = rd_task_window(r, id);
+        if (win < 0)
+                return NULL;
+        if (win)
+                r->tdense[id - r->tbase] = (uint32_t)r->ntk;
+        else if (rd_map_put(&r->budget, &r->tkmap, id, (uint32_t)r->ntk) < 0)
                 return NULL;
         r->tk[r->ntk] = (struct rd_task){.id = id};
         return &r->tk[r->ntk++];
@@ -1074,7 +1134,7 @@ static int rd_task_event(struct fr_parser *r, uint32_t ti, const struct fr_event
 
         if (id == 0)
                 return rd_fail(r, -EPROTO, off, ti, "%s of task 0", ev->spec->name);
-        k = rd_task(r, id);
+        k = rd_task(r, id, ev->type == PROTO_EV_TASK_BEGIN);
         if (!k)
                 return rd_oom(r);
         switch (ev->type) {
@@ -1644,7 +1704,7 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                 } else if (t->head.type == PROTO_EV_TASK_END ||
                            t->head.type == PROTO_EV_TASK_BEGIN) {
                         /* Phase 2 recorded every task of the generation. */
-                        struct rd_task *k = &r->tk[rd_map_get(&r->tkmap, t->head.args[1])];
+                        struct rd_task *k = &r->tk[rd_task_find(r, t->head.args[1])];
                         if (t->head.type == PROTO_EV_TASK_BEGIN) {
                                 k->begin_delivered = 1;
                                 begun = k->id;
@@ -1746,6 +1806,7 @@ void fr_parser_free(struct fr_parser *r)
         rd_map_done(&r->fbmap);
         fr_free(r->tk);
         rd_map_done(&r->tkmap);
+        fr_free(r->tdense);
         fr_free(r->st);
         fr_free(r->wt);
         fr_free(r->wtime);
@@ -1766,7 +1827,7 @@ static void rd_reset(struct fr_parser *r, const uint8_t *blob, size_t len, uint6
         r->g.size = len;
         r->g.priv_ = r;
         r->nstrs = r->nsarena = r->nstks = r->npcs = 0;
-        r->sdense_n = r->kdense_n = 0;
+        r->sdense_n = r->kdense_n = r->tdense_n = 0;
         r->nth = r->ntids = r->nbt = r->nfb = r->ntk = r->nst = 0;
         rd_map_clear(&r->strmap);
         rd_map_clear(&r->stkmap);
