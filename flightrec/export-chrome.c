@@ -43,6 +43,14 @@ enum {
         A_FIBER = 1,
 };
 
+/*
+ * An async track: the tasks open on it, outermost first.  Each open task
+ * points at its track (fr_track_task.user), so ending a task or nesting a
+ * child needs no lookup; x->tracks maps every live track by its id as well,
+ * in the order that decides how they are closed at the trace's end.  A
+ * task's user is NULL while it is on no track: every path that takes a
+ * task off a track clears it or puts the task on another one.
+ */
 struct task_track {
         uint64_t id;     /* the task that opened it */
         uint64_t *stack; /* open tasks on it, outermost first */
@@ -435,8 +443,8 @@ static void task_open(struct ex *x, struct fr_track_task *k, int64_t ts, int con
         const struct fr_track_task *pk = k->parent ? fr_track_task(x->track, k->parent) : NULL;
 
         if (pk && pk->user) {
-                struct task_track *p = vmap_get(&x->tracks, (uint64_t)(uintptr_t)pk->user);
-                if (p && p->n && p->stack[p->n - 1] == pk->id)
+                struct task_track *p = pk->user;
+                if (p->n && p->stack[p->n - 1] == pk->id)
                         trk = p;
         }
         if (!trk) {
@@ -463,7 +471,7 @@ static void task_open(struct ex *x, struct fr_track_task *k, int64_t ts, int con
         if (ts < trk->last_ts)
                 ts = trk->last_ts;
         trk->last_ts = ts;
-        k->user = (void *)(uintptr_t)trk->id;
+        k->user = trk;
         task_event(x, PH_B, k, trk->id, ts, continued ? TN_CONTINUED : TN_NONE);
 }
 
@@ -476,8 +484,7 @@ static void h_task_begin(void *ctx, struct fr_track_task *k)
 static void h_task_end(void *ctx, struct fr_track_task *k, int64_t end_ns, enum fr_end how)
 {
         struct ex *x = ctx;
-        uint64_t track_id = (uint64_t)(uintptr_t)k->user;
-        struct task_track *trk = track_id ? vmap_get(&x->tracks, track_id) : NULL;
+        struct task_track *trk = k->user;
         size_t i;
 
         if (!trk)

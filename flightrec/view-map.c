@@ -6,15 +6,6 @@
 
 #define VMAP_MIN_CAP 16
 
-/* Ids are often small consecutive integers; mix them so they spread. */
-static size_t vmap_hash(uint64_t key, size_t cap)
-{
-        key ^= key >> 33;
-        key *= 0xff51afd7ed558ccdULL;
-        key ^= key >> 33;
-        return (size_t)key & (cap - 1);
-}
-
 void vmap_init(struct vmap *m)
 {
         m->slots = NULL;
@@ -28,18 +19,6 @@ void vmap_done(struct vmap *m)
                 return;
         free(m->slots);
         vmap_init(m);
-}
-
-void *vmap_get(const struct vmap *m, uint64_t key)
-{
-        if (!m->cap)
-                return NULL;
-        for (size_t i = vmap_hash(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
-                if (!m->slots[i].value)
-                        return NULL;
-                if (m->slots[i].key == key)
-                        return m->slots[i].value;
-        }
 }
 
 static int vmap_resize(struct vmap *m, size_t cap)

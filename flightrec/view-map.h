@@ -30,7 +30,27 @@ void vmap_init(struct vmap *m);
 /* Frees the table, not the values. */
 void vmap_done(struct vmap *m);
 
-void *vmap_get(const struct vmap *m, uint64_t key);
+/* Ids are often small consecutive integers; mix them so they spread. */
+static inline size_t vmap_hash(uint64_t key, size_t cap)
+{
+        key ^= key >> 33;
+        key *= 0xff51afd7ed558ccdULL;
+        key ^= key >> 33;
+        return (size_t)key & (cap - 1);
+}
+
+/* Inline: the tracker and the exporters look ids up for most events. */
+static inline void *vmap_get(const struct vmap *m, uint64_t key)
+{
+        if (!m->cap)
+                return NULL;
+        for (size_t i = vmap_hash(key, m->cap);; i = (i + 1) & (m->cap - 1)) {
+                if (!m->slots[i].value)
+                        return NULL;
+                if (m->slots[i].key == key)
+                        return m->slots[i].value;
+        }
+}
 /* Inserts or replaces; value must not be NULL.  0 or -ENOMEM. */
 int vmap_put(struct vmap *m, uint64_t key, void *value);
 /* Removes key; returns the value it had, or NULL. */

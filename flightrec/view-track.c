@@ -31,6 +31,7 @@
  * is itself absent is kept with its thread.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,7 @@ struct name_cache_ent {
 
 struct pool {
         size_t size;   /* of one object, at least a pointer */
+        size_t zero;   /* bytes zeroed when handed out (the rest is set before use) */
         void *free;    /* free objects, chained through their first word */
         void **slabs;
         size_t nslabs, cslabs;
@@ -282,7 +284,7 @@ static void *pool_get(struct pool *p)
         }
         void *o = p->free;
         p->free = *(void **)o;
-        memset(o, 0, p->size);
+        memset(o, 0, p->zero);
         return o;
 }
 
@@ -382,8 +384,11 @@ struct fr_track *fr_track_new(const struct fr_track_hooks *hooks, void *ctx)
         vmap_init(&tr->threads);
         vmap_init(&tr->fibers);
         vmap_init(&tr->tasks);
+        /* A fiber's log lines count only up to nlogs: zero what is before. */
         tr->fiber_pool.size = sizeof(struct fr_track_fiber);
+        tr->fiber_pool.zero = offsetof(struct fr_track_fiber, logs);
         tr->task_pool.size = sizeof(struct fr_track_task);
+        tr->task_pool.zero = sizeof(struct fr_track_task);
         tr->empty = name_intern(tr, "", 0);
         if (!tr->empty) {
                 fr_track_free(tr);

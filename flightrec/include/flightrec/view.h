@@ -87,10 +87,11 @@ struct fr_track_fiber {
         char *reason;       /* why it waits ("" otherwise) */
         uint64_t tid;       /* thread running it, or that last ran it (0 never) */
         int64_t created_ns; /* creation, or first sight */
-        struct fr_track_log logs[FR_TRACK_LOGS]; /* logged while it ran */
-        unsigned nlogs, log_first;
         void *user;
         uint64_t seen_gen; /* tracker-private */
+        unsigned nlogs, log_first;
+        /* Last: a fiber's state changes touch only the line above. */
+        struct fr_track_log logs[FR_TRACK_LOGS]; /* logged while it ran */
 };
 
 struct fr_track_task {
