@@ -256,6 +256,54 @@ static void rd_map_done(struct rd_map *m)
         *m = (struct rd_map){0};
 }
 
+/*
+ * Fibers and tasks are looked up for every transition, begin and end, in
+ * phase 2 and again in phase 3, and a busy generation has a hundred
+ * thousand of them: too many for a hash table to stay in cache.  The
+ * runtime numbers both from counters, so the ids that FIBER_CREATE and
+ * TASK_BEGIN introduce in one generation are nearly consecutive: they get a
+ * window, idx[id - base] holding the entry's index, opened by the first
+ * such id and widened while it stays dense (at most RD_WINDOW_SLACK slots
+ * per entry, plus RD_WINDOW_MIN).  Other ids (restated fibers and tasks
+ * from long ago, any producer's sparse ids) live in the hash map.
+ */
+#define RD_WINDOW_SLACK 4
+#define RD_WINDOW_MIN 4096
+
+struct rd_window {
+        uint32_t *idx;
+        size_t n, cap; /* ids [base, base + n) */
+        uint64_t base;
+};
+
+static inline uint32_t rd_window_get(const struct rd_window *w, uint64_t id)
+{
+        uint64_t k = id - w->base;
+        return k < w->n ? w->idx[k] : RD_NONE;
+}
+
+/* Puts id -> val in the window if it stays dense with count entries: 1
+ * placed, 0 not (use the map), -ENOMEM. */
+static int rd_window_put(struct rd_budget *b, struct rd_window *w, uint64_t id, uint32_t val,
+                         size_t count)
+{
+        size_t need;
+
+        if (!w->n)
+                w->base = id;
+        if (id < w->base || id - w->base >= (uint64_t)RD_WINDOW_SLACK * (count + 1) + RD_WINDOW_MIN)
+                return 0;
+        need = (size_t)(id - w->base) + 1;
+        if (need > w->n) {
+                if (rd_reserve(b, (void **)&w->idx, &w->cap, need, sizeof(*w->idx)) < 0)
+                        return -ENOMEM;
+                memset(w->idx + w->n, 0xff, (need - w->n) * sizeof(*w->idx));
+                w->n = need;
+        }
+        w->idx[id - w->base] = val;
+        return 1;
+}
+
 /* ---- parser state -------------------------------------------------------- */
 
 struct rd_str {
@@ -407,13 +455,12 @@ struct fr_parser {
         struct rd_fiber *fb;
         size_t nfb, cfb;
         struct rd_map fbmap;
+        struct rd_window fbwin;
 
         struct rd_task *tk;
         size_t ntk, ctk;
         struct rd_map tkmap;
-        uint32_t *tdense; /* see rd_task */
-        size_t tdense_n, ctdense;
-        uint64_t tbase;
+        struct rd_window tkwin;
 
         struct rd_status *st;
         size_t nst, cst;
@@ -992,64 +1039,36 @@ static const char *rd_fstate_name(uint8_t s)
 }
 
 /* The fiber's entry, created (state unknown) if absent; RD_NONE on ENOMEM. */
-static uint32_t rd_fiber(struct fr_parser *r, uint64_t id)
+static inline uint32_t rd_fiber_find(const struct fr_parser *r, uint64_t id)
 {
-        uint32_t i = rd_map_get(&r->fbmap, id);
+        uint32_t i = rd_window_get(&r->fbwin, id);
+        return i != RD_NONE || !r->fbmap.n ? i : rd_map_get(&r->fbmap, id);
+}
+
+/* The fiber's entry, created (state unknown) if absent: create names a
+ * FIBER_CREATE's id, which may open or widen the window.  RD_NONE on
+ * ENOMEM. */
+static uint32_t rd_fiber(struct fr_parser *r, uint64_t id, int create)
+{
+        uint32_t i = rd_fiber_find(r, id);
+        int win = 0;
 
         if (i != RD_NONE)
                 return i;
-        if (RD_RESERVE(r->fb, r->cfb, r->nfb + 1) < 0 ||
-            rd_map_put(&r->budget, &r->fbmap, id, (uint32_t)r->nfb) < 0)
+        if (RD_RESERVE(r->fb, r->cfb, r->nfb + 1) < 0)
+                return RD_NONE;
+        if (create || id - r->fbwin.base < r->fbwin.n)
+                win = rd_window_put(&r->budget, &r->fbwin, id, (uint32_t)r->nfb, r->nfb);
+        if (win < 0 || (!win && rd_map_put(&r->budget, &r->fbmap, id, (uint32_t)r->nfb) < 0))
                 return RD_NONE;
         r->fb[r->nfb] = (struct rd_fiber){.id = id, .thread = RD_NONE};
         return (uint32_t)r->nfb++;
 }
 
-/*
- * Tasks are looked up for every TASK_BEGIN and TASK_END, twice (phases 2
- * and 3), and a busy generation has a hundred thousand of them: too many
- * for a hash table to stay in cache.  The runtime numbers tasks from a
- * counter, so the ids that TASK_BEGIN introduces in one generation are
- * nearly consecutive: they get a window, tdense[id - tbase] holding the
- * task's index, opened by the first TASK_BEGIN and widened while it stays
- * dense (at most RD_TDENSE_SLACK entries per task, plus a constant).  Ids
- * outside it (restated tasks from long ago, any producer's sparse ids)
- * live in tkmap.
- */
-#define RD_TDENSE_SLACK 4
-#define RD_TDENSE_MIN 4096
-
 static inline uint32_t rd_task_find(const struct fr_parser *r, uint64_t id)
 {
-        uint64_t k = id - r->tbase;
-
-        if (k < r->tdense_n) {
-                uint32_t i = r->tdense[k];
-                if (i != RD_NONE)
-                        return i;
-        }
-        return r->tkmap.n ? rd_map_get(&r->tkmap, id) : RD_NONE;
-}
-
-/* Makes room in the window for id, if it stays dense; 1 if it did. */
-static int rd_task_window(struct fr_parser *r, uint64_t id)
-{
-        size_t need;
-
-        if (!r->tdense_n)
-                r->tbase = id;
-        if (id < r->tbase)
-                return 0;
-        if (id - r->tbase >= (uint64_t)RD_TDENSE_SLACK * (r->ntk + 1) + RD_TDENSE_MIN)
-                return 0;
-        need = (size_t)(id - r->tbase) + 1;
-        if (need <= r->tdense_n)
-                return 1;
-        if (RD_RESERVE(r->tdense, r->ctdense, need) < 0)
-                return -1;
-        memset(r->tdense + r->tdense_n, 0xff, (need - r->tdense_n) * sizeof(*r->tdense));
-        r->tdense_n = need;
-        return 1;
+        uint32_t i = rd_window_get(&r->tkwin, id);
+        return i != RD_NONE || !r->tkmap.n ? i : rd_map_get(&r->tkmap, id);
 }
 
 /* The task's entry, created if absent (begin: the id of a TASK_BEGIN, which
@@ -1063,13 +1082,9 @@ static struct rd_task *rd_task(struct fr_parser *r, uint64_t id, int begin)
                 return &r->tk[i];
         if (RD_RESERVE(r->tk, r->ctk, r->ntk + 1) < 0)
                 return NULL;
-        if (begin || (r->tdense_n && id - r->tbase < r->tdense_n))
-                win = rd_task_window(r, id);
-        if (win < 0)
-                return NULL;
-        if (win)
-                r->tdense[id - r->tbase] = (uint32_t)r->ntk;
-        else if (rd_map_put(&r->budget, &r->tkmap, id, (uint32_t)r->ntk) < 0)
+        if (begin || id - r->tkwin.base < r->tkwin.n)
+                win = rd_window_put(&r->budget, &r->tkwin, id, (uint32_t)r->ntk, r->ntk);
+        if (win < 0 || (!win && rd_map_put(&r->budget, &r->tkmap, id, (uint32_t)r->ntk) < 0))
                 return NULL;
         r->tk[r->ntk] = (struct rd_task){.id = id};
         return &r->tk[r->ntk++];
@@ -1085,7 +1100,7 @@ static int rd_fiber_status(struct fr_parser *r, uint32_t ti, const struct fr_eve
 
         if (id == 0)
                 return rd_fail(r, -EPROTO, off, ti, "FIBER_STATUS of fiber 0");
-        fi = rd_fiber(r, id);
+        fi = rd_fiber(r, id, 0);
         if (fi == RD_NONE)
                 return rd_oom(r);
         f = &r->fb[fi];
@@ -1315,7 +1330,7 @@ static int rd_check_totals(struct fr_parser *r)
 
                 if (!t->has_status || t->status_fiber == 0)
                         continue;
-                fi = rd_map_get(&r->fbmap, t->status_fiber);
+                fi = rd_fiber_find(r, t->status_fiber);
                 if (fi == RD_NONE || !r->fb[fi].has_status || r->fb[fi].thread != i)
                         return rd_fail(r, -EPROTO, t->status_off, (uint32_t)i,
                                        "THREAD_STATUS names fiber %llu, but no FIBER_STATUS "
@@ -1540,7 +1555,7 @@ static int rd_fiber_step(struct fr_parser *r, uint32_t ti, uint32_t *ret_fi)
         const struct fr_event *ev = &t->head;
         uint64_t id = ev->args[1], seq = ev->args[2];
         uint32_t off = (uint32_t)(ev->offset - r->base);
-        uint32_t fi = rd_fiber(r, id);
+        uint32_t fi = rd_fiber(r, id, ev->type == PROTO_EV_FIBER_CREATE);
         struct rd_fiber *f;
         int ready;
 
@@ -1622,7 +1637,7 @@ static int rd_deadlock(struct fr_parser *r)
                 return rd_fail(r, -EPROTO, off, best,
                                "TASK_END of task %llu cannot be ordered after its TASK_BEGIN",
                                ULL(ev->args[1]));
-        f = &r->fb[rd_map_get(&r->fbmap, ev->args[1])];
+        f = &r->fb[rd_fiber_find(r, ev->args[1])];
         if (ev->type == PROTO_EV_FIBER_CREATE)
                 return rd_fail(r, -EPROTO, off, best,
                                "FIBER_CREATE of fiber %llu, which is still %s", ULL(f->id),
@@ -1806,7 +1821,8 @@ void fr_parser_free(struct fr_parser *r)
         rd_map_done(&r->fbmap);
         fr_free(r->tk);
         rd_map_done(&r->tkmap);
-        fr_free(r->tdense);
+        fr_free(r->tkwin.idx);
+        fr_free(r->fbwin.idx);
         fr_free(r->st);
         fr_free(r->wt);
         fr_free(r->wtime);
@@ -1827,7 +1843,7 @@ static void rd_reset(struct fr_parser *r, const uint8_t *blob, size_t len, uint6
         r->g.size = len;
         r->g.priv_ = r;
         r->nstrs = r->nsarena = r->nstks = r->npcs = 0;
-        r->sdense_n = r->kdense_n = r->tdense_n = 0;
+        r->sdense_n = r->kdense_n = r->tkwin.n = r->fbwin.n = 0;
         r->nth = r->ntids = r->nbt = r->nfb = r->ntk = r->nst = 0;
         rd_map_clear(&r->strmap);
         rd_map_clear(&r->stkmap);
