@@ -70,12 +70,16 @@ static const char phases[PH_COUNT + 1] = "MXiCbesf";
 #define EV_ROOM 1024
 #define NAME_INLINE 64
 
-/* Formatted thread ids (threads and fiber tracks), by the id's low bits. */
+/* Formatted thread ids (threads and fiber tracks), by the id's low bits.
+ * A fiber track's tid is FR_EXPORT_FIBER_TID_BASE + the fiber id, so its
+ * text ends with the fiber id's: fiber_off is where those digits start
+ * (past the leading 1 and zeros), for the "fiber" arguments. */
 #define TID_CACHE 1024
 struct tid_ent {
         uint64_t tid;
         uint32_t len; /* 0: empty */
-        char s[20];
+        uint32_t fiber_off;
+        char s[32]; /* read 16 bytes at a time from any offset up to len */
 };
 
 /* Counter names and log categories come straight from the reader: how each
@@ -123,15 +127,43 @@ static void set_pid(struct ex *x, uint64_t pid)
         }
 }
 
-static inline char *put_tid(struct ex *x, char *p, uint64_t tid)
+static inline struct tid_ent *tid_ent(struct ex *x, uint64_t tid)
 {
         struct tid_ent *e = &x->tids[tid & (TID_CACHE - 1)];
         if (e->tid != tid || !e->len) {
                 e->tid = tid;
                 e->len = (uint32_t)(xw_put_u64(e->s, tid) - e->s);
+                e->fiber_off = 0;
+                if (tid - FR_EXPORT_FIBER_TID_BASE < FR_EXPORT_FIBER_TID_SPAN) {
+                        /* "1000000042": the digits of 42 start after the zeros. */
+                        uint32_t off = 1;
+                        while (off + 1 < e->len && e->s[off] == '0')
+                                off++;
+                        e->fiber_off = off;
+                }
         }
-        memcpy(p, e->s, sizeof(e->s));
+        return e;
+}
+
+static inline char *put_tid(struct ex *x, char *p, uint64_t tid)
+{
+        const struct tid_ent *e = tid_ent(x, tid);
+        memcpy(p, e->s, 20);
         return p + e->len;
+}
+
+/* A fiber's id, in decimal: the tail of its track's tid when that is
+ * cached (the event being written has just used it). */
+static inline char *put_fiber_id(struct ex *x, char *p, uint64_t id)
+{
+        if (id < FR_EXPORT_FIBER_TID_SPAN) {
+                const struct tid_ent *e = &x->tids[(FR_EXPORT_FIBER_TID_BASE + id) & (TID_CACHE - 1)];
+                if (e->tid == FR_EXPORT_FIBER_TID_BASE + id && e->len) {
+                        memcpy(p, e->s + e->fiber_off, 16);
+                        return p + e->len - e->fiber_off;
+                }
+        }
+        return xw_put_u64(p, id);
 }
 
 /* Opens an event in place: separator, {"ph":..,"pid":..,"tid":..,"ts":..
@@ -355,10 +387,10 @@ static void h_fiber_state(void *ctx, struct fr_track_fiber *f, uint8_t old_state
         default: p = XW_PUT(p, "\"?\""); break;
         }
         p = XW_PUT(p, ",\"args\":{\"fiber\":");
-        p = xw_put_u64(p, f->id);
+        p = put_fiber_id(x, p, f->id);
         if (old_state == PROTO_FIBER_RUNNING || old_state == PROTO_FIBER_SYSCALL) {
                 p = XW_PUT(p, ",\"thread\":");
-                p = xw_put_u64(p, f->tid);
+                p = put_tid(x, p, f->tid);
         }
         p = put_arg_end(p, how);
         *p++ = '}';
