@@ -23,6 +23,7 @@
  * valid even when the clocks of two CPUs disagree by a few nanoseconds.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -812,6 +813,12 @@ static void write_other_data(struct ex *x)
         xw_lit(w, "}}\n");
 }
 
+static int usable_cpus(void)
+{
+        cpu_set_t set;
+        return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+}
+
 static int set_write_error(struct fr_error *e, int err)
 {
         if (e) {
@@ -858,11 +865,12 @@ int fr_export_chrome(struct fr_dump *d, int out_fd, const struct fr_export_optio
 
         if (o && o->threads == 1)
                 r = fr_dump_parse(d, &cb, &x, ret_err);
+        else if (o && o->threads >= 2)
+                r = fr_dump_parse_threaded(d, 0, &cb, &x, ret_err);
+        else if (usable_cpus() < 2) /* a second thread would only take turns */
+                r = fr_dump_parse(d, &cb, &x, ret_err);
         else
-                r = fr_dump_parse_threaded(d,
-                                           o && o->threads >= 2 ? 0
-                                                                : FR_EXPORT_THREADED_MIN_BYTES,
-                                           &cb, &x, ret_err);
+                r = fr_dump_parse_threaded(d, FR_EXPORT_THREADED_MIN_BYTES, &cb, &x, ret_err);
         if (r == 0) {
                 tasks_close_all(&x, x.end_ns);
                 fr_track_finish(x.track, x.end_ns);
