@@ -590,7 +590,6 @@ struct pr_error {
 struct pr_type {
         uint8_t sarg[PR_MAX_PTRS], barg[PR_MAX_PTRS]; /* which arguments are pointers */
         uint8_t nargs, nstr, words;
-        uint64_t keep[PROTO_MAX_ARGS - 1]; /* all ones for arguments 1..nargs-1 */
         const struct proto_event_spec *spec;
 };
 #define PR_UNUSED (PROTO_MAX_ARGS - 1)
@@ -611,6 +610,8 @@ struct dr_slot {
 };
 
 struct dr_pipe {
+        /* The consumer's own (see pipe_event). */
+        struct fr_event evs[256];
         pthread_mutex_t lock;
         pthread_cond_t reader_cond;   /* a chunk came back, a slot was freed, cancel */
         pthread_cond_t consumer_cond; /* a chunk was queued */
@@ -847,24 +848,34 @@ static void *pipe_reader(void *arg)
         return NULL;
 }
 
-/* Rebuilds an event from its record, in ev, which holds the previous one
- * (whose pointers are cleared first: unused slots must read NULL). */
-static inline const uint8_t *pipe_event(const struct dr_pipe *pp, const uint8_t *p,
-                                        const struct fr_generation *g, struct fr_event *ev)
+/*
+ * Rebuilds an event from its record.  The consumer keeps one struct
+ * fr_event per type (evs), so only what changes from one event of a type
+ * to the next is written: the slots a type does not use stay 0 for good.
+ * A type with fewer pointers than PR_MAX_PTRS writes its spare copies into
+ * slot PR_UNUSED, put back to NULL at the end.
+ */
+static inline const struct fr_event *pipe_event(struct dr_pipe *pp, const uint8_t **pp_p,
+                                                const struct fr_generation *g)
 {
-        const uint64_t *w = (const uint64_t *)(const void *)p;
-        const struct pr_type *prev = &pp->types[ev->type];
-        const struct pr_type *t = &pp->types[(uint8_t)(w[0] >> 8)];
+        const uint64_t *w = (const uint64_t *)(const void *)*pp_p;
+        unsigned type = (uint8_t)(w[0] >> 8);
+        const struct pr_type *t = &pp->types[type];
+        struct fr_event *ev = &pp->evs[type];
 
-        ev->str[prev->sarg[0]] = ev->str[prev->sarg[1]] = NULL;
-        ev->bytes[prev->barg[0]] = ev->bytes[prev->barg[1]] = NULL;
-        ev->type = (uint8_t)(w[0] >> 8);
-        ev->spec = t->spec;
         ev->offset = g->offset + (w[0] >> 32);
         ev->tid = w[1];
         ev->time = ev->args[0] = w[2];
-        for (unsigned i = 1; i < PROTO_MAX_ARGS; i++)
-                ev->args[i] = w[2 + i] & t->keep[i - 1];
+        /* Exactly the type's arguments (the rest of ev->args stays 0). */
+        switch (t->nargs) {
+        case 7: ev->args[6] = w[8]; /* fall through */
+        case 6: ev->args[5] = w[7]; /* fall through */
+        case 5: ev->args[4] = w[6]; /* fall through */
+        case 4: ev->args[3] = w[5]; /* fall through */
+        case 3: ev->args[2] = w[4]; /* fall through */
+        case 2: ev->args[1] = w[3]; /* fall through */
+        default: break;
+        }
         w += 2 + t->nargs;
         ev->str[t->sarg[0]] = (const char *)(uintptr_t)w[0];
         ev->str[t->sarg[1]] = (const char *)(uintptr_t)w[1];
@@ -873,7 +884,8 @@ static inline const uint8_t *pipe_event(const struct dr_pipe *pp, const uint8_t 
         ev->bytes[t->barg[1]] = (const uint8_t *)(uintptr_t)w[1];
         ev->str[PR_UNUSED] = NULL;
         ev->bytes[PR_UNUSED] = NULL;
-        return p + t->words * sizeof(uint64_t);
+        *pp_p += t->words * sizeof(uint64_t);
+        return ev;
 }
 
 /* The consumer's side: the next chunk, or NULL once the reader has exited
@@ -910,7 +922,7 @@ static int pipe_consume(struct dr_pipe *pp, const struct fr_callbacks *cb, void 
                         struct fr_error *ret_err)
 {
         const struct fr_generation *g = NULL;
-        struct fr_event ev = {0};
+        const struct fr_event *ev;
 
         for (;;) {
                 struct dr_chunk *c = pipe_next(pp);
@@ -931,9 +943,9 @@ static int pipe_consume(struct dr_pipe *pp, const struct fr_callbacks *cb, void 
                         memcpy(&head, p, sizeof(head));
                         switch (head & 0xff) {
                         case PR_EVENT:
-                                p = pipe_event(pp, p, g, &ev);
+                                ev = pipe_event(pp, &p, g);
                                 if (cb && cb->event)
-                                        rc = cb->event(ctx, g, &ev);
+                                        rc = cb->event(ctx, g, ev);
                                 break;
                         case PR_BEGIN:
                                 g = ((const struct pr_gen *)(const void *)p)->g;
@@ -1000,6 +1012,7 @@ int fr_dump_parse_threaded(struct fr_dump *d, uint64_t min_bytes, const struct f
                 unsigned ns = 0, nb = 0;
                 t->spec = spec;
                 t->sarg[0] = t->sarg[1] = t->barg[0] = t->barg[1] = PR_UNUSED;
+                _Static_assert(PR_UNUSED == 7, "pipe_event copies up to 7 arguments");
                 if (spec && spec->nargs > PR_UNUSED) {
                         fr_free(pp); /* the table outgrew this layout */
                         return fr_dump_parse(d, cb, ctx, ret_err);
@@ -1018,9 +1031,9 @@ int fr_dump_parse_threaded(struct fr_dump *d, uint64_t min_bytes, const struct f
                 }
                 t->nargs = spec ? spec->nargs : 1;
                 t->nstr = (uint8_t)ns;
+                pp->evs[c].type = (uint8_t)c;
+                pp->evs[c].spec = spec;
                 t->words = (uint8_t)(2 + t->nargs + ns + nb);
-                for (unsigned i = 1; i < PROTO_MAX_ARGS; i++)
-                        t->keep[i - 1] = i < t->nargs ? UINT64_MAX : 0;
         }
         if (!d->parser)
                 d->parser = fr_parser_new();
