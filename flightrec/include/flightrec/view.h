@@ -132,7 +132,10 @@ struct fr_track *fr_track_new(const struct fr_track_hooks *hooks, void *ctx);
 /* Frees everything without calling hooks. */
 void fr_track_free(struct fr_track *tr);
 
-/* Feed the tracker from the reader's callbacks, in order.  0 or -ENOMEM. */
+/* Feed the tracker from the reader's callbacks, in order.  0 or -ENOMEM.
+ * Like the reader's, an event's strings must keep their address and text
+ * from fr_track_generation_begin() to the next (the tracker remembers
+ * which name each address turned into). */
 int fr_track_generation_begin(struct fr_track *tr, const struct fr_generation *g);
 int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const struct fr_event *ev);
 int fr_track_generation_end(struct fr_track *tr, const struct fr_generation *g);
