@@ -123,11 +123,22 @@ static void buf_free(struct buf *b)
 enum { TH_MAIN, TH_AUDIT, TH_IO, TH_WORKER0 };
 #define MAX_WORKERS 16
 #define MAX_THREADS (TH_WORKER0 + MAX_WORKERS)
-#define BASE_TID 4200
+#define BASE_TID    4200
 
 /* Stacks: a few fixed call paths, as a real program has. */
-enum { STK_NONE, STK_TASK, STK_CREATE, STK_BLOCK, STK_READY, STK_SLEEP, STK_READ, STK_WRITE,
-       STK_AUDIT, STK_LOG, STK_COUNT };
+enum {
+        STK_NONE,
+        STK_TASK,
+        STK_CREATE,
+        STK_BLOCK,
+        STK_READY,
+        STK_SLEEP,
+        STK_READ,
+        STK_WRITE,
+        STK_AUDIT,
+        STK_LOG,
+        STK_COUNT
+};
 static const uint64_t stack_pcs[STK_COUNT][4] = {
         [STK_TASK] = {0x5635301aea54, 0x5635301ae1c0, 0x7f3a25cf30a4},
         [STK_CREATE] = {0x5635301aea61, 0x5635301ae1c0, 0x7f3a25cf30a4},
@@ -142,9 +153,9 @@ static const uint64_t stack_pcs[STK_COUNT][4] = {
 static const unsigned stack_len[STK_COUNT] = {0, 3, 3, 2, 2, 2, 2, 2, 2, 3};
 
 static const char *const thread_names[MAX_THREADS] = {
-        "main", "audit", "io", "worker-1", "worker-2", "worker-3", "worker-4", "worker-5",
-        "worker-6", "worker-7", "worker-8", "worker-9", "worker-10", "worker-11", "worker-12",
-        "worker-13", "worker-14", "worker-15", "worker-16",
+        "main",      "audit",     "io",        "worker-1",  "worker-2",  "worker-3",  "worker-4",
+        "worker-5",  "worker-6",  "worker-7",  "worker-8",  "worker-9",  "worker-10", "worker-11",
+        "worker-12", "worker-13", "worker-14", "worker-15", "worker-16",
 };
 
 /* One event as the model produces it; the emulator below encodes it. */
@@ -166,7 +177,7 @@ struct gev {
 #define MAX_DEPTH 8
 
 struct efiber {
-        uint64_t id; /* 0: free slot */
+        uint64_t id;   /* 0: free slot */
         uint8_t state; /* PROTO_FIBER_* */
         uint32_t thread;
         uint64_t seq;
@@ -347,8 +358,8 @@ static void gen_end(struct emu *e)
         struct buf blob = {0};
         /* As the runtime does: the clock is anchored where the generation
          * was cut, its end (docs/format.md, "Clock"). */
-        uint64_t mono = e->mono0 + (uint64_t)((unsigned __int128)(e->gen_end - e->t0) *
-                                              1000000000u / e->freq);
+        uint64_t mono = e->mono0 +
+                        (uint64_t)((unsigned __int128)(e->gen_end - e->t0) * 1000000000u / e->freq);
         uint64_t wall = e->wall0 + (mono - e->mono0);
 
         /* The tracer's batch first: its status events describe the start. */
@@ -607,7 +618,7 @@ struct action {
                         }                                                                          \
                 }                                                                                  \
                 size_t i = h->n++;                                                                 \
-                while (i > 0 && name##_less(x, &h->v[(i - 1) / 2])) {                             \
+                while (i > 0 && name##_less(x, &h->v[(i - 1) / 2])) {                              \
                         h->v[i] = h->v[(i - 1) / 2];                                               \
                         i = (i - 1) / 2;                                                           \
                 }                                                                                  \
@@ -622,7 +633,7 @@ struct action {
                         size_t c = 2 * i + 1;                                                      \
                         if (c >= h->n)                                                             \
                                 break;                                                             \
-                        if (c + 1 < h->n && name##_less(&h->v[c + 1], &h->v[c]))                  \
+                        if (c + 1 < h->n && name##_less(&h->v[c + 1], &h->v[c]))                   \
                                 c++;                                                               \
                         if (!name##_less(&h->v[c], &last))                                         \
                                 break;                                                             \
@@ -661,11 +672,16 @@ static void act(struct model *m, uint64_t time, uint32_t kind, uint32_t req)
 
 /* Produces an event of thread ti at t (not before the thread's previous one);
  * returns the time used. */
-static uint64_t emit(struct model *m, unsigned ti, uint64_t t, uint8_t type, uint64_t a,
-                     uint64_t b, const char *s, uint8_t stack)
+static uint64_t emit(struct model *m, unsigned ti, uint64_t t, uint8_t type, uint64_t a, uint64_t b,
+                     const char *s, uint8_t stack)
 {
-        struct gev g = {.order = m->order++, .a = a, .b = b, .s = s, .type = type,
-                        .thread = (uint8_t)ti, .stack = stack};
+        struct gev g = {.order = m->order++,
+                        .a = a,
+                        .b = b,
+                        .s = s,
+                        .type = type,
+                        .thread = (uint8_t)ti,
+                        .stack = stack};
         if (t < m->busy[ti])
                 t = m->busy[ti];
         g.time = t;
@@ -677,8 +693,11 @@ static uint64_t emit(struct model *m, unsigned ti, uint64_t t, uint8_t type, uin
 static uint64_t emit_log(struct model *m, unsigned ti, uint64_t t, const char *cat,
                          const char *what, uint64_t id)
 {
-        struct gev g = {.order = m->order++, .s = cat, .type = PROTO_EV_LOG,
-                        .thread = (uint8_t)ti, .stack = STK_LOG};
+        struct gev g = {.order = m->order++,
+                        .s = cat,
+                        .type = PROTO_EV_LOG,
+                        .thread = (uint8_t)ti,
+                        .stack = STK_LOG};
         int n = snprintf(g.msg, sizeof(g.msg), "request %llu: %s", (unsigned long long)id, what);
         g.msglen = (uint8_t)(n > 0 && (size_t)n < sizeof(g.msg) ? n : 0);
         if (t < m->busy[ti])
@@ -722,8 +741,7 @@ static void run_slice(struct model *m, uint64_t now, uint32_t ri)
         case PH_PARSE:
                 t = emit(m, ti, t + step(m, 10, 60), PROTO_EV_REGION_BEGIN, 0, 0, "parse", 0);
                 if (rnd(&m->rng) % 100 < 3) {
-                        t = emit_log(m, ti, t + step(m, 1000, 6000), "error", "bad input",
-                                     r->id);
+                        t = emit_log(m, ti, t + step(m, 1000, 6000), "error", "bad input", r->id);
                         t = emit(m, ti, t + step(m, 20, 100), PROTO_EV_REGION_END, 0, 0, NULL, 0);
                         t = emit(m, ti, t + step(m, 50, 200), PROTO_EV_TASK_END, r->task, 0, NULL,
                                  0);
@@ -742,8 +760,7 @@ static void run_slice(struct model *m, uint64_t now, uint32_t ri)
         case PH_LOOKUP:
                 t = emit(m, ti, t + step(m, 10, 60), PROTO_EV_REGION_BEGIN, 0, 0, "lookup", 0);
                 if (rnd(&m->rng) % 100 < 2) {
-                        t = emit_log(m, ti, t + step(m, 1000, 4000), "error", "no such key",
-                                     r->id);
+                        t = emit_log(m, ti, t + step(m, 1000, 4000), "error", "no such key", r->id);
                         t = emit(m, ti, t + step(m, 20, 100), PROTO_EV_REGION_END, 0, 0, NULL, 0);
                         t = emit(m, ti, t + step(m, 50, 200), PROTO_EV_TASK_END, r->task, 0, NULL,
                                  0);
@@ -785,8 +802,11 @@ static void arrive(struct model *m, uint64_t now)
         } else {
                 uint32_t ri = m->free_reqs[--m->nfree];
                 struct req *r = &m->reqs[ri];
-                *r = (struct req){.id = ++m->next_req, .fiber = ++m->next_fiber,
-                                  .task = ++m->next_task, .phase = PH_PARSE, .live = 1};
+                *r = (struct req){.id = ++m->next_req,
+                                  .fiber = ++m->next_fiber,
+                                  .task = ++m->next_task,
+                                  .phase = PH_PARSE,
+                                  .live = 1};
                 m->inflight++;
                 t = emit(m, TH_MAIN, t, PROTO_EV_TASK_BEGIN, r->task, 0, "request", STK_TASK);
                 t = emit(m, TH_MAIN, t + step(m, 100, 600), PROTO_EV_FIBER_CREATE, r->fiber, 0,
@@ -794,8 +814,7 @@ static void arrive(struct model *m, uint64_t now)
                 m->run_queue++;
                 act(m, t, A_RUN, ri);
         }
-        t = emit(m, TH_MAIN, t + step(m, 50, 300), PROTO_EV_COUNTER, 0, m->inflight, "inflight",
-                 0);
+        t = emit(m, TH_MAIN, t + step(m, 50, 300), PROTO_EV_COUNTER, 0, m->inflight, "inflight", 0);
         /* Exponential-ish inter-arrival times: a uniform draw around the mean. */
         act(m, now + rnd_range(&m->rng, 1, 2 * m->arrival_gap), A_ARRIVE, 0);
 }
@@ -826,8 +845,7 @@ static void model_run(struct model *m, uint64_t target_bytes)
         emit(m, TH_MAIN, t + step(m, 1000, 2000), PROTO_EV_REGION_BEGIN, 0, 0, "serve", 0);
         emit(m, TH_IO, t + step(m, 1000, 2000), PROTO_EV_SYSCALL_BEGIN, 0, 0, "clock_nanosleep",
              STK_SLEEP);
-        emit(m, TH_AUDIT, t + step(m, 1000, 2000), PROTO_EV_SYSCALL_BEGIN, 0, 0, "read",
-             STK_READ);
+        emit(m, TH_AUDIT, t + step(m, 1000, 2000), PROTO_EV_SYSCALL_BEGIN, 0, 0, "read", STK_READ);
         act(m, t + 5000 * m->us, A_ARRIVE, 0);
 
         while (e->bytes + e->batches.n < target_bytes) {
@@ -839,8 +857,8 @@ static void model_run(struct model *m, uint64_t target_bytes)
                 case A_IO_DONE: {
                         struct req *r = &m->reqs[a.req];
                         uint64_t u = emit(m, TH_IO, a.time, PROTO_EV_SYSCALL_END, 0, 0, NULL, 0);
-                        u = emit(m, TH_IO, u + step(m, 100, 500), PROTO_EV_FIBER_READY, r->fiber,
-                                 0, NULL, STK_READY);
+                        u = emit(m, TH_IO, u + step(m, 100, 500), PROTO_EV_FIBER_READY, r->fiber, 0,
+                                 NULL, STK_READY);
                         emit(m, TH_IO, u + step(m, 100, 400), PROTO_EV_SYSCALL_BEGIN, 0, 0,
                              "clock_nanosleep", STK_SLEEP);
                         m->run_queue++;
@@ -1004,8 +1022,7 @@ static int run_gtracectl(const char *gtracectl, const char *path, const char *ou
         if (waitpid(pid, &status, 0) < 0)
                 return -errno;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                fprintf(stderr, "bench-export: %s export failed (status %d)\n", gtracectl,
-                        status);
+                fprintf(stderr, "bench-export: %s export failed (status %d)\n", gtracectl, status);
                 return -EIO;
         }
         return 0;
@@ -1073,7 +1090,10 @@ int main(int argc, char **argv)
                 case 'k': keep = 1; break;
                 case 'g': gtracectl = optarg; break;
                 case 'o': with_file = 1; break;
-                case 'G': generate_only = 1; keep = 1; break;
+                case 'G':
+                        generate_only = 1;
+                        keep = 1;
+                        break;
                 case 't': export_threads = (unsigned)strtoul(optarg, NULL, 10); break;
                 case 'R': reuse = 1; break;
                 case 'h': usage(stdout); return 0;
@@ -1154,12 +1174,14 @@ int main(int argc, char **argv)
                 bench_stat(mbs[k], rounds, &st);
                 bench_stat(cpu[k], rounds, &sc);
                 bench_fmt_stat(res, sizeof(res), &st, "MB/s", 1);
-                snprintf(cmp, sizeof(cmp), "min %.1f, max %.1f; CPU %.2f ms per MB", st.min,
-                         st.max, sc.median);
+                snprintf(cmp, sizeof(cmp), "min %.1f, max %.1f; CPU %.2f ms per MB", st.min, st.max,
+                         sc.median);
                 snprintf(what, sizeof(what), "%s, %.1f MB dump, %u rounds", mode_names[k],
                          (double)bytes / 1e6, rounds);
                 bench_row(what, res, cmp, k == M_VALIDATE ? "" : ">= 50 MB/s",
-                          k == M_VALIDATE ? "" : st.median >= 50 ? "yes" : "no");
+                          k == M_VALIDATE   ? ""
+                          : st.median >= 50 ? "yes"
+                                            : "no");
         }
         if (!keep) {
                 unlink(path);

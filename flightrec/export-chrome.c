@@ -68,7 +68,7 @@ static const char phases[PH_COUNT + 1] = "MXiCbesf";
 
 /* Room taken for one event: its fixed parts, numbers, and up to three names
  * of at most NAME_INLINE bytes (longer ones are written piecewise). */
-#define EV_ROOM 1024
+#define EV_ROOM     1024
 #define NAME_INLINE 64
 
 /* Formatted thread ids (threads and fiber tracks), by the id's low bits.
@@ -111,7 +111,7 @@ struct ex {
         uint64_t next_flow;
         int64_t end_ns; /* latest time seen: where open things end */
         int have_end;
-        struct vmap tracks;            /* task track id -> struct task_track */
+        struct vmap tracks;             /* task track id -> struct task_track */
         struct task_track *free_tracks; /* recycled, stacks kept */
 };
 
@@ -158,7 +158,8 @@ static inline char *put_tid(struct ex *x, char *p, uint64_t tid)
 static inline char *put_fiber_id(struct ex *x, char *p, uint64_t id)
 {
         if (id < FR_EXPORT_FIBER_TID_SPAN) {
-                const struct tid_ent *e = &x->tids[(FR_EXPORT_FIBER_TID_BASE + id) & (TID_CACHE - 1)];
+                const struct tid_ent *e =
+                        &x->tids[(FR_EXPORT_FIBER_TID_BASE + id) & (TID_CACHE - 1)];
                 if (e->tid == FR_EXPORT_FIBER_TID_BASE + id && e->len) {
                         memcpy(p, e->s + e->fiber_off, 16);
                         return p + e->len - e->fiber_off;
@@ -201,8 +202,7 @@ static char *put_text_slow(struct ex *x, char *p, const char *s, size_t n, int q
         return xw_begin(x->w, EV_ROOM);
 }
 
-static inline char *put_text(struct ex *x, char *p, const char *s, size_t n, int plain,
-                             int quoted)
+static inline char *put_text(struct ex *x, char *p, const char *s, size_t n, int plain, int quoted)
 {
         if (!plain || n > NAME_INLINE)
                 return put_text_slow(x, p, s, n, quoted);

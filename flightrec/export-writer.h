@@ -24,7 +24,7 @@
 #include <string.h>
 
 #define XW_BUFFER_BYTES (256u << 10)
-#define XW_ROOM_MAX 4096u /* the most xw_begin() may be asked for */
+#define XW_ROOM_MAX     4096u /* the most xw_begin() may be asked for */
 
 struct xw {
         int fd;
@@ -175,8 +175,8 @@ static inline char *xw_put_us(struct xw *w, char *p, int64_t ns)
                 us = x / 1000;
                 if (high != w->us_high || !w->us_high_len) {
                         w->us_high = high;
-                        w->us_high_len = (unsigned)(xw_put_u64(w->us_high_str, high) -
-                                                    w->us_high_str);
+                        w->us_high_len =
+                                (unsigned)(xw_put_u64(w->us_high_str, high) - w->us_high_str);
                 }
                 memcpy(p, w->us_high_str, 16); /* at most 14 digits: copy a fixed 16 */
                 p += w->us_high_len;

@@ -96,9 +96,9 @@ struct name_cache_ent {
 #define POOL_SLAB 64 /* objects per slab */
 
 struct pool {
-        size_t size;   /* of one object, at least a pointer */
-        size_t zero;   /* bytes zeroed when handed out (the rest is set before use) */
-        void *free;    /* free objects, chained through their first word */
+        size_t size; /* of one object, at least a pointer */
+        size_t zero; /* bytes zeroed when handed out (the rest is set before use) */
+        void *free;  /* free objects, chained through their first word */
         void **slabs;
         size_t nslabs, cslabs;
 };
@@ -930,8 +930,7 @@ static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t, const 
                 f = vmap_get(&tr->fibers, id);
                 if (f) /* an id reused, or a create we saw as a status: restart it */
                         fiber_remove(tr, f, now, FR_END_LOST);
-                r = fiber_get(tr, id, ev->str[A_FIBER_CREATE_NAME], PROTO_FIBER_RUNNABLE, now,
-                              &f);
+                r = fiber_get(tr, id, ev->str[A_FIBER_CREATE_NAME], PROTO_FIBER_RUNNABLE, now, &f);
                 if (r == 0)
                         tr->cur_fiber = f;
                 return r;
