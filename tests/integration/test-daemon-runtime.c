@@ -6,7 +6,6 @@
  * an absent daemon.
  */
 #include <check.h>
-#include <dirent.h>
 #include <time.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "daemon-harness.h"
+#include "fault-harness.h"
 
 static struct dh_daemon D;
 
@@ -286,42 +286,6 @@ START_TEST(test_crash_dump_has_last_events)
 }
 END_TEST
 
-/* kill(SIGSTOP) returns before the process is stopped: wait until every
- * thread of it is in state T, or the advance thread could still answer. */
-static void wait_stopped(pid_t pid)
-{
-        char dir[64];
-        snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
-        uint64_t deadline = dh_now_ms() + 5000;
-        for (;;) {
-                DIR *d = opendir(dir);
-                ck_assert_ptr_nonnull(d);
-                struct dirent *e;
-                int running = 0;
-                while ((e = readdir(d))) {
-                        if (e->d_name[0] == '.')
-                                continue;
-                        char path[384], buf[512];
-                        snprintf(path, sizeof(path), "%s/%s/stat", dir, e->d_name);
-                        FILE *f = fopen(path, "r");
-                        if (!f)
-                                continue;
-                        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-                        fclose(f);
-                        buf[n] = '\0';
-                        const char *paren = strrchr(buf, ')');
-                        if (paren && paren[1] == ' ' && paren[2] != 'T' && paren[2] != 't')
-                                running++;
-                }
-                closedir(d);
-                if (!running)
-                        return;
-                ck_assert_msg(dh_now_ms() < deadline, "process %d did not stop", (int)pid);
-                struct timespec ts = {0, 1000000};
-                nanosleep(&ts, NULL); /* polling /proc: there is nothing to wait on */
-        }
-}
-
 START_TEST(test_stopped_process_snapshot_bounded)
 {
         const char *extra[] = {"--flush-timeout", "250", NULL};
@@ -332,7 +296,8 @@ START_TEST(test_stopped_process_snapshot_bounded)
         ck_assert_int_eq(prog_line(&p, line, sizeof(line), 10000), 0);
         wait_proc(p.pid, "live", 1);
         kill(p.pid, SIGSTOP);
-        wait_stopped(p.pid);
+        /* kill(SIGSTOP) returns before every thread is stopped. */
+        ck_assert_int_eq(fh_wait_stopped(p.pid, 5000), 0);
         uint64_t t0 = dh_now_ms();
         json_t *r = snapshot(p.pid);
         uint64_t took = dh_now_ms() - t0;
