@@ -3,12 +3,12 @@
  * libgtrace internals: the table of contents.
  *
  *   trace.c    design essay and invariants; thread registration; the seqlock
- *              write section; every public event function; fibers; tasks
+ *              write section; every public event function; stack capture;
+ *              fibers; tasks
  *   advance.c  the advance thread: generation cuts, status events, blob
  *              assembly, the in-process ring, dump requests, gtrace_start/stop
  *   strtab.c   process-wide interning of strings and stacks
  *   clock.c    the trace clock and its calibration
- *   stack.c    frame-pointer unwinding
  *   dump.c     in-process .gtrace files
  *   crash.c    the fatal-signal handler
  *   ring.c     the in-process generation ring
@@ -88,12 +88,6 @@ void gt_str_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_str *e),
 void gt_stack_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_stack *e), void *ctx);
 uint64_t gt_strtab_dropped(void);
 
-/* ---- stacks (stack.c) ------------------------------------------------------ */
-
-/* Frame-pointer walk from the caller's caller, bounded by the thread's stack
- * [lo, hi).  Returns the number of PCs stored. */
-uint32_t gt_unwind(uint64_t *pcs, uint32_t max, uintptr_t lo, uintptr_t hi);
-
 /* ---- threads, buffers, generations (trace.c) ------------------------------ */
 
 /* A chunk: one batch of one thread's events for one generation. */
@@ -152,7 +146,7 @@ struct gt_thread {
          * the advancer, whichever moves this to the generation first. */
         _Atomic uint64_t status_gen;
 
-        uintptr_t stack_lo, stack_hi; /* for unwinding */
+        uintptr_t stack_lo, stack_last; /* for unwinding: see frame_ok() */
         struct gt_stack *last_stack;  /* the stack this thread interned last */
         uint64_t last_stack_gen;      /* generation it was last marked for */
         struct gt_strcache strcache[GT_STRCACHE_SIZE];

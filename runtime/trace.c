@@ -221,7 +221,8 @@ static struct gt_thread *thread_register(void)
                 size_t size;
                 if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
                         t->stack_lo = (uintptr_t)addr;
-                        t->stack_hi = (uintptr_t)addr + size;
+                        if (size >= 2 * sizeof(uintptr_t))
+                                t->stack_last = (uintptr_t)addr + size - 2 * sizeof(uintptr_t);
                 }
                 pthread_attr_destroy(&attr);
         }
@@ -579,29 +580,93 @@ static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_
 
 /* ---- stacks ---------------------------------------------------------------- */
 
+/*
+ * Frame-pointer unwinding: a load pair per frame, and safe.  Every frame
+ * pointer is checked to lie inside the thread's own stack, to be aligned and
+ * to move towards the stack's base before it is dereferenced, so a frame
+ * built without frame pointers ends the walk instead of faulting.  Code
+ * compiled with -fomit-frame-pointer (the default at -O2 on x86-64) shows up
+ * as a short or empty stack; build with -fno-omit-frame-pointer to get full
+ * stacks (docs/runtime.md).  A thread running on a stack that is not its own
+ * (a signal's alternate stack, a fiber's makecontext stack) records none.
+ *
+ * The walk starts directly at the public function's frame (ours, built with
+ * frame pointers), whose return address is the application's call site.
+ * A thread usually logs from the same few places, so the common case is a
+ * walk that only compares each return address with the stack the thread
+ * interned last: no copy, no hash, no table.  The first difference sends the
+ * capture to the slow path, which walks again into an array and interns it.
+ */
+
+/* [lo, last]: where a frame record (saved frame pointer, return address)
+ * may start on this thread's stack; last = 0 when the stack is unknown. */
+static inline bool frame_ok(uintptr_t fp, uintptr_t lo, uintptr_t last)
+{
+        return fp >= lo && fp <= last && !(fp & (sizeof(uintptr_t) - 1));
+}
+
+static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thread *t,
+                                                                  uint64_t gen, uintptr_t fp)
+{
+        uint64_t pcs[GT_MAX_STACK_DEPTH];
+        uint32_t n = 0, max = gt.stack_depth;
+        for (;;) {
+                const uintptr_t *frame = (const uintptr_t *)fp;
+                uintptr_t next = frame[0], ret = frame[1];
+                if (!ret)
+                        break;
+                pcs[n++] = ret;
+                /* next > fp also keeps it above the low bound. */
+                if (n == max || next <= fp || !frame_ok(next, fp, t->stack_last))
+                        break;
+                fp = next;
+        }
+        /* A cached stack is never empty: stack_capture relies on it. */
+        struct gt_stack *e = n ? gt_stack_intern(pcs, n) : NULL;
+        if (!e)
+                return 0;
+        t->last_stack = e;
+        gt_stack_mark(e, gen);
+        t->last_stack_gen = gen;
+        return e->id;
+}
+
 static uint64_t stack_capture(struct gt_thread *t, uint64_t gen);
 
 /* The stack id for an event of kind k: 0 unless stacks are on for k.  The
- * check is inline; the capture is out of line, and must stay one call deep
- * from the public function (gt_unwind skips a fixed number of frames). */
+ * check is inline; the capture is out of line, and must stay exactly one call
+ * deep from the public function: it skips its own frame and no other. */
 #define stack_id(t, k, gen) ((gt.stack_mask & (1u << (k))) ? stack_capture(t, gen) : 0)
 
 static __attribute__((noinline)) uint64_t stack_capture(struct gt_thread *t, uint64_t gen)
 {
-        uint64_t pcs[GT_MAX_STACK_DEPTH];
-        uint32_t n = gt_unwind(pcs, gt.stack_depth, t->stack_lo, t->stack_hi);
-        if (!n)
-                return 0;
-        /* A thread often logs from the same place again: compare with the
-         * last stack it interned before hashing and probing the table. */
+        const uintptr_t start = *(const uintptr_t *)__builtin_frame_address(0);
+        const uintptr_t last = t->stack_last;
         struct gt_stack *e = t->last_stack;
-        if (!e || e->n != n || memcmp(e->pcs, pcs, n * sizeof(*pcs)) != 0) {
-                e = gt_stack_intern(pcs, n);
-                if (!e)
-                        return 0;
-                t->last_stack = e;
-                t->last_stack_gen = 0;
+
+        if (!frame_ok(start, t->stack_lo, last))
+                return 0;
+        if (!e)
+                return stack_intern_walk(t, gen, start);
+        /* Match the cached stack frame by frame (its pcs are never 0, so a
+         * chain that ends early mismatches too)... */
+        uintptr_t fp = start, next;
+        const uint32_t n = e->n;
+        for (uint32_t i = 0;;) {
+                const uintptr_t *frame = (const uintptr_t *)fp;
+                if (frame[1] != e->pcs[i])
+                        return stack_intern_walk(t, gen, start);
+                next = frame[0];
+                if (++i == n)
+                        break;
+                if (next <= fp || !frame_ok(next, fp, last))
+                        return stack_intern_walk(t, gen, start);
+                fp = next;
         }
+        /* ...then make sure the walk would have stopped where it did. */
+        if (n < gt.stack_depth && next > fp && frame_ok(next, fp, last) &&
+            ((const uintptr_t *)next)[1] != 0)
+                return stack_intern_walk(t, gen, start);
         if (t->last_stack_gen != gen) {
                 gt_stack_mark(e, gen);
                 t->last_stack_gen = gen;

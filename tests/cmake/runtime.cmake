@@ -11,3 +11,7 @@ gtrace_check_test(test-runtime-stress SOURCES unit/test-runtime-stress.c
   LIBS gtrace_static gtrace_rtcheck LABELS concurrency TIMEOUT 300)
 gtrace_check_test(test-runtime-fastpath SOURCES unit/test-runtime-fastpath.c
   LIBS gtrace_static gtrace_rtcheck LABELS concurrency TIMEOUT 120)
+# The stack tests walk the test's own frames: keep them, as a user who wants
+# full stacks builds (docs/runtime.md).
+set_source_files_properties(unit/test-runtime-api.c PROPERTIES
+  COMPILE_OPTIONS -fno-omit-frame-pointer)

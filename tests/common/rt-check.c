@@ -61,8 +61,11 @@ static int on_event(void *ctx, const struct fr_generation *g, const struct fr_ev
                         const uint64_t *pcs;
                         size_t npcs;
                         s->last_log_pc0 = 0;
-                        if (ev->args[3] && fr_gen_stack(g, ev->args[3], &pcs, &npcs) == 0 && npcs)
+                        s->last_log_npcs = 0;
+                        if (ev->args[3] && fr_gen_stack(g, ev->args[3], &pcs, &npcs) == 0 && npcs) {
                                 s->last_log_pc0 = pcs[0];
+                                s->last_log_npcs = npcs;
+                        }
                 }
                 char tmp[1100];
                 size_t m = ev->args[2] < sizeof(tmp) - 1 ? ev->args[2] : sizeof(tmp) - 1;

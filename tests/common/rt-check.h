@@ -23,6 +23,7 @@ struct rt_summary {
         uint64_t last_log_time;     /* absolute clock units of the newest LOG */
         char last_log[256];         /* its message */
         uint64_t last_log_pc0;      /* innermost frame of its stack (0: none) */
+        uint64_t last_log_npcs;     /* frames in its stack */
         uint64_t threads_seen;      /* distinct tids with events */
         uint64_t fiber_threads_max; /* most threads any one fiber ran on */
         /* REGION_STATUS entries seen in the first generation of the dump. */

@@ -118,6 +118,123 @@ START_TEST(test_stack_starts_at_caller)
 }
 END_TEST
 
+/* rec(k) logs from k frames deeper than rec(0) does, always from the same
+ * call site: stacks that share their innermost frame and differ further out. */
+__attribute__((noinline)) static void rec(int k)
+{
+        if (k == 0)
+                gtrace_log("stack", "rec");
+        else
+                rec(k - 1);
+        __asm__ volatile("" ::: "memory");
+}
+
+static struct rt_summary dump_and_read(const char *why)
+{
+        char path[4096];
+        struct rt_summary s;
+        ck_assert_int_eq(gtrace_dump(why, path, sizeof(path)), 0);
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        return s;
+}
+
+/* Each log records its own stack whatever the thread logged before: the
+ * last-stack cache is only a shortcut.  Shallow after deep, deep after
+ * shallow and another call site must each give the right stack. */
+START_TEST(test_stack_cache_follows_the_stack)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        o.stack_depth = 64;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        uintptr_t fn = (uintptr_t)rec;
+        rec(0);
+        struct rt_summary s = dump_and_read("shallow");
+        uint64_t n0 = s.last_log_npcs;
+        ck_assert_uint_ge(n0, 1);
+        ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+        for (int round = 0; round < 2; round++) { /* the second round hits the cache */
+                rec(3);
+                s = dump_and_read("deep");
+                ck_assert_uint_eq(s.last_log_npcs, n0 + 3);
+                ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+                rec(0);
+                s = dump_and_read("shallow again");
+                ck_assert_uint_eq(s.last_log_npcs, n0);
+        }
+        log_from_here();
+        s = dump_and_read("elsewhere");
+        fn = (uintptr_t)log_from_here;
+        ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+        gtrace_stop();
+}
+END_TEST
+
+#if defined(__x86_64__)
+/* chain_call(fn, cut) calls fn from one call site, with the frame-pointer
+ * chain either intact or (cut != 0) ending right there: the same return
+ * addresses, a longer or a shorter stack. */
+void chain_call(void (*fn)(void), int cut);
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".type chain_call, @function\n"
+        "chain_call:\n"
+        "        push %rbp\n"
+        "        mov %rsp, %rbp\n"
+        "        test %esi, %esi\n"
+        "        jz 1f\n"
+        "        xor %ebp, %ebp\n"
+        "1:      call *%rdi\n"
+        "        pop %rbp\n"
+        "        ret\n"
+        ".size chain_call, .-chain_call\n");
+
+__attribute__((noinline)) static void log_leaf(void)
+{
+        gtrace_log("stack", "leaf");
+        __asm__ volatile("" ::: "memory");
+}
+
+/* A cached stack that is a prefix of the real one is not the real one: the
+ * walk must notice that the chain goes on past the cached frames. */
+START_TEST(test_stack_cache_prefix)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        chain_call(log_leaf, 1);
+        struct rt_summary s = dump_and_read("cut");
+        ck_assert_uint_eq(s.last_log_npcs, 2);
+        chain_call(log_leaf, 0);
+        s = dump_and_read("whole");
+        ck_assert_uint_gt(s.last_log_npcs, 2);
+        chain_call(log_leaf, 1);
+        s = dump_and_read("cut again");
+        ck_assert_uint_eq(s.last_log_npcs, 2);
+        gtrace_stop();
+}
+END_TEST
+#endif
+
+/* stack_depth caps every stack, cached or not. */
+START_TEST(test_stack_depth_cap)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        o.stack_depth = 3;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        for (int round = 0; round < 2; round++) {
+                rec(6);
+                struct rt_summary s = dump_and_read("capped");
+                ck_assert_uint_eq(s.last_log_npcs, 3);
+                rec(1);
+                s = dump_and_read("capped, shallower");
+                ck_assert_uint_eq(s.last_log_npcs, 3);
+        }
+        gtrace_stop();
+}
+END_TEST
+
 /* Regression: a thread's last-stack cache outlived gtrace_stop() and pointed
  * into the freed stack table when tracing started again. */
 START_TEST(test_regress_stale_stack_cache_after_restart)
@@ -464,6 +581,11 @@ int main(void)
         tcase_add_test(core, test_api_env_bad_value);
         tcase_add_test(core, test_generation_self_contained);
         tcase_add_test(core, test_stack_starts_at_caller);
+        tcase_add_test(core, test_stack_cache_follows_the_stack);
+        tcase_add_test(core, test_stack_depth_cap);
+#if defined(__x86_64__)
+        tcase_add_test(core, test_stack_cache_prefix);
+#endif
         tcase_add_test(core, test_regress_stale_stack_cache_after_restart);
         suite_add_tcase(suite, core);
         TCase *limits = tcase_create("limits");
