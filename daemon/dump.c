@@ -311,6 +311,16 @@ static int write_to_dir(struct gd_dump *d, const struct iovec *iov)
                 if (fchown(fd, (uid_t)d->chown_uid, (gid_t)-1) < 0) {
                         /* Best effort: without CAP_CHOWN the file stays ours. */
                 }
+        if (r == 0) {
+                /* Reserving the whole file first makes the copy into the page
+                 * cache cheaper (no block reservation page by page) and turns
+                 * a full disk into an error before anything is written.  A
+                 * file system without fallocate just skips it. */
+                int64_t size = proto_dump_size(&d->meta, iov, d->ngens);
+                if (size > 0 && fallocate(fd, 0, 0, (off_t)size) < 0 && errno != EOPNOTSUPP &&
+                    errno != ENOSYS)
+                        r = -errno;
+        }
         if (r == 0)
                 r = proto_dump_write(fd, &d->meta, iov, d->ngens);
         if (close(fd) < 0 && r == 0)

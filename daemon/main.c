@@ -13,6 +13,28 @@
 
 #include "gtraced.h"
 
+/*
+ * libuv starts its thread pool on the first queued work.  Dumps are written
+ * there, and the first dump is often the one that matters (a crash): start
+ * the pool now so it does not pay for creating the threads.
+ */
+static void warm_work(uv_work_t *w)
+{
+        (void)w;
+}
+
+static void warm_done(uv_work_t *w, int status)
+{
+        (void)w;
+        (void)status;
+}
+
+static void warm_threadpool(uv_loop_t *loop)
+{
+        static uv_work_t warm;
+        (void)uv_queue_work(loop, &warm, warm_work, warm_done);
+}
+
 int main(int argc, char **argv)
 {
         struct gd_config cfg;
@@ -55,6 +77,8 @@ int main(int argc, char **argv)
         if (r >= 0)
                 r = gd_server_start_signals(&srv);
         sigprocmask(SIG_SETMASK, &saved, NULL);
+        if (r >= 0)
+                warm_threadpool(&loop);
         if (r >= 0) {
                 log_info("gtraced %s ready: dumps into %s; %u generations, %" PRIu64
                          " bytes per process, %" PRIu64 " bytes in total",

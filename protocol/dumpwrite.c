@@ -142,13 +142,40 @@ static size_t dw_fields(const struct proto_dump_meta *m, struct dw_field *f)
 
 #define DW_MAX_FIELDS 16
 
+/* The META payload's length; -EMSGSIZE when over the format's limit (at
+ * most 6 texts of 4 KiB plus small integers: it never is). */
+static int64_t dw_meta_len(const struct dw_field *f, size_t nf)
+{
+        uint64_t len = 0;
+        for (size_t i = 0; i < nf; i++) {
+                uint64_t vlen = f[i].text ? f[i].value : proto_uvarint_len(f[i].value);
+                len += 1 + proto_uvarint_len(vlen) + vlen;
+        }
+        return len > PROTO_MAX_META_BYTES ? -EMSGSIZE : (int64_t)len;
+}
+
+int64_t proto_dump_size(const struct proto_dump_meta *meta, const struct iovec *gens,
+                        size_t ngens)
+{
+        struct dw_field f[DW_MAX_FIELDS];
+        int64_t meta_len = dw_meta_len(f, dw_fields(meta, f));
+        if (meta_len < 0)
+                return meta_len;
+        uint64_t size = PROTO_DUMP_MAGIC_LEN + 1 + proto_uvarint_len((uint64_t)meta_len) +
+                        (uint64_t)meta_len;
+        for (size_t i = 0; i < ngens; i++)
+                size += 1 + proto_uvarint_len(gens[i].iov_len) + gens[i].iov_len;
+        size += 1 + proto_uvarint_len(proto_uvarint_len(ngens)) + proto_uvarint_len(ngens);
+        return (int64_t)size;
+}
+
 int proto_dump_write(int fd, const struct proto_dump_meta *meta, const struct iovec *gens,
                      size_t ngens)
 {
         struct dw w = {.fd = fd};
         struct dw_field f[DW_MAX_FIELDS];
         size_t nf = dw_fields(meta, f);
-        uint64_t meta_len = 0;
+        int64_t meta_len = dw_meta_len(f, nf);
 
         if (fd < 0 || (ngens > 0 && !gens))
                 return -EINVAL;
@@ -159,18 +186,13 @@ int proto_dump_write(int fd, const struct proto_dump_meta *meta, const struct io
                         return -EMSGSIZE;
         }
 
-        for (size_t i = 0; i < nf; i++) {
-                uint64_t vlen = f[i].text ? f[i].value : proto_uvarint_len(f[i].value);
-                meta_len += 1 + proto_uvarint_len(vlen) + vlen;
-        }
-        /* At most 6 texts of 4 KiB plus small integers: always within the limit. */
-        if (meta_len > PROTO_MAX_META_BYTES)
-                return -EMSGSIZE;
+        if (meta_len < 0)
+                return (int)meta_len;
 
         dw_bytes(&w, PROTO_DUMP_MAGIC, PROTO_DUMP_MAGIC_LEN);
 
         dw_u8(&w, PROTO_DUMP_META);
-        dw_uvarint(&w, meta_len);
+        dw_uvarint(&w, (uint64_t)meta_len);
         for (size_t i = 0; i < nf; i++) {
                 dw_u8(&w, f[i].key);
                 if (f[i].text) {

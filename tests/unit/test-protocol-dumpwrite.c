@@ -19,7 +19,8 @@
 #include "proto/dumpfile.h"
 #include "proto/varint.h"
 
-/* Writes through a memfd and returns the file's bytes. */
+/* Writes through a memfd and returns the file's bytes; every file is
+ * exactly as long as proto_dump_size() said it would be. */
 static uint8_t *write_dump(const struct proto_dump_meta *m, const struct iovec *g, size_t n,
                            size_t *ret_len)
 {
@@ -31,6 +32,7 @@ static uint8_t *write_dump(const struct proto_dump_meta *m, const struct iovec *
         ck_assert_int_eq(proto_dump_write(fd, m, g, n), 0);
         size = lseek(fd, 0, SEEK_END);
         ck_assert_int_gt(size, 0);
+        ck_assert_int_eq(proto_dump_size(m, g, n), size);
         buf = malloc((size_t)size);
         ck_assert_int_eq(pread(fd, buf, (size_t)size, 0), size);
         close(fd);

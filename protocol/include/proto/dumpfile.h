@@ -76,4 +76,11 @@ struct proto_dump_meta {
 int proto_dump_write(int fd, const struct proto_dump_meta *meta, const struct iovec *gens,
                      size_t ngens);
 
+/*
+ * The exact size in bytes of the file proto_dump_write() writes for the same
+ * arguments (a writer preallocates it), or -EMSGSIZE.  Async-signal-safe.
+ */
+int64_t proto_dump_size(const struct proto_dump_meta *meta, const struct iovec *gens,
+                        size_t ngens);
+
 #endif
