@@ -366,7 +366,6 @@ struct rd_fiber {
 struct rd_task {
         uint64_t id;
         uint8_t status, begun, ended;
-        uint8_t begin_delivered; /* phase 3 */
         uint32_t end_off;
         uint32_t end_thread;
 };
@@ -394,6 +393,7 @@ struct rd_waits {
         struct rd_wslot *slots;
         uint64_t seed;
         uint32_t bits, n, stamp;
+        uint32_t parked; /* threads waiting now: none, and nothing needs waking */
 };
 
 
@@ -459,6 +459,8 @@ struct fr_parser {
 
         struct rd_task *tk;
         size_t ntk, ctk;
+        uint64_t *tklive; /* phase 3: bit i, task i may end (see rd_deliver) */
+        size_t ctklive;
         struct rd_map tkmap;
         struct rd_window tkwin;
 
@@ -468,11 +470,16 @@ struct fr_parser {
         struct rd_waits waits;
 
         /* Phase 3's winner tree (see rd_tree_set). */
-        uint32_t *wt;
-        size_t cwt;
-        uint64_t *wtime;
-        size_t cwtime;
+        uint64_t *wk; /* keys (wide keys: times) */
+        size_t cwk;
+        uint32_t *wi; /* wide keys: thread indexes */
+        size_t cwi;
         uint32_t wleaves;
+        uint32_t wshift;
+        int wwide;       /* wide keys */
+        uint64_t wbase;
+        uint64_t wrun;   /* the smallest key but the first thread's */
+        uint32_t wdirty; /* first thread whose path is not replayed, or RD_NONE */
 
         uint32_t eog_off;
         uint64_t eog_gen, eog_batches, eog_events, eog_lost;
@@ -1184,8 +1191,11 @@ static int rd_task_event(struct fr_parser *r, uint32_t ti, const struct fr_event
         return 0;
 }
 
-/* Thread-local rules for one event, in the thread's own order. */
-static int rd_track(struct fr_parser *r, uint32_t ti, const struct fr_event *ev)
+/* Thread-local rules for one event, in the thread's own order.  type is
+ * ev->type, a constant where it is inlined (see rd_check). */
+static inline __attribute__((always_inline)) int rd_track(struct fr_parser *r, uint32_t ti,
+                                                           const struct fr_event *ev,
+                                                           const uint8_t type)
 {
         struct rd_thread *t = &r->th[ti];
         uint32_t off = (uint32_t)(ev->offset - r->base);
@@ -1197,15 +1207,15 @@ static int rd_track(struct fr_parser *r, uint32_t ti, const struct fr_event *ev)
                                ULL(ev->time), ULL(t->last_time));
         t->last_time = ev->time;
         if (t->tracer) {
-                if (ev->type != PROTO_EV_FIBER_STATUS && ev->type != PROTO_EV_TASK_STATUS)
+                if (type != PROTO_EV_FIBER_STATUS && type != PROTO_EV_TASK_STATUS)
                         return rd_fail(r, -EPROTO, off, ti, "%s in the tracer's batch", name);
-        } else if (!t->has_status && ev->type != PROTO_EV_THREAD_STATUS) {
+        } else if (!t->has_status && type != PROTO_EV_THREAD_STATUS) {
                 return rd_fail(r, -EPROTO, off, ti, "first event is %s, not THREAD_STATUS",
                                name);
         }
         t->nev++;
 
-        switch (ev->type) {
+        switch (type) {
         case PROTO_EV_THREAD_STATUS:
                 if (t->has_status)
                         return rd_fail(r, -EPROTO, off, ti, "second THREAD_STATUS");
@@ -1230,7 +1240,7 @@ static int rd_track(struct fr_parser *r, uint32_t ti, const struct fr_event *ev)
         }
 
         t->b_seen = 1;
-        switch (ev->type) {
+        switch (type) {
         case PROTO_EV_REGION_BEGIN:
                 t->depth++;
                 break;
@@ -1274,6 +1284,50 @@ static int rd_track(struct fr_parser *r, uint32_t ti, const struct fr_event *ev)
         return 0;
 }
 
+/*
+ * Phase 2's step: decodes the event at *pp and applies its thread's rules,
+ * with one dispatch on the type for both (each case has the decoder and
+ * rd_track specialised for its type).  A status event's position is
+ * remembered for delivery.
+ */
+#define RD_CHECK_CASE_(name, code, where, doc, ...)                                                \
+        case code:                                                                                 \
+                if (where == 'S')                                                                  \
+                        goto structural;                                                           \
+                rc = rd_decode(r, pp, end, time, thread, ev, 1, code);                             \
+                if (rc < 0)                                                                        \
+                        return rc;                                                                 \
+                rc = rd_track(r, thread, ev, code);                                                \
+                if (rc < 0)                                                                        \
+                        return rc;                                                                 \
+                if (where == 'T') {                                                                \
+                        if (RD_RESERVE(r->st, r->cst, r->nst + 1) < 0)                             \
+                                return rd_oom(r);                                                  \
+                        r->st[r->nst++] = (struct rd_status){off, thread, *time};                  \
+                }                                                                                  \
+                return 0;
+#define RD_NOARG_(kind, name)
+
+static inline __attribute__((always_inline)) int
+rd_check(struct fr_parser *r, const uint8_t **pp, const uint8_t *end, uint64_t *time,
+                    uint32_t thread, struct fr_event *ev)
+{
+        uint8_t type = **pp;
+        uint32_t off = (uint32_t)(*pp - r->blob);
+        int rc;
+
+        switch (type) {
+                PROTO_EVENTS(RD_CHECK_CASE_, RD_NOARG_)
+        default: break;
+        }
+        return rd_fail(r, -EBADMSG, off, thread, "unknown event type 0x%02x", type);
+structural:
+        return rd_fail(r, -EBADMSG, off, thread, "%s record inside a batch",
+                       r->plan[type].spec->name);
+}
+#undef RD_CHECK_CASE_
+#undef RD_NOARG_
+
 static int rd_decode_batches(struct fr_parser *r)
 {
         struct fr_event ev;
@@ -1289,20 +1343,10 @@ static int rd_decode_batches(struct fr_parser *r)
                                        "lost-event count overflows");
                 r->g.lost += b->lost;
                 while (p < end) {
-                        uint32_t pos = (uint32_t)(p - r->blob);
-
-                        rc = rd_event(r, &p, end, &time, b->thread, &ev, 1);
+                        rc = rd_check(r, &p, end, &time, b->thread, &ev);
                         if (rc < 0)
                                 return rc;
                         r->g.nevents++;
-                        rc = rd_track(r, b->thread, &ev);
-                        if (rc < 0)
-                                return rc;
-                        if (ev.spec->where == 'T') {
-                                if (RD_RESERVE(r->st, r->cst, r->nst + 1) < 0)
-                                        return rd_oom(r);
-                                r->st[r->nst++] = (struct rd_status){pos, b->thread, time};
-                        }
                 }
         }
         return 0;
@@ -1353,61 +1397,154 @@ static int rd_check_totals(struct fr_parser *r)
 
 /* ---- phase 3: merge ------------------------------------------------------ */
 
-static inline int rd_key_before(uint64_t ta, uint32_t a, uint64_t tb, uint32_t b)
-{
-        return ta < tb || (ta == tb && a < b);
-}
-
 static inline int rd_before(const struct fr_parser *r, uint32_t a, uint32_t b)
 {
-        return rd_key_before(r->th[a].head.time, a, r->th[b].head.time, b);
+        uint64_t ta = r->th[a].head.time, tb = r->th[b].head.time;
+        return ta < tb || (ta == tb && a < b);
 }
 
 /*
  * The merge takes next, among the threads whose head is ready, the one
  * with the earliest (time, thread index).  A winner tree over all threads
- * finds it: leaf wleaves + ti holds ti while its head is ready, else the
- * sentinel wleaves, whose key (UINT64_MAX, wleaves) every real thread
- * beats; each inner node holds the winner of its two children, wt[1] the
- * overall one.  A thread whose head changes replays its path to the root:
- * log2(threads) branch-free comparisons of keys kept side by side in
- * wtime, whether it stays first (a run of one thread's events) or not.
+ * finds it: leaf wleaves + ti holds ti's key while its head is ready, else
+ * the sentinel, which every real key beats; each inner node holds the
+ * smaller key of its two children, the root the overall one.  A thread
+ * whose head changes replays its path to the root, whether it stays first
+ * (a run of one thread's events) or not: at each level one comparison with
+ * the sibling's key.
+ *
+ * Which thread comes next is as good as random to a branch predictor, so
+ * the comparisons must not branch, and a key that is one 64-bit number
+ * makes each level a compare and a conditional move.  Every head's time
+ * lies between the earliest batch base and the latest event time phase 2
+ * saw, so (time - wbase) << wshift | ti orders exactly as (time, ti) does
+ * whenever that span fits in the bits left above the thread index: always,
+ * for a real trace (2^40 clock units or more with a million threads).  A
+ * blob whose times span more takes the wide keys: the time in wk, the
+ * thread in wi, compared with masks.
  */
-static inline uint32_t rd_win(const struct fr_parser *r, uint32_t a, uint32_t b)
-{
-        return rd_key_before(r->wtime[a], a, r->wtime[b], b) ? a : b;
-}
-
-static inline void rd_tree_set(struct fr_parser *r, uint32_t ti, int ready)
+/* Replays ti's path to the root with its current key. */
+static inline void rd_tree_replay(struct fr_parser *r, uint32_t ti, int ready)
 {
         uint32_t i = r->wleaves + ti;
 
-        r->wt[i] = ready ? ti : r->wleaves;
-        r->wtime[ti] = r->th[ti].head.time;
-        for (i >>= 1; i >= 1; i >>= 1)
-                r->wt[i] = rd_win(r, r->wt[2 * i], r->wt[2 * i + 1]);
+        if (__builtin_expect(!r->wwide, 1)) {
+                uint64_t k = ready ? (r->th[ti].head.time - r->wbase) << r->wshift | ti
+                                   : UINT64_MAX;
+                r->wk[i] = k;
+                while (i > 1) {
+                        uint64_t s = r->wk[i ^ 1];
+                        k = s < k ? s : k;
+                        i >>= 1;
+                        r->wk[i] = k;
+                }
+                return;
+        }
+
+        uint64_t kt = ready ? r->th[ti].head.time : UINT64_MAX;
+        uint32_t kw = ready ? ti : r->wleaves;
+        r->wk[i] = kt;
+        r->wi[i] = kw;
+        while (i > 1) {
+                uint64_t st = r->wk[i ^ 1];
+                uint32_t sw = r->wi[i ^ 1];
+                /* All ones when the sibling comes first. */
+                uint64_t m = (uint64_t)0 - (uint64_t)((st < kt) | ((st == kt) & (sw < kw)));
+                kt = (st & m) | (kt & ~m);
+                kw = (sw & (uint32_t)m) | (kw & ~(uint32_t)m);
+                i >>= 1;
+                r->wk[i] = kt;
+                r->wi[i] = kw;
+        }
+}
+
+/*
+ * Runs.  A thread often has several events in a row before another's
+ * time comes (a worker running a request's slice), and replaying its path
+ * for each would be wasted: after every replay wrun holds the smallest key
+ * of all the other threads (the smallest sibling along the winner's path),
+ * and while the winner's next key is below it, it stays first without
+ * touching the tree.  Its path then holds an older, smaller key of its own
+ * (wdirty names it), which is harmless while it is first and is replayed
+ * before any other thread's path is.  Wide keys take no shortcut.
+ */
+static inline void rd_tree_runner(struct fr_parser *r)
+{
+        uint64_t run = UINT64_MAX, root = r->wk[1];
+        uint32_t i;
+
+        if (r->wwide || root == UINT64_MAX) {
+                r->wrun = 0;
+                return;
+        }
+        for (i = r->wleaves + (uint32_t)(root & (r->wleaves - 1)); i > 1; i >>= 1) {
+                uint64_t s = r->wk[i ^ 1];
+                run = s < run ? s : run;
+        }
+        r->wrun = run;
+}
+
+/* Sets any thread's leaf: ready with its head, or waiting. */
+static inline void rd_tree_set(struct fr_parser *r, uint32_t ti, int ready)
+{
+        if (r->wdirty != RD_NONE && r->wdirty != ti)
+                rd_tree_replay(r, r->wdirty, 1);
+        r->wdirty = RD_NONE;
+        rd_tree_replay(r, ti, ready);
+        rd_tree_runner(r);
+}
+
+/* The same for the thread that was first, after its event was taken. */
+static inline void rd_tree_next(struct fr_parser *r, uint32_t ti, int ready)
+{
+        if (ready && !r->wwide &&
+            ((r->th[ti].head.time - r->wbase) << r->wshift | ti) < r->wrun) {
+                r->wdirty = ti;
+                return;
+        }
+        r->wdirty = RD_NONE;
+        rd_tree_replay(r, ti, ready);
+        rd_tree_runner(r);
 }
 
 /* The thread to take next, RD_NONE when none is ready. */
 static inline uint32_t rd_tree_first(const struct fr_parser *r)
 {
-        return r->wt[1] == r->wleaves ? RD_NONE : r->wt[1];
+        if (__builtin_expect(!r->wwide, 1))
+                return r->wk[1] == UINT64_MAX ? RD_NONE : (uint32_t)(r->wk[1] & (r->wleaves - 1));
+        return r->wi[1] == r->wleaves ? RD_NONE : r->wi[1];
 }
 
 /* A tree with a leaf per thread, none ready. */
 static int rd_tree_init(struct fr_parser *r)
 {
-        uint32_t n = 1;
+        uint32_t n = 1, bits = 0;
+        uint64_t lo = UINT64_MAX, hi = 0;
 
-        while (n < r->nth)
+        while (n < r->nth) {
                 n *= 2;
-        if (RD_RESERVE(r->wt, r->cwt, 2 * (size_t)n) < 0 ||
-            RD_RESERVE(r->wtime, r->cwtime, (size_t)n + 1) < 0)
+                bits++;
+        }
+        if (RD_RESERVE(r->wk, r->cwk, 2 * (size_t)n) < 0 ||
+            RD_RESERVE(r->wi, r->cwi, 2 * (size_t)n) < 0)
                 return rd_oom(r);
         r->wleaves = n;
-        for (uint32_t i = 0; i < 2 * n; i++)
-                r->wt[i] = n;
-        r->wtime[n] = UINT64_MAX;
+        /* Every event's time is at least its batch's base, and at most its
+         * thread's last time. */
+        for (size_t bi = 0; bi < r->nbt; bi++)
+                lo = r->bt[bi].base < lo ? r->bt[bi].base : lo;
+        for (size_t ti = 0; ti < r->nth; ti++)
+                hi = r->th[ti].last_time > hi ? r->th[ti].last_time : hi;
+        r->wbase = lo;
+        r->wshift = bits;
+        r->wdirty = RD_NONE;
+        r->wrun = 0;
+        /* lo > hi: no events at all */
+        r->wwide = lo <= hi && (hi - lo) >> (63 - bits) != 0;
+        for (uint32_t i = 0; i < 2 * n; i++) {
+                r->wk[i] = UINT64_MAX;
+                r->wi[i] = n;
+        }
         return 0;
 }
 
@@ -1519,6 +1656,7 @@ static int rd_wait_park(struct fr_parser *r, uint32_t ti, uint64_t id, uint64_t 
                 return rd_oom(r);
         r->th[ti].parked_next = sl->head;
         sl->head = ti;
+        r->waits.parked++;
         return 0;
 }
 
@@ -1535,6 +1673,7 @@ static void rd_wait_wake(struct fr_parser *r, uint64_t id, uint64_t need)
         while (w != RD_NONE) {
                 uint32_t next = r->th[w].parked_next;
                 rd_tree_set(r, w, 1);
+                r->waits.parked--;
                 w = next;
         }
 }
@@ -1683,6 +1822,15 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
         rc = rd_tree_init(r);
         if (rc < 0)
                 return rc;
+        /* A task's end may be delivered once it is live: restated, or its
+         * begin delivered.  One bit per task, by its index: the merge looks
+         * tasks up in a bitmap that stays in cache, not in r->tk. */
+        if (RD_RESERVE(r->tklive, r->ctklive, (r->ntk + 63) / 64) < 0)
+                return rd_oom(r);
+        if (r->ntk)
+                memset(r->tklive, 0, (r->ntk + 63) / 64 * sizeof(*r->tklive));
+        for (size_t i = 0; i < r->ntk; i++)
+                r->tklive[i >> 6] |= (uint64_t)r->tk[i].status << (i & 63);
         for (uint32_t ti = 0; ti < r->nth; ti++) {
                 struct rd_thread *t = &r->th[ti];
 
@@ -1719,13 +1867,14 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                 } else if (t->head.type == PROTO_EV_TASK_END ||
                            t->head.type == PROTO_EV_TASK_BEGIN) {
                         /* Phase 2 recorded every task of the generation. */
-                        struct rd_task *k = &r->tk[rd_task_find(r, t->head.args[1])];
+                        uint32_t k = rd_task_find(r, t->head.args[1]);
+                        uint64_t bit = (uint64_t)1 << (k & 63);
                         if (t->head.type == PROTO_EV_TASK_BEGIN) {
-                                k->begin_delivered = 1;
-                                begun = k->id;
-                        } else if (!k->status && !k->begin_delivered) {
+                                r->tklive[k >> 6] |= bit;
+                                begun = t->head.args[1];
+                        } else if (!(r->tklive[k >> 6] & bit)) {
                                 /* Another thread's clock put the end first. */
-                                rc = rd_wait_park(r, ti, k->id, RD_WAIT_BEGUN);
+                                rc = rd_wait_park(r, ti, t->head.args[1], RD_WAIT_BEGUN);
                                 if (rc < 0)
                                         return rc;
                                 rd_tree_set(r, ti, 0);
@@ -1740,7 +1889,9 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                 rc = rd_advance(r, ti);
                 if (rc < 0)
                         return rc;
-                rd_tree_set(r, ti, t->has_head);
+                rd_tree_next(r, ti, t->has_head);
+                if (__builtin_expect(!r->waits.parked, 1))
+                        continue;
                 /* Wake whoever waited for what just happened. */
                 if (fi != RD_NONE) {
                         rd_wait_wake(r, r->fb[fi].id, r->fb[fi].seq);
@@ -1820,12 +1971,13 @@ void fr_parser_free(struct fr_parser *r)
         fr_free(r->fb);
         rd_map_done(&r->fbmap);
         fr_free(r->tk);
+        fr_free(r->tklive);
         rd_map_done(&r->tkmap);
         fr_free(r->tkwin.idx);
         fr_free(r->fbwin.idx);
         fr_free(r->st);
-        fr_free(r->wt);
-        fr_free(r->wtime);
+        fr_free(r->wk);
+        fr_free(r->wi);
         fr_free(r->waits.slots);
         fr_free(r);
 }
@@ -1851,6 +2003,7 @@ static void rd_reset(struct fr_parser *r, const uint8_t *blob, size_t len, uint6
         rd_map_clear(&r->fbmap);
         rd_map_clear(&r->tkmap);
         r->waits.n = 0;
+        r->waits.parked = 0;
         if (r->waits.bits && ++r->waits.stamp == 0) {
                 for (uint32_t i = 0; i < (1u << r->waits.bits); i++)
                         r->waits.slots[i].stamp = 0;
