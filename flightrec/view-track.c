@@ -81,6 +81,7 @@ enum {
  * generation begins (the reader reuses its memory then).
  */
 #define NAME_CACHE 256 /* entries of the pointer cache, a power of two */
+#define TCACHE     64  /* entries of the thread cache, a power of two */
 
 struct name_cache_ent {
         const char *p;
@@ -116,6 +117,13 @@ struct fr_track {
          * and fiber (for the exporters, see track-priv.h). */
         struct fr_track_thread *cur_thread;
         struct fr_track_fiber *cur_fiber;
+        /* Threads by the low bits of their id: events of several threads
+         * interleave finely, and a hit here is a branch that predicts well,
+         * where "same thread as the last event" did not. */
+        struct {
+                uint64_t tid; /* 0: empty (the tracer's id never comes here) */
+                struct fr_track_thread *t;
+        } tcache[TCACHE];
         /* names */
         struct fr_name **names;
         size_t nnames_cap, nnames; /* buckets (a power of two), entries */
@@ -509,13 +517,18 @@ const struct fr_track_log *fr_track_fiber_log(const struct fr_track_fiber *f, un
 static int thread_get(struct fr_track *tr, const struct fr_generation *g, uint64_t tid,
                       struct fr_track_thread **ret)
 {
-        struct fr_track_thread *t = tr->cur_thread;
-        if (t && t->tid == tid) {
+        struct fr_track_thread *t;
+        unsigned slot = (unsigned)tid & (TCACHE - 1);
+        if (__builtin_expect(tr->tcache[slot].tid == tid, 1)) {
+                t = tr->tcache[slot].t;
+                tr->cur_thread = t;
                 *ret = t;
                 return 0;
         }
         t = vmap_get(&tr->threads, tid);
         if (t) {
+                tr->tcache[slot].tid = tid;
+                tr->tcache[slot].t = t;
                 tr->cur_thread = t;
                 *ret = t;
                 return 0;
@@ -754,6 +767,8 @@ static void thread_drop(struct fr_track *tr, struct fr_track_thread *t, int64_t 
                 tr->hooks.thread_free(tr->ctx, t);
         if (tr->cur_thread == t)
                 tr->cur_thread = NULL;
+        if (tr->tcache[t->tid & (TCACHE - 1)].t == t)
+                tr->tcache[t->tid & (TCACHE - 1)].tid = 0;
         (void)vmap_del(&tr->threads, t->tid);
         thread_free(tr, t);
 }
