@@ -387,6 +387,9 @@ static struct gt_blob *assemble(uint64_t gen, const struct gt_clock_ref *ref, ui
                 head.len = gt_encode_generation_header(head.p, gen, ref, start);
         pthread_mutex_lock(&gt.ring_lock);
         lost_gens = gt_ring_take_dropped(&gt.ring, &lost_bytes);
+        /* gtrace_get_stats() counts every loss since the start: the ring's
+         * count only holds the ones no generation has recorded yet. */
+        atomic_fetch_add_explicit(&gt.generations_lost, lost_gens, memory_order_relaxed);
         pthread_mutex_unlock(&gt.ring_lock);
         if (lost_gens) {
                 gb_u8(&head, PROTO_EV_GENS_LOST);

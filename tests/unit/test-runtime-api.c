@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -232,6 +234,41 @@ START_TEST(test_stack_depth_cap)
                 ck_assert_uint_eq(s.last_log_npcs, 3);
         }
         gtrace_stop();
+}
+END_TEST
+
+/* Regression: gtrace_get_stats() reported a generation dropped from the
+ * ring only until the next generation recorded the loss, so a program (or a
+ * test) looking a little later saw generations_lost == 0 while its daemon was
+ * hung.  The daemon here is hung before it even accepts: nothing is pushed. */
+START_TEST(test_regress_stats_generations_lost_stays)
+{
+        const char *dir = rt_tmpdir();
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        ck_assert_int_lt(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/hung.sock", dir),
+                         (int)sizeof(sa.sun_path));
+        int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(ls, 0);
+        ck_assert_int_eq(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(ls, 8), 0);
+
+        struct gtrace_options o = {.period_ms = 100000, .dump_dir = dir, .ring_generations = 2,
+                                   .socket_path = sa.sun_path};
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        enum { CUTS = 8 };
+        for (int i = 0; i < CUTS; i++) {
+                gtrace_counter("c", i);
+                (void)gtrace_flush(); /* times out: nobody answers; the cut is made */
+        }
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        gtrace_stop();
+        close(ls);
+        ck_assert_uint_eq(st.generations_sent, 0);
+        ck_assert_uint_ge(st.generations, CUTS);
+        /* Every generation but the two the ring holds was dropped, whether
+         * or not a later generation has recorded the loss yet. */
+        ck_assert_uint_eq(st.generations_lost, st.generations - st.ring_generations);
 }
 END_TEST
 
@@ -583,6 +620,7 @@ int main(void)
         tcase_add_test(core, test_stack_starts_at_caller);
         tcase_add_test(core, test_stack_cache_follows_the_stack);
         tcase_add_test(core, test_stack_depth_cap);
+        tcase_add_test(core, test_regress_stats_generations_lost_stays);
 #if defined(__x86_64__)
         tcase_add_test(core, test_stack_cache_prefix);
 #endif
