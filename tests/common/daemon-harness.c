@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -70,15 +71,19 @@ int dh_prepare(struct dh_daemon *d)
         return 0;
 }
 
+int dh_can_connect(const char *sock)
+{
+        int fd = dh_connect_sock(sock);
+        if (fd < 0)
+                return 0;
+        close(fd);
+        return 1;
+}
+
 static int can_connect(void *ctx)
 {
         const struct dh_daemon *d = ctx;
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d->sock);
-        int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(fd);
-        return ok || !dh_alive(d);
+        return dh_can_connect(d->sock) || !dh_alive(d);
 }
 
 int dh_alive(const struct dh_daemon *d)
@@ -161,25 +166,121 @@ int dh_stop(struct dh_daemon *d)
         return 128 + WTERMSIG(st);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        return remove(path);
-}
-
 void dh_cleanup(struct dh_daemon *d)
 {
         if (d->pid > 0)
                 (void)dh_stop(d);
         if (d->dir[0] && !getenv("GTRACE_TEST_KEEP"))
-                nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+                dh_rmtree(d->dir);
+        d->dir[0] = '\0'; /* a later dh_start makes a fresh one */
+}
+
+void dh_start_ok(struct dh_daemon *d, const char *const *extra)
+{
+        int r = dh_start(d, extra, NULL);
+        ck_assert_msg(r == 0, "gtraced did not start: %s (its log: %s)", strerror(-r), d->log);
+}
+
+void dh_finish(struct dh_daemon *d)
+{
+        int st = dh_stop(d);
+        ck_assert_msg(st == 0, "gtraced did not stop cleanly: status %d (its log: %s)", st,
+                      d->log);
+        dh_cleanup(d);
+}
+
+/* ---- instrumented programs ------------------------------------------------------ */
+
+int dh_prog_spawn(struct dh_prog *p, const char *binary, const char *sock,
+                  const char *const *env, const char *const *args)
+{
+        int in[2], out[2];
+        if (pipe2(in, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(out, O_CLOEXEC) < 0) {
+                close(in[0]);
+                close(in[1]);
+                return -errno;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+                close(in[0]);
+                close(in[1]);
+                close(out[0]);
+                close(out[1]);
+                return r;
+        }
+        if (pid == 0) {
+                dup2(in[0], STDIN_FILENO);
+                dup2(out[1], STDOUT_FILENO);
+                setenv("GTRACED_SOCKET", sock, 1);
+                unsetenv("GTRACE_NO_DAEMON");
+                /* Sanitizer builds: leave SIGSEGV to gtrace's crash handler. */
+                const char *vars[] = {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"};
+                for (size_t i = 0; i < 3; i++) {
+                        char v[1024];
+                        const char *old = getenv(vars[i]);
+                        snprintf(v, sizeof(v), "%s%shandle_segv=0", old ? old : "",
+                                 old && *old ? ":" : "");
+                        setenv(vars[i], v, 1);
+                }
+                for (int i = 0; env && env[i]; i++)
+                        putenv(dh_mut(env[i]));
+                const char *argv[16] = {dh_binary(binary)};
+                int n = 1;
+                for (int i = 0; args[i] && n < 15; i++)
+                        argv[n++] = args[i];
+                argv[n] = NULL;
+                execv(argv[0], dh_mut(argv));
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        p->pid = pid;
+        p->in = in[1];
+        p->out = out[0];
+        return 0;
+}
+
+int dh_prog_line(struct dh_prog *p, char *buf, size_t cap, int timeout_ms)
+{
+        size_t got = 0;
+        uint64_t deadline = dh_now_ms() + (uint64_t)timeout_ms;
+        while (got + 1 < cap) {
+                uint64_t now = dh_now_ms();
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                struct pollfd pfd = {.fd = p->out, .events = POLLIN};
+                if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+                        continue;
+                ssize_t n = read(p->out, buf + got, 1);
+                if (n <= 0)
+                        return -EPIPE;
+                if (buf[got] == '\n')
+                        break;
+                got++;
+        }
+        buf[got] = 0;
+        return 0;
+}
+
+int dh_prog_close(struct dh_prog *p)
+{
+        int st = -1;
+        if (p->in >= 0)
+                close(p->in);
+        p->in = -1;
+        waitpid(p->pid, &st, 0);
+        if (p->out >= 0)
+                close(p->out);
+        p->out = -1;
+        return st;
 }
 
 /* ---- frames ----------------------------------------------------------------- */
 
-static int write_all(int fd, const void *buf, size_t len)
+int dh_send_all(int fd, const void *buf, size_t len)
 {
         const uint8_t *p = buf;
         while (len) {
@@ -199,8 +300,8 @@ int dh_send_frame(int fd, uint16_t type, const void *payload, size_t len)
 {
         uint8_t hdr[PROTO_HEADER_BYTES];
         proto_header_put(hdr, type, (uint32_t)len);
-        int r = write_all(fd, hdr, sizeof(hdr));
-        return r < 0 || !len ? r : write_all(fd, payload, len);
+        int r = dh_send_all(fd, hdr, sizeof(hdr));
+        return r < 0 || !len ? r : dh_send_all(fd, payload, len);
 }
 
 static int read_full(int fd, void *buf, size_t len, uint64_t deadline)
@@ -274,7 +375,7 @@ int dh_wait_closed(int fd, int timeout_ms)
         }
 }
 
-static int connect_sock(const char *sock)
+int dh_connect_sock(const char *sock)
 {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -295,7 +396,7 @@ static int connect_sock(const char *sock)
 
 int dh_connect_raw(const char *sock)
 {
-        int fd = connect_sock(sock);
+        int fd = dh_connect_sock(sock);
         if (fd < 0)
                 return fd;
         struct proto_hello h = {.version = PROTO_WIRE_VERSION, .role = PROTO_ROLE_CONTROL};
@@ -304,7 +405,7 @@ int dh_connect_raw(const char *sock)
         ssize_t n = proto_encode_hello(frame, sizeof(frame), &h);
         uint16_t type;
         size_t len;
-        if (n < 0 || write_all(fd, frame, (size_t)n) < 0 ||
+        if (n < 0 || dh_send_all(fd, frame, (size_t)n) < 0 ||
             dh_recv_frame(fd, 5000, &type, NULL, &len) < 0 || type != PROTO_MSG_WELCOME) {
                 close(fd);
                 return -EPROTO;
@@ -372,6 +473,48 @@ const char *dh_str(json_t *o, const char *key)
         return s ? s : "";
 }
 
+int dh_proc_is(void *ctx)
+{
+        const struct dh_proc_want *w = ctx;
+        json_t *l = dh_request(w->sock, -1, "{\"command\":\"list\"}");
+        json_t *p = l ? dh_find_proc(l, w->pid) : NULL;
+        int ok = p && (!w->state || strcmp(dh_str(p, "state"), w->state) == 0);
+        if (ok && w->how == DH_GENS_EXACTLY)
+                ok = dh_int(p, "generations") == w->gens;
+        else if (ok && w->how == DH_GENS_AT_LEAST)
+                ok = dh_int(p, "generations") >= w->gens;
+        json_decref(l);
+        return ok;
+}
+
+void dh_expect_proc(const char *sock, pid_t pid, const char *state, enum dh_gens how,
+                    long long gens, int timeout_ms)
+{
+        struct dh_proc_want w = {sock, pid, state, how, gens};
+        static const char *const hows[] = {"any number of", "exactly", "at least"};
+        ck_assert_msg(dh_wait_until(dh_proc_is, &w, timeout_ms),
+                      "pid %d never became %s with %s %lld generations in %d ms", (int)pid,
+                      state ? state : "(any state)", hows[how], how == DH_GENS_ANY ? 0 : gens,
+                      timeout_ms);
+}
+
+json_t *dh_snapshot(const char *sock, pid_t pid)
+{
+        char req[128];
+        snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}", (int)pid);
+        json_t *r = dh_request(sock, -1, req);
+        ck_assert_msg(r != NULL, "no reply to a snapshot of pid %d", (int)pid);
+        return r;
+}
+
+json_t *dh_snapshot_ok(const char *sock, pid_t pid)
+{
+        json_t *r = dh_snapshot(sock, pid);
+        ck_assert_msg(json_is_true(json_object_get(r, "ok")), "snapshot of pid %d: %s", (int)pid,
+                      dh_str(r, "error"));
+        return r;
+}
+
 /* ---- raw producers ------------------------------------------------------------- */
 
 static void child_send_gen(int fd, uint64_t gen, uint32_t size)
@@ -389,7 +532,7 @@ static void child_send_gen(int fd, uint64_t gen, uint32_t size)
 
 static void child_main(int ctl, const char *sock, const char *command, int flags)
 {
-        int fd = connect_sock(sock);
+        int fd = dh_connect_sock(sock);
         if (fd < 0)
                 _exit(2);
         static struct proto_hello h;
@@ -406,7 +549,7 @@ static void child_main(int ctl, const char *sock, const char *command, int flags
         uint16_t type;
         size_t len;
         uint8_t *p;
-        if (n < 0 || write_all(fd, frame, (size_t)n) < 0 ||
+        if (n < 0 || dh_send_all(fd, frame, (size_t)n) < 0 ||
             dh_recv_frame(fd, 5000, &type, NULL, &len) < 0 || type != PROTO_MSG_WELCOME)
                 _exit(3);
         uint8_t ok = 0;
@@ -426,7 +569,7 @@ static void child_main(int ctl, const char *sock, const char *command, int flags
                                         struct proto_flush_done fdn = {.id = f.id, .gen = gen};
                                         gen++;
                                         n = proto_encode_flush_done(frame, sizeof(frame), &fdn);
-                                        (void)write_all(fd, frame, (size_t)n);
+                                        (void)dh_send_all(fd, frame, (size_t)n);
                                 }
                         }
                         free(p);
@@ -445,14 +588,14 @@ static void child_main(int ctl, const char *sock, const char *command, int flags
                 case 'g': child_send_gen(fd, gen++, c.arg); break;
                 case 'q':
                         n = proto_encode_goodbye(frame, sizeof(frame));
-                        (void)write_all(fd, frame, (size_t)n);
+                        (void)dh_send_all(fd, frame, (size_t)n);
                         (void)!write(ctl, &status, 1);
                         close(fd);
                         _exit(0);
                 case 'c': {
                         struct proto_crash cr = {.signo = c.arg};
                         n = proto_encode_crash(frame, sizeof(frame), &cr);
-                        (void)write_all(fd, frame, (size_t)n);
+                        (void)dh_send_all(fd, frame, (size_t)n);
                         (void)!write(ctl, &status, 1);
                         close(fd);
                         _exit(0);
@@ -463,7 +606,7 @@ static void child_main(int ctl, const char *sock, const char *command, int flags
                         dr.id = 7;
                         snprintf(dr.reason, sizeof(dr.reason), "raw dump");
                         n = proto_encode_dump_request(frame, sizeof(frame), &dr);
-                        (void)write_all(fd, frame, (size_t)n);
+                        (void)dh_send_all(fd, frame, (size_t)n);
                         for (;;) {
                                 if (dh_recv_frame(fd, 10000, &type, &p, &len) < 0)
                                         _exit(7);
@@ -563,27 +706,52 @@ int dh_producer_wait(struct dh_producer *p)
 
 /* ---- dump files ------------------------------------------------------------------- */
 
-static uint8_t *slurp(const char *path, size_t *ret_len)
+char *dh_read_file(const char *path, size_t *ret_len)
 {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return NULL;
-        struct stat st;
-        if (fstat(fd, &st) < 0) {
-                close(fd);
-                return NULL;
-        }
-        uint8_t *b = malloc((size_t)st.st_size + 1);
-        size_t got = 0;
-        while (b && got < (size_t)st.st_size) {
-                ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
-                if (n <= 0)
+        size_t len = 0, cap = 4096;
+        char *b = malloc(cap);
+        for (;;) {
+                if (!b)
                         break;
-                got += (size_t)n;
+                if (len + 1 == cap) {
+                        char *nb = realloc(b, cap * 2);
+                        if (!nb) {
+                                free(b);
+                                b = NULL;
+                                errno = ENOMEM;
+                                break;
+                        }
+                        b = nb;
+                        cap *= 2;
+                }
+                ssize_t n = read(fd, b + len, cap - 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int e = errno;
+                        free(b);
+                        b = NULL;
+                        errno = e;
+                        break;
+                }
+                if (n == 0) {
+                        b[len] = '\0';
+                        if (ret_len)
+                                *ret_len = len;
+                        break;
+                }
+                len += (size_t)n;
         }
         close(fd);
-        *ret_len = got;
         return b;
+}
+
+static uint8_t *slurp(const char *path, size_t *ret_len)
+{
+        return (uint8_t *)dh_read_file(path, ret_len);
 }
 
 int dh_dump_check(const char *path, unsigned *ret_gens, int *ret_flushed)
@@ -650,6 +818,91 @@ int dh_file_contains(const char *path, const char *needle)
         int found = memmem(b, len, needle, strlen(needle)) != NULL;
         free(b);
         return found;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)st;
+        (void)flag;
+        (void)ftw;
+        return remove(path);
+}
+
+void dh_rmtree(const char *path)
+{
+        (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int dh_count_entries(const char *dir)
+{
+        DIR *d = opendir(dir);
+        if (!d)
+                return -errno;
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)))
+                if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+                        n++;
+        closedir(d);
+        return n;
+}
+
+const char *dh_only_entry(const char *dir, char *buf, size_t cap)
+{
+        DIR *d = opendir(dir);
+        if (!d)
+                return NULL;
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                        continue;
+                if (n++ == 0)
+                        snprintf(buf, cap, "%s", e->d_name);
+        }
+        closedir(d);
+        return n == 1 ? buf : NULL;
+}
+
+int dh_foreach_file(const char *dir, int (*fn)(const char *path, void *ctx), void *ctx)
+{
+        DIR *d = opendir(dir);
+        if (!d)
+                return -errno;
+        int r = 0;
+        struct dirent *e;
+        while (!r && (e = readdir(d))) {
+                if (e->d_name[0] == '.')
+                        continue;
+                char path[1024];
+                int n = snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+                r = n < 0 || (size_t)n >= sizeof(path) ? -ENAMETOOLONG : fn(path, ctx);
+        }
+        closedir(d);
+        return r;
+}
+
+struct find_dump {
+        char pat[32];
+        char *buf;
+        size_t cap;
+};
+
+static int match_dump(const char *path, void *ctx)
+{
+        struct find_dump *f = ctx;
+        const char *name = strrchr(path, '/') + 1;
+        if (!strstr(name, f->pat))
+                return 0;
+        int n = snprintf(f->buf, f->cap, "%s", path);
+        return n >= 0 && (size_t)n < f->cap ? 1 : -ENAMETOOLONG;
+}
+
+const char *dh_find_dump(const char *dir, pid_t pid, char *buf, size_t cap)
+{
+        struct find_dump f = {.buf = buf, .cap = cap};
+        snprintf(f.pat, sizeof(f.pat), "-%d-", (int)pid);
+        return dh_foreach_file(dir, match_dump, &f) == 1 ? buf : NULL;
 }
 
 int dh_count_dumps(const char *dir)

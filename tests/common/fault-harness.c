@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,84 +19,25 @@
 #include "fault-harness.h"
 #include "proto/wire.h"
 
-int fh_prog_start(struct fh_prog *p, const char *sock, const char *const *env,
+int fh_prog_start(struct dh_prog *p, const char *sock, const char *const *env,
                   const char *const *args)
 {
-        int in[2], out[2];
-        if (pipe2(in, O_CLOEXEC) < 0)
-                return -errno;
-        if (pipe2(out, O_CLOEXEC) < 0) {
-                close(in[0]);
-                close(in[1]);
-                return -errno;
-        }
-        pid_t pid = fork();
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                dup2(in[0], STDIN_FILENO);
-                dup2(out[1], STDOUT_FILENO);
-                setenv("GTRACED_SOCKET", sock, 1);
-                unsetenv("GTRACE_NO_DAEMON");
-                /* Sanitizer builds: leave SIGSEGV to gtrace's crash handler. */
-                const char *vars[] = {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"};
-                for (size_t i = 0; i < 3; i++) {
-                        char v[1024];
-                        const char *old = getenv(vars[i]);
-                        snprintf(v, sizeof(v), "%s%shandle_segv=0", old ? old : "",
-                                 old && *old ? ":" : "");
-                        setenv(vars[i], v, 1);
-                }
-                for (int i = 0; env && env[i]; i++)
-                        putenv(dh_mut(env[i]));
-                const char *argv[16] = {dh_binary("tests/test-fault-prog")};
-                int n = 1;
-                for (int i = 0; args[i] && n < 15; i++)
-                        argv[n++] = args[i];
-                argv[n] = NULL;
-                execv(argv[0], dh_mut(argv));
-                _exit(127);
-        }
-        close(in[0]);
-        close(out[1]);
-        p->pid = pid;
-        p->in = in[1];
-        p->out = out[0];
+        int r = dh_prog_spawn(p, "tests/test-fault-prog", sock, env, args);
+        if (r < 0)
+                return r;
         char line[64];
-        int r = fh_prog_line(p, line, sizeof(line), 15000);
+        r = dh_prog_line(p, line, sizeof(line), 15000);
         if (r < 0)
                 return r;
         return strcmp(line, "ready") == 0 ? 0 : -EPROTO;
 }
 
-int fh_prog_line(struct fh_prog *p, char *buf, size_t cap, int timeout_ms)
-{
-        size_t got = 0;
-        uint64_t deadline = dh_now_ms() + (uint64_t)timeout_ms;
-        while (got + 1 < cap) {
-                uint64_t now = dh_now_ms();
-                if (now >= deadline)
-                        return -ETIMEDOUT;
-                struct pollfd pfd = {.fd = p->out, .events = POLLIN};
-                if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
-                        continue;
-                ssize_t n = read(p->out, buf + got, 1);
-                if (n <= 0)
-                        return -EPIPE;
-                if (buf[got] == '\n')
-                        break;
-                got++;
-        }
-        buf[got] = 0;
-        return 0;
-}
-
-int fh_prog_state(struct fh_prog *p, struct fh_state *ret)
+int fh_prog_state(struct dh_prog *p, struct fh_state *ret)
 {
         if (write(p->in, "s", 1) != 1)
                 return -EPIPE;
         char line[512];
-        int r = fh_prog_line(p, line, sizeof(line), 10000);
+        int r = dh_prog_line(p, line, sizeof(line), 10000);
         if (r < 0)
                 return r;
         struct fh_state s;
@@ -112,7 +53,7 @@ int fh_prog_state(struct fh_prog *p, struct fh_state *ret)
         return 0;
 }
 
-int fh_prog_end(struct fh_prog *p)
+int fh_prog_end(struct dh_prog *p)
 {
         int st = -1;
         if (p->in >= 0) {
@@ -124,17 +65,6 @@ int fh_prog_end(struct fh_prog *p)
         close(p->out);
         p->out = -1;
         return st;
-}
-
-void fh_prog_reap(struct fh_prog *p)
-{
-        if (p->in >= 0)
-                close(p->in);
-        p->in = -1;
-        waitpid(p->pid, NULL, 0);
-        if (p->out >= 0)
-                close(p->out);
-        p->out = -1;
 }
 
 unsigned long long fh_rss_kb(pid_t pid)
@@ -205,6 +135,13 @@ int fh_validate(const char *path)
         return fh_gtracectl(args, NULL, 0);
 }
 
+void fh_check_valid(const char *path)
+{
+        ck_assert_msg(dh_dump_check(path, NULL, NULL) == 0, "%s is not a whole dump", path);
+        if (fh_have_gtracectl())
+                ck_assert_msg(fh_validate(path) == 0, "gtracectl validate %s failed", path);
+}
+
 json_t *fh_dump_stats(const char *path)
 {
         static char out[1 << 16];
@@ -214,34 +151,11 @@ json_t *fh_dump_stats(const char *path)
         return json_loads(out, 0, NULL);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-        const uint8_t *p = buf;
-        while (len) {
-                ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
 int fh_raw_producer(const char *sock, uint64_t claim_pid, uint64_t claim_uid, const char *command)
 {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int fd = dh_connect_sock(sock);
         if (fd < 0)
-                return -errno;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
+                return fd;
         static struct proto_hello h;
         memset(&h, 0, sizeof(h));
         h.version = PROTO_WIRE_VERSION;
@@ -256,7 +170,7 @@ int fh_raw_producer(const char *sock, uint64_t claim_pid, uint64_t claim_uid, co
         ssize_t n = proto_encode_hello(frame, sizeof(frame), &h);
         uint16_t type;
         size_t len;
-        if (n < 0 || write_all(fd, frame, (size_t)n) < 0 ||
+        if (n < 0 || dh_send_all(fd, frame, (size_t)n) < 0 ||
             dh_recv_frame(fd, 5000, &type, NULL, &len) < 0) {
                 close(fd);
                 return -EPROTO;

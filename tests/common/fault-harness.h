@@ -14,12 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* A test-fault-prog child: its stdin (commands) and stdout (answers). */
-struct fh_prog {
-        pid_t pid;
-        int in;
-        int out;
-};
+#include "daemon-harness.h"
 
 /* What test-fault-prog's 's' command reports. */
 struct fh_state {
@@ -27,21 +22,14 @@ struct fh_state {
         unsigned long long buffered, ring_bytes, ring_gens, connected, rss_kb;
 };
 
-/*
- * Starts test-fault-prog with args (NULL-terminated) and GTRACED_SOCKET=sock,
- * plus env ("NAME=value" strings, NULL-terminated, may be NULL).  Waits for
- * its "ready" line.  0 or -errno.
- */
-int fh_prog_start(struct fh_prog *p, const char *sock, const char *const *env,
+/* dh_prog_spawn of test-fault-prog (its commands on stdin, answers on
+ * stdout), then waits for its "ready" line. */
+int fh_prog_start(struct dh_prog *p, const char *sock, const char *const *env,
                   const char *const *args);
-/* One line of output without the newline; -ETIMEDOUT, -EPIPE at EOF. */
-int fh_prog_line(struct fh_prog *p, char *buf, size_t cap, int timeout_ms);
 /* Asks for and parses the state line. */
-int fh_prog_state(struct fh_prog *p, struct fh_state *ret);
+int fh_prog_state(struct dh_prog *p, struct fh_state *ret);
 /* Sends 'q', closes its stdin, waits; the wait status. */
-int fh_prog_end(struct fh_prog *p);
-/* After the process was killed: reap it, close the pipes. */
-void fh_prog_reap(struct fh_prog *p);
+int fh_prog_end(struct dh_prog *p);
 
 /* VmRSS of pid in KiB (0 if unknown). */
 unsigned long long fh_rss_kb(pid_t pid);
@@ -52,6 +40,9 @@ int fh_have_gtracectl(void);
 int fh_gtracectl(const char *const *args, char *out, size_t cap);
 /* `gtracectl validate FILE`: its exit status. */
 int fh_validate(const char *path);
+/* Check tests: fails the test unless path is a whole dump (dh_dump_check)
+ * and, when gtracectl was built, `gtracectl validate` accepts it. */
+void fh_check_valid(const char *path);
 /* `gtracectl --json stats FILE`, parsed; NULL on failure. */
 json_t *fh_dump_stats(const char *path);
 

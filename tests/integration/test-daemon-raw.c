@@ -23,53 +23,16 @@
 
 static struct dh_daemon D;
 
-static void start(const char *const *extra)
-{
-        ck_assert_int_eq(dh_start(&D, extra, NULL), 0);
-}
-
-static void finish(void)
-{
-        ck_assert_int_eq(dh_stop(&D), 0); /* a clean shutdown exits 0 (and ASan finds no leak) */
-        dh_cleanup(&D);
-}
-
-struct proc_cond {
-        pid_t pid;
-        const char *state;
-        long long gens;
-};
-
-static int proc_matches(void *ctx)
-{
-        struct proc_cond *c = ctx;
-        json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
-        json_t *p = l ? dh_find_proc(l, c->pid) : NULL;
-        int ok = p && (!c->state || strcmp(dh_str(p, "state"), c->state) == 0) &&
-                 (c->gens < 0 || dh_int(p, "generations") == c->gens);
-        json_decref(l);
-        return ok;
-}
-
+/* Waits until the daemon lists pid in state (NULL: any) with exactly gens
+ * generations (-1: any number). */
 static void wait_proc(pid_t pid, const char *state, long long gens)
 {
-        struct proc_cond c = {pid, state, gens};
-        ck_assert_msg(dh_wait_until(proc_matches, &c, 10000), "pid %d never became %s/%lld",
-                      (int)pid, state ? state : "-", gens);
+        dh_expect_proc(D.sock, pid, state, gens < 0 ? DH_GENS_ANY : DH_GENS_EXACTLY, gens, 10000);
 }
 
 static int proc_gone(void *ctx)
 {
-        return !proc_matches(ctx);
-}
-
-static json_t *snapshot(pid_t pid)
-{
-        char req[128];
-        snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}", (int)pid);
-        json_t *r = dh_request(D.sock, -1, req);
-        ck_assert_ptr_nonnull(r);
-        return r;
+        return !dh_proc_is(ctx);
 }
 
 static int dumps_at_least(void *ctx)
@@ -79,14 +42,14 @@ static int dumps_at_least(void *ctx)
 
 START_TEST(test_ingest_list_snapshot)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct dh_producer p;
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "alpha", DH_ANSWER_FLUSH), 0);
         for (int i = 0; i < 3; i++)
                 ck_assert_int_eq(dh_producer_cmd(&p, 'g', 1000, NULL, 0), 0);
         wait_proc(p.pid, "live", 3);
 
-        json_t *r = snapshot(p.pid);
+        json_t *r = dh_snapshot(D.sock, p.pid);
         ck_assert(json_is_true(json_object_get(r, "ok")));
         ck_assert(json_is_true(json_object_get(r, "flushed")));
         const char *path = dh_str(r, "path");
@@ -108,20 +71,20 @@ START_TEST(test_ingest_list_snapshot)
         ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
         ck_assert_int_eq(dh_producer_wait(&p), 0);
         wait_proc(p.pid, "exited", 4);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_flush_timeout)
 {
         const char *extra[] = {"--flush-timeout", "200", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         struct dh_producer p;
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "deaf", 0), 0); /* never answers FLUSH */
         ck_assert_int_eq(dh_producer_cmd(&p, 'g', 500, NULL, 0), 0);
         wait_proc(p.pid, "live", 1);
         uint64_t t0 = dh_now_ms();
-        json_t *r = snapshot(p.pid);
+        json_t *r = dh_snapshot(D.sock, p.pid);
         uint64_t took = dh_now_ms() - t0;
         ck_assert(json_is_true(json_object_get(r, "ok")));
         ck_assert(json_is_false(json_object_get(r, "flushed")));
@@ -133,13 +96,13 @@ START_TEST(test_flush_timeout)
         json_decref(r);
         ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&p);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_crash_and_lost_connection)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct dh_producer a, b;
         ck_assert_int_eq(dh_producer_spawn(&a, D.sock, "crasher", 0), 0);
         ck_assert_int_eq(dh_producer_spawn(&b, D.sock, "vanisher", 0), 0);
@@ -166,23 +129,22 @@ START_TEST(test_crash_and_lost_connection)
         ck_assert(dh_wait_until(dumps_at_least, &two, 10000));
 
         /* Still listed and snapshot-able after the end. */
-        json_t *r = snapshot(b.pid);
+        json_t *r = dh_snapshot(D.sock, b.pid);
         ck_assert(json_is_true(json_object_get(r, "ok")));
         json_decref(r);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_retention_count)
 {
         const char *extra[] = {"--generations", "3", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         struct dh_producer p;
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "counted", 0), 0);
         for (int i = 0; i < 10; i++)
                 ck_assert_int_eq(dh_producer_cmd(&p, 'g', 200, NULL, 0), 0);
-        struct proc_cond c = {p.pid, "live", 3};
-        ck_assert(dh_wait_until(proc_matches, &c, 10000));
+        wait_proc(p.pid, "live", 3);
         json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
         json_t *pj = dh_find_proc(l, p.pid);
         /* Evictions trail the pushes: wait for all ten to be in. */
@@ -194,14 +156,14 @@ START_TEST(test_retention_count)
         l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
         ck_assert_int_eq(dh_int(dh_find_proc(l, p.pid), "generations_evicted"), 7);
         json_decref(l);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_retention_bytes_and_global_cap)
 {
         const char *extra[] = {"--max-process-bytes", "6K", "--max-total-bytes", "8K", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         struct dh_producer quiet, chatty;
         ck_assert_int_eq(dh_producer_spawn(&quiet, D.sock, "quiet", 0), 0);
         ck_assert_int_eq(dh_producer_spawn(&chatty, D.sock, "chatty", 0), 0);
@@ -226,7 +188,7 @@ START_TEST(test_retention_bytes_and_global_cap)
         json_decref(st);
         ck_assert_int_eq(dh_producer_cmd(&quiet, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&quiet);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -234,10 +196,8 @@ END_TEST
  * answered with (0 if none) and checks it closed the connection. */
 static int misbehave(const void *bytes, size_t len, int close_early)
 {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", D.sock);
-        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        int fd = dh_connect_sock(D.sock);
+        ck_assert_int_ge(fd, 0);
         ck_assert_int_eq(send(fd, bytes, len, MSG_NOSIGNAL), (ssize_t)len);
         if (close_early) {
                 close(fd);
@@ -260,7 +220,7 @@ static int misbehave(const void *bytes, size_t len, int close_early)
 
 START_TEST(test_garbage_frames)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct dh_producer good;
         ck_assert_int_eq(dh_producer_spawn(&good, D.sock, "good", 0), 0);
         ck_assert_int_eq(dh_producer_cmd(&good, 'g', 700, NULL, 0), 0);
@@ -303,10 +263,8 @@ START_TEST(test_garbage_frames)
         misbehave(buf, 4096, 1);
 
         /* A producer that sends a blob that is not a generation. */
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", D.sock);
-        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        int fd = dh_connect_sock(D.sock);
+        ck_assert_int_ge(fd, 0);
         struct proto_hello ph = {.version = 1, .role = PROTO_ROLE_PRODUCER};
         n = proto_encode_hello(buf, sizeof(buf), &ph);
         ck_assert_int_eq(send(fd, buf, (size_t)n, MSG_NOSIGNAL), n);
@@ -322,13 +280,13 @@ START_TEST(test_garbage_frames)
         wait_proc(good.pid, "live", 2);
         ck_assert_int_eq(dh_producer_cmd(&good, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&good);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_other_uid_sees_nothing)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct dh_producer p;
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "rootproc", 0), 0);
         ck_assert_int_eq(dh_producer_cmd(&p, 'g', 300, NULL, 0), 0);
@@ -337,7 +295,7 @@ START_TEST(test_other_uid_sees_nothing)
                 /* Only root can become another uid; the rest of this test is moot. */
                 ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
                 dh_producer_wait(&p);
-                finish();
+                dh_finish(&D);
                 return;
         }
         pid_t child = fork();
@@ -363,13 +321,13 @@ START_TEST(test_other_uid_sees_nothing)
         ck_assert_int_eq(WEXITSTATUS(st), 0);
         ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&p);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_dump_request_and_sigusr1)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct dh_producer a, b;
         ck_assert_int_eq(dh_producer_spawn(&a, D.sock, "one", DH_ANSWER_FLUSH), 0);
         ck_assert_int_eq(dh_producer_spawn(&b, D.sock, "two", DH_ANSWER_FLUSH), 0);
@@ -391,13 +349,13 @@ START_TEST(test_dump_request_and_sigusr1)
         ck_assert_int_eq(dh_producer_cmd(&b, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&a);
         dh_producer_wait(&b);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_snapshot_into_passed_fd)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct dh_producer p;
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "fdproc", DH_ANSWER_FLUSH), 0);
         ck_assert_int_eq(dh_producer_cmd(&p, 'g', 400, NULL, 0), 0);
@@ -442,7 +400,7 @@ START_TEST(test_snapshot_into_passed_fd)
 
         ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&p);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -454,7 +412,7 @@ START_TEST(test_full_dump_dir)
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "big", 0), 0);
         ck_assert_int_eq(dh_producer_cmd(&p, 'g', 5000, NULL, 0), 0);
         wait_proc(p.pid, "live", 1);
-        json_t *r = snapshot(p.pid);
+        json_t *r = dh_snapshot(D.sock, p.pid);
         ck_assert(json_is_false(json_object_get(r, "ok")));
         ck_assert_str_eq(dh_str(r, "errno"), "EFBIG");
         json_decref(r);
@@ -467,7 +425,7 @@ START_TEST(test_full_dump_dir)
         json_decref(st);
         ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&p);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -542,24 +500,24 @@ START_TEST(test_flags_and_config)
         ck_assert_int_eq(dh_int(lim, "max_total_bytes"), 2 << 20);
         ck_assert_int_eq(dh_int(lim, "retain_exited_s"), 30);
         json_decref(st);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_retain_exited)
 {
         const char *extra[] = {"--retain-exited", "1", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         struct dh_producer p;
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "brief", 0), 0);
         ck_assert_int_eq(dh_producer_cmd(&p, 'g', 100, NULL, 0), 0);
         ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&p);
         wait_proc(p.pid, "exited", 1);
-        struct proc_cond c = {p.pid, NULL, -1};
+        struct dh_proc_want c = {D.sock, p.pid, NULL, DH_GENS_ANY, 0};
         /* Forgotten within the retention time plus slack. */
         ck_assert(dh_wait_until(proc_gone, &c, 5000));
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -569,7 +527,7 @@ END_TEST
  * two replies. */
 START_TEST(test_regress_sync_reply_reentry)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         int fd = dh_connect_raw(D.sock);
         ck_assert_int_ge(fd, 0);
         const char *a = "{\"command\":\"snapshot\",\"all\":true}";
@@ -594,18 +552,18 @@ START_TEST(test_regress_sync_reply_reentry)
         free(p);
         ck_assert_int_eq(dh_recv_frame(fd, 300, &type, &p, &len), -ETIMEDOUT);
         close(fd);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_dump_name_cannot_escape)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct dh_producer p;
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "../../etc/evil name", 0), 0);
         ck_assert_int_eq(dh_producer_cmd(&p, 'g', 300, NULL, 0), 0);
         wait_proc(p.pid, "live", 1);
-        json_t *r = snapshot(p.pid);
+        json_t *r = dh_snapshot(D.sock, p.pid);
         ck_assert(json_is_true(json_object_get(r, "ok")));
         const char *path = dh_str(r, "path");
         ck_assert_msg(strncmp(path, D.dumps, strlen(D.dumps)) == 0, "%s", path);
@@ -614,14 +572,14 @@ START_TEST(test_dump_name_cannot_escape)
         json_decref(r);
         ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&p);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_connection_limit)
 {
         const char *extra[] = {"--max-connections", "2", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         int a = dh_connect_raw(D.sock), b = dh_connect_raw(D.sock);
         ck_assert_int_ge(a, 0);
         ck_assert_int_ge(b, 0);
@@ -634,18 +592,16 @@ START_TEST(test_connection_limit)
         ck_assert_int_ge(c, 0);
         close(b);
         close(c);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_silent_connection_dropped)
 {
         const char *extra[] = {"--hello-timeout", "300", NULL};
-        start(extra);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        memcpy(sa.sun_path, D.sock, strlen(D.sock) + 1);
-        ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        dh_start_ok(&D, extra);
+        int fd = dh_connect_sock(D.sock);
+        ck_assert_int_ge(fd, 0);
         uint64_t t0 = dh_now_ms();
         uint16_t type = 0;
         uint8_t *p = NULL;
@@ -658,7 +614,7 @@ START_TEST(test_silent_connection_dropped)
         ck_assert_uint_ge(took, 250);
         ck_assert_uint_lt(took, 2000);
         close(fd);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 

@@ -23,127 +23,26 @@
 
 static struct dh_daemon D;
 
-struct prog {
-        pid_t pid;
-        int in;  /* its stdin (write end) */
-        int out; /* its stdout (read end) */
-};
-
-static void prog_start(struct prog *p, const char *period_ms, const char *mode,
+/* daemon-prog MODE ARG with a generation period, dumping locally into D.dir. */
+static void prog_start(struct dh_prog *p, const char *period_ms, const char *mode,
                        const char *arg)
 {
-        int in[2], out[2];
-        ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-        pid_t pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                dup2(in[0], STDIN_FILENO);
-                dup2(out[1], STDOUT_FILENO);
-                setenv("GTRACED_SOCKET", D.sock, 1);
-                setenv("GTRACE_PERIOD_MS", period_ms, 1);
-                setenv("GTRACE_DUMP_DIR", D.dir, 1);
-                unsetenv("GTRACE_NO_DAEMON");
-                /* Sanitizer builds: leave SIGSEGV to gtrace's crash handler. */
-                const char *vars[] = {"ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"};
-                for (size_t i = 0; i < 3; i++) {
-                        char v[1024];
-                        const char *old = getenv(vars[i]);
-                        snprintf(v, sizeof(v), "%s%shandle_segv=0", old ? old : "",
-                                 old && *old ? ":" : "");
-                        setenv(vars[i], v, 1);
-                }
-                const char *argv[] = {dh_binary("tests/daemon-prog"), mode, arg, NULL};
-                execv(argv[0], dh_mut(argv));
-                _exit(127);
-        }
-        close(in[0]);
-        close(out[1]);
-        p->pid = pid;
-        p->in = in[1];
-        p->out = out[0];
+        char period[64], dump_dir[192];
+        snprintf(period, sizeof(period), "GTRACE_PERIOD_MS=%s", period_ms);
+        snprintf(dump_dir, sizeof(dump_dir), "GTRACE_DUMP_DIR=%s", D.dir);
+        const char *env[] = {period, dump_dir, NULL};
+        const char *args[] = {mode, arg, NULL};
+        ck_assert_int_eq(dh_prog_spawn(p, "tests/daemon-prog", D.sock, env, args), 0);
 }
 
-/* One line of the program's stdout (without the newline). */
-static int prog_line(struct prog *p, char *buf, size_t cap, int timeout_ms)
-{
-        size_t got = 0;
-        uint64_t deadline = dh_now_ms() + (uint64_t)timeout_ms;
-        while (got + 1 < cap) {
-                uint64_t now = dh_now_ms();
-                if (now >= deadline)
-                        return -ETIMEDOUT;
-                struct pollfd pfd = {.fd = p->out, .events = POLLIN};
-                if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
-                        continue;
-                ssize_t n = read(p->out, buf + got, 1);
-                if (n <= 0)
-                        return -EPIPE;
-                if (buf[got] == '\n')
-                        break;
-                got++;
-        }
-        buf[got] = 0;
-        return 0;
-}
-
-static int prog_end(struct prog *p)
-{
-        int st;
-        if (p->in >= 0)
-                close(p->in);
-        p->in = -1;
-        waitpid(p->pid, &st, 0);
-        close(p->out);
-        return st;
-}
-
-static void start(const char *const *extra)
-{
-        ck_assert_int_eq(dh_start(&D, extra, NULL), 0);
-}
-
-static void finish(void)
-{
-        ck_assert_int_eq(dh_stop(&D), 0);
-        dh_cleanup(&D);
-}
-
-struct proc_cond {
-        pid_t pid;
-        const char *state;
-        long long min_gens;
-};
-
-static int proc_matches(void *ctx)
-{
-        struct proc_cond *c = ctx;
-        json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
-        json_t *p = l ? dh_find_proc(l, c->pid) : NULL;
-        int ok = p && (!c->state || strcmp(dh_str(p, "state"), c->state) == 0) &&
-                 dh_int(p, "generations") >= c->min_gens;
-        json_decref(l);
-        return ok;
-}
-
+/* Waits until the daemon lists pid in state with min_gens generations or more. */
 static void wait_proc(pid_t pid, const char *state, long long min_gens)
 {
-        struct proc_cond c = {pid, state, min_gens};
-        ck_assert_msg(dh_wait_until(proc_matches, &c, 15000), "pid %d never became %s",
-                      (int)pid, state ? state : "-");
+        dh_expect_proc(D.sock, pid, state, DH_GENS_AT_LEAST, min_gens, 15000);
 }
 
-static json_t *snapshot(pid_t pid)
-{
-        char req[128];
-        snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}", (int)pid);
-        json_t *r = dh_request(D.sock, -1, req);
-        ck_assert_ptr_nonnull(r);
-        return r;
-}
-
-/* The dump validates: our structural check always, and `gtracectl validate`
- * when the client is built. */
+/* The dump validates (dh_dump_check, and `gtracectl validate` when the
+ * client is built), holds a generation and, if given, the marker. */
 static void check_dump(const char *path, const char *marker)
 {
         unsigned gens;
@@ -151,35 +50,14 @@ static void check_dump(const char *path, const char *marker)
         ck_assert_uint_ge(gens, 1);
         if (marker)
                 ck_assert_msg(dh_file_contains(path, marker), "%s lacks %s", path, marker);
-        const char *ctl = dh_binary("client/gtracectl");
-        if (access(ctl, X_OK) == 0) {
-                char cmd[1024];
-                snprintf(cmd, sizeof(cmd), "'%s' validate '%s' >/dev/null", ctl, path);
-                ck_assert_msg(system(cmd) == 0, "gtracectl validate %s failed", path);
-        }
+        fh_check_valid(path);
 }
 
 /* A dump in D.dumps for pid, or NULL (static buffer). */
 static const char *find_dump(pid_t pid)
 {
         static char path[512];
-        char pat[32];
-        snprintf(pat, sizeof(pat), "-%d-", (int)pid);
-        char cmd[512];
-        snprintf(cmd, sizeof(cmd), "ls '%s' 2>/dev/null | grep -- '%s' | grep -v '^\\.' | head -1",
-                 D.dumps, pat);
-        FILE *f = popen(cmd, "r");
-        char name[256] = "";
-        if (f) {
-                if (!fgets(name, sizeof(name), f))
-                        name[0] = 0;
-                pclose(f);
-        }
-        name[strcspn(name, "\n")] = 0;
-        if (!name[0])
-                return NULL;
-        snprintf(path, sizeof(path), "%s/%s", D.dumps, name);
-        return path;
+        return dh_find_dump(D.dumps, pid, path, sizeof(path));
 }
 
 static int dump_exists(void *ctx)
@@ -192,20 +70,20 @@ START_TEST(test_several_processes_last_event)
         /* The flush must win here, however slow the machine (sanitizers,
          * parallel tests): a generous flush timeout, not the default 250 ms. */
         const char *extra[] = {"--flush-timeout", "10000", NULL};
-        start(extra);
-        struct prog p[3];
+        dh_start_ok(&D, extra);
+        struct dh_prog p[3];
         char line[256], marker[3][64];
         for (int i = 0; i < 3; i++) {
                 snprintf(marker[i], sizeof(marker[i]), "last-event-of-%d-%d", i, (int)getpid());
                 /* A long period: only the snapshot's FLUSH can deliver the marker. */
                 prog_start(&p[i], "60000", "wait", marker[i]);
-                ck_assert_int_eq(prog_line(&p[i], line, sizeof(line), 10000), 0);
+                ck_assert_int_eq(dh_prog_line(&p[i], line, sizeof(line), 10000), 0);
                 ck_assert_str_eq(line, "ready");
         }
         for (int i = 0; i < 3; i++)
                 wait_proc(p[i].pid, "live", 0);
         for (int i = 0; i < 3; i++) {
-                json_t *r = snapshot(p[i].pid);
+                json_t *r = dh_snapshot(D.sock, p[i].pid);
                 ck_assert_msg(json_is_true(json_object_get(r, "ok")), "%s",
                               dh_str(r, "error"));
                 ck_assert(json_is_true(json_object_get(r, "flushed")));
@@ -216,22 +94,22 @@ START_TEST(test_several_processes_last_event)
                 json_decref(r);
         }
         for (int i = 0; i < 3; i++) {
-                int st = prog_end(&p[i]);
+                int st = dh_prog_close(&p[i]);
                 ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
                 wait_proc(p[i].pid, "exited", 1);
         }
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_sigusr1_dumps_all)
 {
-        start(NULL);
-        struct prog p[2];
+        dh_start_ok(&D, NULL);
+        struct dh_prog p[2];
         char line[64];
         for (int i = 0; i < 2; i++) {
                 prog_start(&p[i], "100", "wait", "usr1-marker");
-                ck_assert_int_eq(prog_line(&p[i], line, sizeof(line), 10000), 0);
+                ck_assert_int_eq(dh_prog_line(&p[i], line, sizeof(line), 10000), 0);
                 wait_proc(p[i].pid, "live", 1);
         }
         ck_assert_int_eq(kill(D.pid, SIGUSR1), 0);
@@ -240,40 +118,40 @@ START_TEST(test_sigusr1_dumps_all)
                 check_dump(find_dump(p[i].pid), "usr1-marker");
         }
         for (int i = 0; i < 2; i++)
-                prog_end(&p[i]);
-        finish();
+                dh_prog_close(&p[i]);
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_kill9_history_dumpable)
 {
-        start(NULL);
-        struct prog p;
+        dh_start_ok(&D, NULL);
+        struct dh_prog p;
         char line[64];
         prog_start(&p, "50", "wait", "before-kill");
-        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 10000), 0);
+        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
         wait_proc(p.pid, "live", 2);
         kill(p.pid, SIGKILL);
-        prog_end(&p);
+        dh_prog_close(&p);
         wait_proc(p.pid, "crashed", 1);
         ck_assert(dh_wait_until(dump_exists, &p.pid, 10000)); /* automatic */
-        json_t *r = snapshot(p.pid);
+        json_t *r = dh_snapshot(D.sock, p.pid);
         ck_assert(json_is_true(json_object_get(r, "ok")));
         ck_assert(json_is_false(json_object_get(r, "flushed")));
         check_dump(dh_str(r, "path"), NULL);
         json_decref(r);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_crash_dump_has_last_events)
 {
-        start(NULL);
-        struct prog p;
+        dh_start_ok(&D, NULL);
+        struct dh_prog p;
         char marker[64];
         snprintf(marker, sizeof(marker), "dying-words-%d", (int)getpid());
         prog_start(&p, "60000", "crash", marker);
-        int st = prog_end(&p);
+        int st = dh_prog_close(&p);
         /* Killed by SIGSEGV (a sanitizer's own fault handler may exit instead). */
         ck_assert(WIFSIGNALED(st) ? WTERMSIG(st) == SIGSEGV : WEXITSTATUS(st) != 0);
         wait_proc(p.pid, "crashed", 1);
@@ -282,24 +160,24 @@ START_TEST(test_crash_dump_has_last_events)
         json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
         ck_assert_str_eq(dh_str(dh_find_proc(l, p.pid), "signal_name"), "SIGSEGV");
         json_decref(l);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_stopped_process_snapshot_bounded)
 {
         const char *extra[] = {"--flush-timeout", "250", NULL};
-        start(extra);
-        struct prog p;
+        dh_start_ok(&D, extra);
+        struct dh_prog p;
         char line[64];
         prog_start(&p, "50", "wait", "stopped");
-        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 10000), 0);
+        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
         wait_proc(p.pid, "live", 1);
         kill(p.pid, SIGSTOP);
         /* kill(SIGSTOP) returns before every thread is stopped. */
         ck_assert_int_eq(fh_wait_stopped(p.pid, 5000), 0);
         uint64_t t0 = dh_now_ms();
-        json_t *r = snapshot(p.pid);
+        json_t *r = dh_snapshot(D.sock, p.pid);
         uint64_t took = dh_now_ms() - t0;
         kill(p.pid, SIGCONT);
         ck_assert(json_is_true(json_object_get(r, "ok")));
@@ -307,15 +185,15 @@ START_TEST(test_stopped_process_snapshot_bounded)
         ck_assert_uint_lt(took, 250 + 1500);
         check_dump(dh_str(r, "path"), NULL);
         json_decref(r);
-        prog_end(&p);
-        finish();
+        dh_prog_close(&p);
+        dh_finish(&D);
 }
 END_TEST
 
 START_TEST(test_daemon_restart_producers_reconnect)
 {
-        start(NULL);
-        struct prog p;
+        dh_start_ok(&D, NULL);
+        struct dh_prog p;
         char line[64];
         prog_start(&p, "50", "spin", "3000");
         wait_proc(p.pid, "live", 1);
@@ -324,13 +202,13 @@ START_TEST(test_daemon_restart_producers_reconnect)
         ck_assert_int_eq(dh_start(&D, NULL, NULL), 0);
         /* The runtime reconnects on its own and history starts again. */
         wait_proc(p.pid, "live", 1);
-        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 15000), 0);
+        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 15000), 0);
         ck_assert_uint_gt(strtoull(line, NULL, 10), 0);
         /* It never stalled: it ended on time (3 s of spinning from its start). */
         ck_assert_uint_lt(dh_now_ms() - t0, 3000 + 2000);
-        int st = prog_end(&p);
+        int st = dh_prog_close(&p);
         ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -342,12 +220,12 @@ START_TEST(test_daemon_absent_full_speed)
          * timing by test-runtime-fastpath (seccomp, daemon configured but
          * absent); the cost is measured by bench/run, not here. */
         ck_assert_int_eq(dh_prepare(&D), 0); /* a socket path nobody listens on */
-        struct prog p;
+        struct dh_prog p;
         char line[64];
         prog_start(&p, "20", "run", "300000");
-        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 60000), 0);
+        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 60000), 0);
         ck_assert_uint_gt(strtoull(line, NULL, 10), 0);
-        int st = prog_end(&p);
+        int st = dh_prog_close(&p);
         ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
         dh_cleanup(&D);
 }
@@ -355,17 +233,17 @@ END_TEST
 
 START_TEST(test_gtrace_dump_through_daemon)
 {
-        start(NULL);
-        struct prog p;
+        dh_start_ok(&D, NULL);
+        struct dh_prog p;
         char line[4200];
         prog_start(&p, "60000", "dump", "asked-for-it");
-        ck_assert_int_eq(prog_line(&p, line, sizeof(line), 10000), 0);
+        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
         ck_assert_msg(strncmp(line, "0 ", 2) == 0, "%s", line);
         ck_assert_msg(strncmp(line + 2, D.dumps, strlen(D.dumps)) == 0, "%s", line);
         check_dump(line + 2, "asked-for-it");
         ck_assert(dh_file_contains(line + 2, "prog asked"));
-        prog_end(&p);
-        finish();
+        dh_prog_close(&p);
+        dh_finish(&D);
 }
 END_TEST
 

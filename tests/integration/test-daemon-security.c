@@ -31,39 +31,11 @@
 
 static struct dh_daemon D;
 
-static void start(const char *const *extra)
-{
-        ck_assert_int_eq(dh_start(&D, extra, NULL), 0);
-}
-
-static void finish(void)
-{
-        ck_assert_int_eq(dh_stop(&D), 0);
-        dh_cleanup(&D);
-}
-
-struct proc_cond {
-        pid_t pid;
-        const char *state;
-        long long gens;
-};
-
-static int proc_matches(void *ctx)
-{
-        struct proc_cond *c = ctx;
-        json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
-        json_t *p = l ? dh_find_proc(l, c->pid) : NULL;
-        int ok = p && (!c->state || strcmp(dh_str(p, "state"), c->state) == 0) &&
-                 (c->gens < 0 || dh_int(p, "generations") == c->gens);
-        json_decref(l);
-        return ok;
-}
-
+/* Waits until the daemon lists pid in state (NULL: any) with exactly gens
+ * generations (-1: any number). */
 static void wait_proc(pid_t pid, const char *state, long long gens)
 {
-        struct proc_cond c = {pid, state, gens};
-        ck_assert_msg(dh_wait_until(proc_matches, &c, 10000), "pid %d never became %s/%lld",
-                      (int)pid, state ? state : "-", gens);
+        dh_expect_proc(D.sock, pid, state, gens < 0 ? DH_GENS_ANY : DH_GENS_EXACTLY, gens, 10000);
 }
 
 static int need_root(void)
@@ -163,7 +135,7 @@ START_TEST(test_uid_isolation)
 {
         if (!need_root())
                 return;
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct dh_producer a, b, root;
         ck_assert_int_eq(dh_producer_spawn_as(&a, D.sock, "alice", 0, UID_A), 0);
         ck_assert_int_eq(dh_producer_spawn_as(&b, D.sock, "bob", 0, UID_B), 0);
@@ -189,9 +161,7 @@ START_TEST(test_uid_isolation)
         json_decref(l);
 
         /* A dump in the dump directory belongs to the process's owner, 0640. */
-        char req[128];
-        snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}", (int)a.pid);
-        json_t *r = dh_request(D.sock, -1, req);
+        json_t *r = dh_snapshot(D.sock, a.pid);
         ck_assert(json_is_true(json_object_get(r, "ok")));
         struct stat st;
         ck_assert_int_eq(stat(dh_str(r, "path"), &st), 0);
@@ -205,7 +175,7 @@ START_TEST(test_uid_isolation)
         dh_producer_wait(&a);
         dh_producer_wait(&b);
         dh_producer_wait(&root);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -226,7 +196,7 @@ static uint64_t dump_meta_pid(const char *path)
 
 START_TEST(test_dump_request_only_self)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct dh_producer victim;
         ck_assert_int_eq(dh_producer_spawn(&victim, D.sock, "victim", 0), 0);
         ck_assert_int_eq(dh_producer_cmd(&victim, 'g', 3000, NULL, 0), 0);
@@ -270,29 +240,15 @@ START_TEST(test_dump_request_only_self)
         json_decref(l);
         ck_assert_int_eq(dh_producer_cmd(&victim, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&victim);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 /* ---- where dumps go ------------------------------------------------------------------ */
 
-static int count_entries(const char *dir)
-{
-        char cmd[512];
-        snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", dir);
-        FILE *f = popen(cmd, "r");
-        int n = -1;
-        if (f) {
-                if (fscanf(f, "%d", &n) != 1)
-                        n = -1;
-                pclose(f);
-        }
-        return n;
-}
-
 START_TEST(test_no_client_named_path)
 {
-        start(NULL);
+        dh_start_ok(&D, NULL);
         struct stat st;
         /* The daemon created the dump directory 0750. */
         ck_assert_int_eq(stat(D.dumps, &st), 0);
@@ -320,25 +276,22 @@ START_TEST(test_no_client_named_path)
         ck_assert_uint_eq(st.st_mode & 07777, 0640);
         json_decref(r);
         /* Exactly one file, the dump: no temporary file was left behind. */
-        ck_assert_int_eq(count_entries(D.dumps), 1);
+        ck_assert_int_eq(dh_count_entries(D.dumps), 1);
         ck_assert_int_eq(dh_producer_cmd(&p, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&p);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
 /* A real runtime whose command name (comm) is "../../x". */
 START_TEST(test_comm_cannot_escape)
 {
-        start(NULL);
-        struct fh_prog prog;
+        dh_start_ok(&D, NULL);
+        struct dh_prog prog;
         const char *args[] = {"name", "../../x", "escapee", NULL};
         ck_assert_int_eq(fh_prog_start(&prog, D.sock, NULL, args), 0);
         wait_proc(prog.pid, "live", -1);
-        char req[128];
-        snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}", (int)prog.pid);
-        json_t *r = dh_request(D.sock, -1, req);
-        ck_assert_msg(json_is_true(json_object_get(r, "ok")), "%s", dh_str(r, "error"));
+        json_t *r = dh_snapshot_ok(D.sock, prog.pid);
         const char *path = dh_str(r, "path");
         const char *base = path + strlen(D.dumps) + 1;
         ck_assert_msg(strncmp(path, D.dumps, strlen(D.dumps)) == 0, "%s", path);
@@ -352,10 +305,10 @@ START_TEST(test_comm_cannot_escape)
         char outside[256];
         snprintf(outside, sizeof(outside), "%s/x", D.dir);
         ck_assert_int_ne(stat(outside, &st), 0);
-        ck_assert_int_eq(count_entries(D.dumps), 1);
+        ck_assert_int_eq(dh_count_entries(D.dumps), 1);
         int status = fh_prog_end(&prog);
         ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -368,20 +321,16 @@ START_TEST(test_comm_cannot_escape_local_dump)
         char env_dir[256];
         snprintf(env_dir, sizeof(env_dir), "GTRACE_DUMP_DIR=%s", D.dumps);
         const char *env[] = {env_dir, "GTRACE_PERIOD_MS=20", NULL};
-        struct fh_prog prog;
+        struct dh_prog prog;
         const char *args[] = {"name", "../../x", "local", NULL};
         ck_assert_int_eq(fh_prog_start(&prog, D.sock, env, args), 0);
         kill(prog.pid, SIGSEGV); /* the crash handler writes a local dump */
-        fh_prog_reap(&prog);
-        char cmd[512], name[256] = "";
-        snprintf(cmd, sizeof(cmd), "ls -A '%s'", D.dumps);
-        FILE *f = popen(cmd, "r");
-        ck_assert_ptr_nonnull(f);
-        ck_assert_ptr_nonnull(fgets(name, sizeof(name), f));
-        pclose(f);
+        dh_prog_close(&prog);
+        char name[256];
+        ck_assert_ptr_nonnull(dh_only_entry(D.dumps, name, sizeof(name)));
         ck_assert_msg(name[0] != '.', "hidden local dump %s", name);
         ck_assert_ptr_nonnull(strstr(name, "x-"));
-        ck_assert_int_eq(count_entries(D.dumps), 1);
+        ck_assert_int_eq(dh_count_entries(D.dumps), 1);
         dh_cleanup(&D);
 }
 END_TEST
@@ -393,7 +342,7 @@ START_TEST(test_uid_byte_quota)
         if (!need_root())
                 return;
         const char *extra[] = {"--max-uid-bytes", "8K", "--max-total-bytes", "1M", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         json_t *st = dh_request(D.sock, -1, "{\"command\":\"status\"}");
         ck_assert_int_eq(dh_int(json_object_get(st, "limits"), "max_uid_bytes"), 8192);
         ck_assert_int_eq(dh_int(json_object_get(st, "limits"), "max_generation_bytes"), 8192);
@@ -427,7 +376,7 @@ START_TEST(test_uid_byte_quota)
         json_decref(l);
         ck_assert_int_eq(dh_producer_cmd(&quiet, 'q', 0, NULL, 0), 0);
         dh_producer_wait(&quiet);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -436,7 +385,7 @@ START_TEST(test_uid_process_cap)
         if (!need_root())
                 return;
         const char *extra[] = {"--max-uid-processes", "2", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         struct dh_producer a1, a2, a3, b1;
         ck_assert_int_eq(dh_producer_spawn_as(&a1, D.sock, "a1", 0, UID_A), 0);
         ck_assert_int_eq(dh_producer_spawn_as(&a2, D.sock, "a2", 0, UID_A), 0);
@@ -454,8 +403,8 @@ START_TEST(test_uid_process_cap)
         wait_proc(a1.pid, "exited", 1);
         ck_assert_int_eq(dh_producer_spawn_as(&a3, D.sock, "a3", 0, UID_A), 0);
         wait_proc(a3.pid, "live", 0);
-        struct proc_cond gone = {a1.pid, NULL, -1};
-        ck_assert(!proc_matches(&gone));
+        struct dh_proc_want gone = {D.sock, a1.pid, NULL, DH_GENS_ANY, 0};
+        ck_assert(!dh_proc_is(&gone));
         wait_proc(b1.pid, "live", 0);
         ck_assert_int_eq(dh_producer_cmd(&a2, 'q', 0, NULL, 0), 0);
         ck_assert_int_eq(dh_producer_cmd(&a3, 'q', 0, NULL, 0), 0);
@@ -464,7 +413,7 @@ START_TEST(test_uid_process_cap)
         dh_producer_wait(&a3);
         dh_producer_wait(&b1);
         ck_assert(dh_file_contains(D.log, "too many traced processes for uid 65534"));
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -488,7 +437,7 @@ static int error_code_of(int fd)
 START_TEST(test_frame_limits)
 {
         const char *extra[] = {"--max-process-bytes", "4K", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         /* A generation above what WELCOME announced: refused from the header. */
         int fd = fh_raw_producer(D.sock, 1, 0, "big");
         ck_assert_int_ge(fd, 0);
@@ -512,7 +461,7 @@ START_TEST(test_frame_limits)
         ck_assert_int_eq(error_code_of(fd), EMSGSIZE);
         close(fd);
         ck_assert(dh_alive(&D));
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 

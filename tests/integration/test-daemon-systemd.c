@@ -106,14 +106,7 @@ END_TEST
 
 static int accepts_connections(void *ctx)
 {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", (const char *)ctx);
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return 0;
-        int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(fd);
-        return ok;
+        return dh_can_connect(ctx);
 }
 
 static int path_exists(void *ctx)
@@ -155,10 +148,7 @@ START_TEST(test_socket_activation)
         struct dh_producer p;
         ck_assert_int_eq(dh_producer_spawn(&p, D.sock, "activated", DH_ANSWER_FLUSH), 0);
         ck_assert_int_eq(dh_producer_cmd(&p, 'g', 400, NULL, 0), 0);
-        char req[128];
-        snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}", (int)p.pid);
-        json_t *r = dh_request(D.sock, -1, req);
-        ck_assert_ptr_nonnull(r);
+        json_t *r = dh_snapshot(D.sock, p.pid);
         ck_assert(json_is_true(json_object_get(r, "ok")));
         ck_assert(json_is_true(json_object_get(r, "flushed")));
         ck_assert_int_eq(dh_dump_check(dh_str(r, "path"), NULL, NULL), 0);
@@ -188,23 +178,20 @@ START_TEST(test_journal_prefixes)
         ck_assert_int_eq(dh_start(&D, NULL, NULL), 0);
         unsetenv("JOURNAL_STREAM");
         ck_assert_int_eq(dh_stop(&D), 0);
-        char buf[4096] = "";
-        FILE *f = fopen(D.log, "r");
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = 0;
+        char *buf = dh_read_file(D.log, NULL);
+        ck_assert_ptr_nonnull(buf);
         ck_assert_msg(strncmp(buf, "<6>Listening on ", 16) == 0, "log: %s", buf);
         ck_assert_ptr_null(strstr(buf, "gtraced: info:"));
+        free(buf);
 
         /* Without it (a file, a terminal): plain text. */
         struct dh_daemon d2 = {0};
         ck_assert_int_eq(dh_start(&d2, NULL, NULL), 0);
         ck_assert_int_eq(dh_stop(&d2), 0);
-        f = fopen(d2.log, "r");
-        n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = 0;
+        buf = dh_read_file(d2.log, NULL);
+        ck_assert_ptr_nonnull(buf);
         ck_assert_msg(strncmp(buf, "gtraced: info: Listening on ", 28) == 0, "log: %s", buf);
+        free(buf);
         dh_cleanup(&d2);
         dh_cleanup(&D);
 }

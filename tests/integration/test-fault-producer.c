@@ -30,64 +30,21 @@
 
 static struct dh_daemon D;
 
-static void start(const char *const *extra)
-{
-        ck_assert_int_eq(dh_start(&D, extra, NULL), 0);
-}
-
-static void finish(void)
-{
-        ck_assert_int_eq(dh_stop(&D), 0);
-        dh_cleanup(&D);
-}
-
-struct proc_cond {
-        pid_t pid;
-        const char *state;
-        long long min_gens;
-};
-
-static int proc_matches(void *ctx)
-{
-        struct proc_cond *c = ctx;
-        json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
-        json_t *p = l ? dh_find_proc(l, c->pid) : NULL;
-        int ok = p && (!c->state || strcmp(dh_str(p, "state"), c->state) == 0) &&
-                 dh_int(p, "generations") >= c->min_gens;
-        json_decref(l);
-        return ok;
-}
-
+/* Waits until the daemon lists pid in state with min_gens generations or more. */
 static void wait_proc(pid_t pid, const char *state, long long min_gens)
 {
-        struct proc_cond c = {pid, state, min_gens};
-        ck_assert_msg(dh_wait_until(proc_matches, &c, 20000), "pid %d never became %s/%lld",
-                      (int)pid, state ? state : "-", min_gens);
-}
-
-static json_t *snapshot(pid_t pid)
-{
-        char req[128];
-        snprintf(req, sizeof(req), "{\"command\":\"snapshot\",\"pid\":%d}", (int)pid);
-        json_t *r = dh_request(D.sock, -1, req);
-        ck_assert_ptr_nonnull(r);
-        ck_assert_msg(json_is_true(json_object_get(r, "ok")), "%s", dh_str(r, "error"));
-        return r;
+        dh_expect_proc(D.sock, pid, state, DH_GENS_AT_LEAST, min_gens, 20000);
 }
 
 /* The GENERATION records of a dump file, concatenated (malloc'd). */
 static uint8_t *dump_generations(const char *path, size_t *ret_len)
 {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ck_assert_int_ge(fd, 0);
-        struct stat st;
-        ck_assert_int_eq(fstat(fd, &st), 0);
-        uint8_t *b = malloc((size_t)st.st_size), *out = malloc((size_t)st.st_size + 1);
-        ck_assert(b && out);
-        ck_assert_int_eq(read(fd, b, (size_t)st.st_size), st.st_size);
-        close(fd);
+        size_t len;
+        uint8_t *b = (uint8_t *)dh_read_file(path, &len), *out = malloc(len + 1);
+        ck_assert_msg(b && out, "cannot read %s", path);
+        ck_assert_uint_ge(len, PROTO_DUMP_MAGIC_LEN);
         size_t o = 0;
-        const uint8_t *p = b + PROTO_DUMP_MAGIC_LEN, *end = b + st.st_size;
+        const uint8_t *p = b + PROTO_DUMP_MAGIC_LEN, *end = b + len;
         while (p < end) {
                 uint8_t type = *p++;
                 uint64_t n;
@@ -121,7 +78,7 @@ static void bystander_start(struct bystander *b)
         json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
         b->entry = json_deep_copy(dh_find_proc(l, b->p.pid));
         json_decref(l);
-        json_t *r = snapshot(b->p.pid);
+        json_t *r = dh_snapshot_ok(D.sock, b->p.pid);
         b->gens = dump_generations(dh_str(r, "path"), &b->gens_len);
         json_decref(r);
 }
@@ -144,7 +101,7 @@ static void bystander_check(struct bystander *b)
                                          json_object_get(b->entry, keys[i])),
                               "bystander's %s changed", keys[i]);
         json_decref(l);
-        json_t *r = snapshot(b->p.pid);
+        json_t *r = dh_snapshot_ok(D.sock, b->p.pid);
         size_t len;
         uint8_t *gens = dump_generations(dh_str(r, "path"), &len);
         ck_assert_uint_eq(len, b->gens_len);
@@ -161,20 +118,10 @@ static void bystander_end(struct bystander *b)
         free(b->gens);
 }
 
-static void check_valid(const char *path)
-{
-        ck_assert_int_eq(dh_dump_check(path, NULL, NULL), 0);
-        if (fh_have_gtracectl())
-                ck_assert_msg(fh_validate(path) == 0, "gtracectl validate %s failed", path);
-}
-
 static int dumps_for(void *ctx)
 {
-        char pat[32];
-        snprintf(pat, sizeof(pat), "-%d-", *(pid_t *)ctx);
-        char cmd[512];
-        snprintf(cmd, sizeof(cmd), "ls '%s' 2>/dev/null | grep -q -- '%s'", D.dumps, pat);
-        return system(cmd) == 0;
+        char path[512];
+        return dh_find_dump(D.dumps, *(pid_t *)ctx, path, sizeof(path)) != NULL;
 }
 
 /* ---- killed while its threads are mid-event ---------------------------------------------- */
@@ -184,7 +131,7 @@ START_TEST(test_producer_killed_mid_event)
         /* No flush on snapshot: the bystander never answers one, and the
          * comparison wants exactly what it sent. */
         const char *extra[] = {"--flush-timeout", "0", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         struct bystander by;
         bystander_start(&by);
 
@@ -192,7 +139,7 @@ START_TEST(test_producer_killed_mid_event)
         for (size_t k = 0; k < 2; k++) {
                 const char *env[] = {"GTRACE_PERIOD_MS=20", NULL};
                 const char *args[] = {"load", "4", "200000", NULL};
-                struct fh_prog p;
+                struct dh_prog p;
                 ck_assert_int_eq(fh_prog_start(&p, D.sock, env, args), 0);
                 wait_proc(p.pid, "live", 3);
                 /* Its four threads are inside their event loops right now. */
@@ -200,20 +147,20 @@ START_TEST(test_producer_killed_mid_event)
                 ck_assert_int_eq(fh_prog_state(&p, &st), 0);
                 ck_assert_uint_gt(st.iters, 0);
                 ck_assert_int_eq(kill(p.pid, sigs[k]), 0);
-                fh_prog_reap(&p);
+                dh_prog_close(&p);
 
                 /* Gone without a goodbye: crashed, dumped automatically once, and
                  * what was held still dumps and validates. */
                 wait_proc(p.pid, "crashed", 3);
                 ck_assert(dh_wait_until(dumps_for, &p.pid, 10000));
-                json_t *r = snapshot(p.pid);
+                json_t *r = dh_snapshot_ok(D.sock, p.pid);
                 ck_assert(json_is_false(json_object_get(r, "flushed")));
-                check_valid(dh_str(r, "path"));
+                fh_check_valid(dh_str(r, "path"));
                 json_decref(r);
         }
         bystander_check(&by);
         bystander_end(&by);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -256,7 +203,7 @@ static pid_t half_frame_child(size_t cut, int *ret_sent)
 START_TEST(test_producer_dies_mid_frame)
 {
         const char *extra[] = {"--flush-timeout", "0", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         struct bystander by;
         bystander_start(&by);
 
@@ -280,7 +227,7 @@ START_TEST(test_producer_dies_mid_frame)
                 ck_assert_int_eq(dh_int(e, "bytes"), 2200);
                 json_decref(l);
                 ck_assert(dh_wait_until(dumps_for, &pid, 10000)); /* the automatic dump */
-                json_t *r = snapshot(pid);
+                json_t *r = dh_snapshot_ok(D.sock, pid);
                 unsigned gens;
                 ck_assert_int_eq(dh_dump_check(dh_str(r, "path"), &gens, NULL), 0);
                 ck_assert_uint_eq(gens, 2);
@@ -290,7 +237,7 @@ START_TEST(test_producer_dies_mid_frame)
         ck_assert(dh_alive(&D));
         bystander_check(&by);
         bystander_end(&by);
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
@@ -328,7 +275,7 @@ START_TEST(test_500_producers)
                 ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
         }
         const char *extra[] = {"--flush-timeout", "0", NULL};
-        start(extra);
+        dh_start_ok(&D, extra);
         int ready[2], go[2];
         ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
         ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
@@ -386,7 +333,7 @@ START_TEST(test_500_producers)
         struct count_cond exited = {"exited", MANY};
         ck_assert(dh_wait_until(status_count, &exited, 20000));
         ck_assert(dh_alive(&D));
-        finish();
+        dh_finish(&D);
 }
 END_TEST
 
