@@ -5,7 +5,9 @@
 # than linking the gtrace_genbuild library), because this file is included
 # before the one that defines that library.
 set(client_genbuild ${CMAKE_CURRENT_SOURCE_DIR}/common/genbuild.c)
-set(client_proc ${CMAKE_CURRENT_SOURCE_DIR}/common/client-proc.c ${client_genbuild})
+# A real gtraced and instrumented programs: common/daemon-harness.c.
+set(client_proc ${CMAKE_CURRENT_SOURCE_DIR}/common/client-proc.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/common/daemon-harness.c ${client_genbuild})
 
 gtrace_check_test(test-client-textfmt SOURCES unit/test-client-textfmt.c ${client_genbuild}
   LIBS gtrace_flightrec TIMEOUT 30)

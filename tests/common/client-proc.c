@@ -3,18 +3,12 @@
 #include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client-proc.h"
@@ -215,116 +209,4 @@ void cp_make_dump(const char *text, const char *path, const char *reason)
         if (gb_dump_write(path, &meta, &blobs) < 0)
                 die("gb_dump_write");
         gb_blobs_free(&blobs);
-}
-
-/* ---- gtraced ---- */
-
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void cp_daemon_start(struct cp_daemon *d, const char *const *extra)
-{
-        char *dir = cp_tmpdir("cli");
-        char gtraced[512], notify[600], notify_env[640];
-        const char *argv[32];
-        size_t n = 0;
-
-        memset(d, 0, sizeof(*d));
-        (void)snprintf(d->dir, sizeof(d->dir), "%s", dir);
-        free(dir);
-        (void)snprintf(d->socket, sizeof(d->socket), "%s/gtraced.sock", d->dir);
-        (void)snprintf(d->dumps, sizeof(d->dumps), "%s/dumps", d->dir);
-        (void)snprintf(notify, sizeof(notify), "%s/notify.sock", d->dir);
-        (void)snprintf(notify_env, sizeof(notify_env), "NOTIFY_SOCKET=%s", notify);
-        if (mkdir(d->dumps, 0755) < 0)
-                die("mkdir dumps");
-
-        int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(notify) >= sizeof(sa.sun_path)) {
-                fprintf(stderr, "client-proc: %s is too long for a socket\n", notify);
-                abort();
-        }
-        memcpy(sa.sun_path, notify, strlen(notify) + 1);
-        if (ns < 0 || bind(ns, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                die("notify socket");
-
-        argv[n++] = cp_build_path("daemon/gtraced", gtraced, sizeof(gtraced));
-        argv[n++] = "--socket";
-        argv[n++] = d->socket;
-        argv[n++] = "--dump-dir";
-        argv[n++] = d->dumps;
-        argv[n++] = "--config";
-        argv[n++] = "/dev/null";
-        for (size_t i = 0; extra && extra[i] && n < 30; i++)
-                argv[n++] = extra[i];
-        argv[n] = NULL;
-
-        fflush(NULL);
-        d->pid = fork();
-        if (d->pid < 0)
-                die("fork");
-        if (d->pid == 0) {
-                int devnull = open("/dev/null", O_RDWR);
-                if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0)
-                        _exit(126);
-                if (putenv(notify_env) != 0)
-                        _exit(126);
-                execv(argv[0], (char *const *)(uintptr_t)argv);
-                _exit(127);
-        }
-        int64_t deadline = now_ms() + 10000;
-        for (;;) {
-                int64_t left = deadline - now_ms();
-                struct pollfd p = {.fd = ns, .events = POLLIN};
-                if (left <= 0) {
-                        fprintf(stderr, "client-proc: gtraced did not get ready in 10 s\n");
-                        abort();
-                }
-                int r = poll(&p, 1, (int)left);
-                if (r < 0 && errno != EINTR)
-                        die("poll");
-                if (r <= 0)
-                        continue;
-                char msg[512];
-                ssize_t k = recv(ns, msg, sizeof(msg) - 1, 0);
-                if (k < 0)
-                        die("recv notify");
-                msg[k] = '\0';
-                if (strstr(msg, "READY=1"))
-                        break;
-        }
-        close(ns);
-}
-
-int cp_daemon_stop(struct cp_daemon *d)
-{
-        int status = 0;
-        if (d->pid > 0) {
-                /* waitpid has no timeout: wait on a pidfd, which polls readable
-                 * when the process exits. */
-                int pfd = (int)syscall(SYS_pidfd_open, d->pid, 0);
-                (void)kill(d->pid, SIGTERM);
-                if (pfd >= 0) {
-                        struct pollfd p = {.fd = pfd, .events = POLLIN};
-                        int r;
-                        do
-                                r = poll(&p, 1, 10000);
-                        while (r < 0 && errno == EINTR);
-                        if (r == 0) {
-                                fprintf(stderr, "client-proc: gtraced ignored SIGTERM for 10 s\n");
-                                (void)kill(d->pid, SIGKILL);
-                        }
-                        close(pfd);
-                }
-                while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
-                        ;
-                d->pid = 0;
-        }
-        cp_rmtree(d->dir);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

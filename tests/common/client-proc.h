@@ -1,12 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Test helpers of the client module: run gtracectl (or any program) and
- * capture what it prints, start and stop a real gtraced, make scratch
- * directories and dumps.
- *
- * gtraced's readiness is awaited the way systemd does it: the test listens
- * on a NOTIFY_SOCKET of its own and waits (with a deadline) for READY=1, so
- * no test sleeps and hopes.
+ * capture what it prints, make scratch directories and dumps.  A real
+ * gtraced and instrumented programs are started with daemon-harness.h.
  */
 #ifndef GTRACE_TESTS_CLIENT_PROC_H
 #define GTRACE_TESTS_CLIENT_PROC_H
@@ -38,20 +34,6 @@ const char *cp_source_path(const char *rel, char *buf, size_t len);
 char *cp_tmpdir(const char *tag);
 /* rm -r of a scratch directory (files and one level of subdirectories). */
 void cp_rmtree(const char *dir);
-
-struct cp_daemon {
-        pid_t pid;
-        char dir[512]; /* scratch: socket, dumps, notify socket */
-        char socket[600];
-        char dumps[600];
-};
-
-/* Starts gtraced on a socket in a fresh directory and waits for READY=1
- * (deadline 10 s).  extra: more flags (NULL-terminated, may be NULL). */
-void cp_daemon_start(struct cp_daemon *d, const char *const *extra);
-/* SIGTERM, wait for exit (deadline 10 s, then SIGKILL); returns the exit
- * status; removes the directory. */
-int cp_daemon_stop(struct cp_daemon *d);
 
 /* Reads a whole file (NUL-terminated); NULL if it cannot. */
 char *cp_read(const char *path, size_t *ret_len);

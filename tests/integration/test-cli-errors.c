@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "client-proc.h"
+#include "daemon-harness.h"
 
 #define NOBODY ((uid_t)65534)
 
@@ -249,41 +250,41 @@ END_TEST
 
 START_TEST(test_daemon_errors)
 {
-        struct cp_daemon d;
+        struct dh_daemon d = {0};
         struct cp_result r;
-        cp_daemon_start(&d, NULL);
+        dh_start_ok(&d, NULL);
 
-        CTL(&r, "--socket", d.socket, "snapshot", "999999");
+        CTL(&r, "--socket", d.sock, "snapshot", "999999");
         expect(&r, 1, "no traced process with pid 999999");
         ck_assert(strstr(r.err, "gtracectl list") != NULL);
         ck_assert_uint_eq(r.out_len, 0);
         cp_result_free(&r);
 
-        CTL(&r, "--socket", d.socket, "snapshot", "999999", "-o", "mine.gtrace");
+        CTL(&r, "--socket", d.sock, "snapshot", "999999", "-o", "mine.gtrace");
         expect(&r, 1, "no traced process");
         cp_result_free(&r);
         char path[700];
         (void)snprintf(path, sizeof(path), "%s/mine.gtrace", scratch);
         ck_assert_msg(access(path, F_OK) != 0, "a failed snapshot left its -o file");
 
-        CTL(&r, "--socket", d.socket, "snapshot", "1", "-o", "/nonexistent-dir/x.gtrace");
+        CTL(&r, "--socket", d.sock, "snapshot", "1", "-o", "/nonexistent-dir/x.gtrace");
         expect(&r, 1, "cannot create /nonexistent-dir/x.gtrace");
         cp_result_free(&r);
 
         /* Permission denied on the socket: a user who may not connect. */
-        ck_assert_int_eq(chmod(d.socket, 0600), 0);
-        ctl_as(NOBODY, &r, "--socket", d.socket, "status", (const char *)NULL);
+        ck_assert_int_eq(chmod(d.sock, 0600), 0);
+        ctl_as(NOBODY, &r, "--socket", d.sock, "status", (const char *)NULL);
         expect(&r, 1, "not allowed to connect to gtraced");
         cp_result_free(&r);
-        ck_assert_int_eq(chmod(d.socket, 0666), 0);
+        ck_assert_int_eq(chmod(d.sock, 0666), 0);
 
         /* The same daemon answers status fine. */
-        CTL(&r, "--socket", d.socket, "status");
+        CTL(&r, "--socket", d.sock, "status");
         expect(&r, 0, NULL);
         ck_assert(strstr(r.out, "gtraced ") == r.out);
         cp_result_free(&r);
 
-        ck_assert_int_eq(cp_daemon_stop(&d), 0);
+        dh_finish(&d);
 }
 END_TEST
 

@@ -10,69 +10,32 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "client-proc.h"
+#include "daemon-harness.h"
 
 struct counts {
         int regions, logs, counters, tasks, child_tasks, fibers, syscalls;
 };
 
 struct prog {
-        pid_t pid;
-        int in, out; /* its stdin (we write), its stdout (we read) */
+        struct dh_prog proc; /* its stdin (EOF ends it) and stdout */
         struct counts n;
 };
 
-/* Reads one line from fd with a deadline (the program is ours: lines are short). */
-static int read_line(int fd, char *buf, size_t len, int timeout_ms)
-{
-        size_t n = 0;
-        while (n + 1 < len) {
-                struct pollfd p = {.fd = fd, .events = POLLIN};
-                int r = poll(&p, 1, timeout_ms);
-                if (r <= 0)
-                        return -ETIMEDOUT;
-                ssize_t k = read(fd, buf + n, 1);
-                if (k <= 0)
-                        return -EIO;
-                if (buf[n] == '\n')
-                        break;
-                n++;
-        }
-        buf[n] = '\0';
-        return 0;
-}
-
 static void prog_start(struct prog *p, const char *socket)
 {
-        char path[512], env[700], line[256];
-        int in[2], out[2];
-        cp_build_path("tests/test-cli-roundtrip-prog", path, sizeof(path));
-        (void)snprintf(env, sizeof(env), "GTRACED_SOCKET=%s", socket);
-        ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-        fflush(NULL);
-        p->pid = fork();
-        ck_assert_int_ge(p->pid, 0);
-        if (p->pid == 0) {
-                if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || putenv(env) != 0)
-                        _exit(126);
-                execl(path, path, (char *)NULL);
-                _exit(127);
-        }
-        close(in[0]);
-        close(out[1]);
-        p->in = in[1];
-        p->out = out[0];
-        ck_assert_msg(read_line(p->out, line, sizeof(line), 20000) == 0,
+        char line[256];
+        const char *args[] = {NULL};
+        ck_assert_int_eq(dh_prog_spawn(&p->proc, "tests/test-cli-roundtrip-prog", socket, NULL, args),
+                         0);
+        ck_assert_msg(dh_prog_line(&p->proc, line, sizeof(line), 20000) == 0,
                       "the traced program did not report its counts");
         ck_assert_int_eq(sscanf(line,
                                 "counts regions=%d logs=%d counters=%d tasks=%d child_tasks=%d "
@@ -80,25 +43,16 @@ static void prog_start(struct prog *p, const char *socket)
                                 &p->n.regions, &p->n.logs, &p->n.counters, &p->n.tasks,
                                 &p->n.child_tasks, &p->n.fibers, &p->n.syscalls),
                          7);
-        ck_assert_msg(read_line(p->out, line, sizeof(line), 20000) == 0 &&
+        ck_assert_msg(dh_prog_line(&p->proc, line, sizeof(line), 20000) == 0 &&
                               !strncmp(line, "ready ", 6),
                       "the traced program did not get ready: %s", line);
 }
 
+/* EOF on its stdin: it stops tracing and exits.  Its exit code, or 128 +
+ * the signal that ended it. */
 static int prog_stop(struct prog *p)
 {
-        int status;
-        close(p->in); /* EOF on its stdin: it stops tracing and exits */
-        int pfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-        if (pfd >= 0) {
-                struct pollfd pp = {.fd = pfd, .events = POLLIN};
-                if (poll(&pp, 1, 20000) == 0)
-                        kill(p->pid, SIGKILL);
-                close(pfd);
-        }
-        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        close(p->out);
+        int status = dh_prog_close(&p->proc);
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -132,19 +86,19 @@ static long per_type(json_t *stats, const char *type)
 
 START_TEST(test_roundtrip)
 {
-        struct cp_daemon d;
+        struct dh_daemon d = {0};
         struct prog p;
         struct cp_result r;
         char gtracectl[512], pid[32];
         char *dir = cp_tmpdir("roundtrip");
 
         cp_build_path("client/gtracectl", gtracectl, sizeof(gtracectl));
-        cp_daemon_start(&d, NULL);
-        prog_start(&p, d.socket);
-        (void)snprintf(pid, sizeof(pid), "%d", (int)p.pid);
+        dh_start_ok(&d, NULL);
+        prog_start(&p, d.sock);
+        (void)snprintf(pid, sizeof(pid), "%d", (int)p.proc.pid);
 
         /* snapshot: the absolute path of the file we named is the only line. */
-        const char *snap[] = {gtracectl,  "--socket",   d.socket, "snapshot",  pid,
+        const char *snap[] = {gtracectl,  "--socket",   d.sock, "snapshot",  pid,
                               "--reason", "round trip", "-o",     "rt.gtrace", NULL};
         cp_run(snap, NULL, dir, (uid_t)-1, &r);
         ck_assert_msg(r.status == 0, "snapshot: %s", r.err);
@@ -166,7 +120,7 @@ START_TEST(test_roundtrip)
         ck_assert_ptr_nonnull(stats);
         cp_result_free(&r);
         json_t *meta = json_object_get(stats, "meta");
-        ck_assert_int_eq(json_integer_value(json_object_get(meta, "pid")), p.pid);
+        ck_assert_int_eq(json_integer_value(json_object_get(meta, "pid")), p.proc.pid);
         ck_assert_str_eq(sget(meta, "reason"), "round trip");
         /* comm (15 bytes) or the full argv[0] basename: a prefix either way. */
         const char *cmd = sget(meta, "command");
@@ -240,7 +194,7 @@ START_TEST(test_roundtrip)
         json_decref(root);
 
         ck_assert_int_eq(prog_stop(&p), 0);
-        ck_assert_int_eq(cp_daemon_stop(&d), 0);
+        dh_finish(&d);
         cp_rmtree(dir);
         free(dir);
 }
