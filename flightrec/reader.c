@@ -480,6 +480,8 @@ struct fr_parser {
         uint64_t wbase;
         uint64_t wrun;   /* the smallest key but the first thread's */
         uint32_t wdirty; /* first thread whose path is not replayed, or RD_NONE */
+        int wskip;       /* runs take the shortcut (see rd_tree_next) */
+        uint64_t wsame, wmoved; /* events after which the first thread stayed, changed */
 
         uint32_t eog_off;
         uint64_t eog_gen, eog_batches, eog_events, eog_lost;
@@ -1467,7 +1469,16 @@ static inline void rd_tree_replay(struct fr_parser *r, uint32_t ti, int ready)
  * touching the tree.  Its path then holds an older, smaller key of its own
  * (wdirty names it), which is harmless while it is first and is replayed
  * before any other thread's path is.  Wide keys take no shortcut.
+ *
+ * The shortcut pays only when runs are long: its test is a branch that
+ * goes either way about as often when threads alternate every event or
+ * two, and a mispredicted branch costs more than the replay it saves.  So
+ * each generation starts with it and counts: once RD_RUN_SAMPLE events
+ * have needed a replay, the shortcut stays on for the rest of the
+ * generation only if at least RD_RUN_PERCENT of the events so far took it.
  */
+#define RD_RUN_SAMPLE  1024
+#define RD_RUN_PERCENT 70
 static inline void rd_tree_runner(struct fr_parser *r)
 {
         uint64_t run = UINT64_MAX, root = r->wk[1];
@@ -1491,20 +1502,27 @@ static inline void rd_tree_set(struct fr_parser *r, uint32_t ti, int ready)
                 rd_tree_replay(r, r->wdirty, 1);
         r->wdirty = RD_NONE;
         rd_tree_replay(r, ti, ready);
-        rd_tree_runner(r);
+        if (r->wskip)
+                rd_tree_runner(r);
 }
 
 /* The same for the thread that was first, after its event was taken. */
 static inline void rd_tree_next(struct fr_parser *r, uint32_t ti, int ready)
 {
-        if (ready && !r->wwide &&
-            ((r->th[ti].head.time - r->wbase) << r->wshift | ti) < r->wrun) {
+        if (!r->wskip) {
+                rd_tree_replay(r, ti, ready);
+                return;
+        }
+        if (ready && ((r->th[ti].head.time - r->wbase) << r->wshift | ti) < r->wrun) {
                 r->wdirty = ti;
+                r->wsame++;
                 return;
         }
         r->wdirty = RD_NONE;
         rd_tree_replay(r, ti, ready);
         rd_tree_runner(r);
+        if (++r->wmoved == RD_RUN_SAMPLE)
+                r->wskip = r->wsame * 100 >= (r->wsame + r->wmoved) * RD_RUN_PERCENT;
 }
 
 /* The thread to take next, RD_NONE when none is ready. */
@@ -1541,6 +1559,8 @@ static int rd_tree_init(struct fr_parser *r)
         r->wrun = 0;
         /* lo > hi: no events at all */
         r->wwide = lo <= hi && (hi - lo) >> (63 - bits) != 0;
+        r->wskip = !r->wwide;
+        r->wmoved = r->wsame = 0;
         for (uint32_t i = 0; i < 2 * n; i++) {
                 r->wk[i] = UINT64_MAX;
                 r->wi[i] = n;
