@@ -253,12 +253,12 @@ static char *put_arg_end(char *p, enum fr_end how)
         return p;
 }
 
-static void note_time(struct ex *x, int64_t ns)
+/* end_ns starts at INT64_MIN, and is 0 if nothing was seen; no branch on
+ * a comparison that goes either way. */
+static inline void note_time(struct ex *x, int64_t ns)
 {
-        if (!x->have_end || ns > x->end_ns) {
-                x->end_ns = ns;
-                x->have_end = 1;
-        }
+        x->end_ns = ns > x->end_ns ? ns : x->end_ns;
+        x->have_end = 1;
 }
 
 static uint64_t fiber_tid(uint64_t id)
@@ -514,6 +514,9 @@ static void h_task_begin(void *ctx, struct fr_track_task *k)
         task_open(x, k, k->start_ns, 0);
 }
 
+/* Tasks cut at a time without an allocation; deeper nests take one. */
+#define ABOVE_INLINE 16
+
 static void h_task_end(void *ctx, struct fr_track_task *k, int64_t end_ns, enum fr_end how)
 {
         struct ex *x = ctx;
@@ -529,15 +532,16 @@ static void h_task_end(void *ctx, struct fr_track_task *k, int64_t end_ns, enum 
         i--;
         int64_t ts = end_ns > trk->last_ts ? end_ns : trk->last_ts;
         size_t nabove = trk->n - 1 - i;
-        uint64_t *above = NULL;
-        if (nabove) {
+        uint64_t above_few[ABOVE_INLINE], *above = above_few;
+        if (nabove > ABOVE_INLINE) {
                 above = malloc(nabove * sizeof(*above));
                 if (!above) {
                         x->err = -ENOMEM;
                         return;
                 }
-                memcpy(above, &trk->stack[i + 1], nabove * sizeof(*above));
         }
+        if (nabove)
+                memcpy(above, &trk->stack[i + 1], nabove * sizeof(*above));
         /* Cut what is nested above k, innermost first, then end k. */
         for (size_t j = nabove; j > 0; j--) {
                 const struct fr_track_task *a = fr_track_task(x->track, above[j - 1]);
@@ -558,7 +562,8 @@ static void h_task_end(void *ctx, struct fr_track_task *k, int64_t end_ns, enum 
                 if (a)
                         task_open(x, a, ts, 1);
         }
-        free(above);
+        if (above != above_few)
+                free(above);
 }
 
 /* At the trace's end, close every track innermost first, so that nothing is
@@ -731,7 +736,7 @@ static int ex_event(void *ctx, const struct fr_generation *g, const struct fr_ev
         r = fr_track_event(x->track, g, ev);
         if (r < 0)
                 return r;
-        ns = fr_track_event_ns(x->track);
+        ns = fr_track_current(x->track)->event_ns;
         if (ev->spec && ev->spec->where != 'T')
                 note_time(x, ns);
         switch (ev->type) {
@@ -848,7 +853,7 @@ int fr_export_chrome(struct fr_dump *d, int out_fd, const struct fr_export_optio
                 .event = ex_event,
                 .generation_end = ex_generation_end,
         };
-        struct ex x = {.o = o, .meta = fr_dump_meta(d), .first = 1};
+        struct ex x = {.o = o, .meta = fr_dump_meta(d), .first = 1, .end_ns = INT64_MIN};
         int r;
 
         if (ret_err)
@@ -871,6 +876,8 @@ int fr_export_chrome(struct fr_dump *d, int out_fd, const struct fr_export_optio
                 r = fr_dump_parse(d, &cb, &x, ret_err);
         else
                 r = fr_dump_parse_threaded(d, FR_EXPORT_THREADED_MIN_BYTES, &cb, &x, ret_err);
+        if (!x.have_end)
+                x.end_ns = 0;
         if (r == 0) {
                 tasks_close_all(&x, x.end_ns);
                 fr_track_finish(x.track, x.end_ns);

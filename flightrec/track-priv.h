@@ -35,9 +35,29 @@ static inline const struct fr_name *fr_name_of(const char *s)
         return (const struct fr_name *)(const void *)(s - offsetof(struct fr_name, s));
 }
 
-/* The thread and the fiber the last fr_track_event() was about (the fiber
- * only for a fiber event, and NULL once it exited); NULL when none. */
-struct fr_track_thread *fr_track_event_thread(const struct fr_track *tr);
-struct fr_track_fiber *fr_track_event_fiber(const struct fr_track *tr);
+/* What the last fr_track_event() was about: its time (fr_track_event_ns()),
+ * its thread and, for a fiber event, its fiber (NULL once it exited); NULL
+ * when none.  The first member of struct fr_track, so that exporters read
+ * it for every event without a call. */
+struct fr_track_current {
+        int64_t event_ns;
+        struct fr_track_thread *thread;
+        struct fr_track_fiber *fiber;
+};
+
+static inline const struct fr_track_current *fr_track_current(const struct fr_track *tr)
+{
+        return (const struct fr_track_current *)(const void *)tr;
+}
+
+static inline struct fr_track_thread *fr_track_event_thread(const struct fr_track *tr)
+{
+        return fr_track_current(tr)->thread;
+}
+
+static inline struct fr_track_fiber *fr_track_event_fiber(const struct fr_track *tr)
+{
+        return fr_track_current(tr)->fiber;
+}
 
 #endif

@@ -105,18 +105,16 @@ struct pool {
 };
 
 struct fr_track {
+        /* First: the time, thread and fiber of the event being processed,
+         * which the exporters read inline (track-priv.h). */
+        struct fr_track_current cur;
         struct fr_track_hooks hooks;
         void *ctx;
         struct vmap threads, fibers, tasks;
         uint64_t gen_index; /* generations begun, 1-based */
         int64_t gen_start_ns;
-        int64_t event_ns;         /* time of the event being processed */
         struct fr_clockconv conv; /* the current generation's clock */
         uint64_t clock_fast;      /* clock_mono()'s inline path: |t - ref| below this */
-        /* The last event's thread (most events come in runs of one thread)
-         * and fiber (for the exporters, see track-priv.h). */
-        struct fr_track_thread *cur_thread;
-        struct fr_track_fiber *cur_fiber;
         /* Threads by the low bits of their id: events of several threads
          * interleave finely, and a hit here is a branch that predicts well,
          * where "same thread as the last event" did not. */
@@ -368,17 +366,7 @@ int64_t fr_track_time(const struct fr_track *tr, uint64_t t)
 
 int64_t fr_track_event_ns(const struct fr_track *tr)
 {
-        return tr->event_ns;
-}
-
-struct fr_track_thread *fr_track_event_thread(const struct fr_track *tr)
-{
-        return tr->cur_thread;
-}
-
-struct fr_track_fiber *fr_track_event_fiber(const struct fr_track *tr)
-{
-        return tr->cur_fiber;
+        return tr->cur.event_ns;
 }
 
 struct fr_track *fr_track_new(const struct fr_track_hooks *hooks, void *ctx)
@@ -459,8 +447,8 @@ void fr_track_free(struct fr_track *tr)
 
 struct fr_track_thread *fr_track_thread(const struct fr_track *tr, uint64_t tid)
 {
-        if (tr->cur_thread && tr->cur_thread->tid == tid)
-                return tr->cur_thread;
+        if (tr->cur.thread && tr->cur.thread->tid == tid)
+                return tr->cur.thread;
         return vmap_get(&tr->threads, tid);
 }
 
@@ -521,7 +509,7 @@ static int thread_get(struct fr_track *tr, const struct fr_generation *g, uint64
         unsigned slot = (unsigned)tid & (TCACHE - 1);
         if (__builtin_expect(tr->tcache[slot].tid == tid, 1)) {
                 t = tr->tcache[slot].t;
-                tr->cur_thread = t;
+                tr->cur.thread = t;
                 *ret = t;
                 return 0;
         }
@@ -529,7 +517,7 @@ static int thread_get(struct fr_track *tr, const struct fr_generation *g, uint64
         if (t) {
                 tr->tcache[slot].tid = tid;
                 tr->tcache[slot].t = t;
-                tr->cur_thread = t;
+                tr->cur.thread = t;
                 *ret = t;
                 return 0;
         }
@@ -542,7 +530,7 @@ static int thread_get(struct fr_track *tr, const struct fr_generation *g, uint64
                 thread_free(tr, t);
                 return -ENOMEM;
         }
-        tr->cur_thread = t;
+        tr->cur.thread = t;
         if (tr->hooks.thread_new)
                 tr->hooks.thread_new(tr->ctx, t);
         *ret = t;
@@ -703,8 +691,8 @@ static void fiber_remove(struct fr_track *tr, struct fr_track_fiber *f, int64_t 
                 if (t && t->fiber == f->id)
                         t->fiber = 0;
         }
-        if (tr->cur_fiber == f)
-                tr->cur_fiber = NULL;
+        if (tr->cur.fiber == f)
+                tr->cur.fiber = NULL;
         (void)vmap_del(&tr->fibers, f->id);
         fiber_free(tr, f);
 }
@@ -765,8 +753,8 @@ static void thread_drop(struct fr_track *tr, struct fr_track_thread *t, int64_t 
                 region_pop(tr, t, end_ns, how);
         if (tr->hooks.thread_free)
                 tr->hooks.thread_free(tr->ctx, t);
-        if (tr->cur_thread == t)
-                tr->cur_thread = NULL;
+        if (tr->cur.thread == t)
+                tr->cur.thread = NULL;
         if (tr->tcache[t->tid & (TCACHE - 1)].t == t)
                 tr->tcache[t->tid & (TCACHE - 1)].tid = 0;
         (void)vmap_del(&tr->threads, t->tid);
@@ -947,7 +935,7 @@ static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t, const 
                         fiber_remove(tr, f, now, FR_END_LOST);
                 r = fiber_get(tr, id, ev->str[A_FIBER_CREATE_NAME], PROTO_FIBER_RUNNABLE, now, &f);
                 if (r == 0)
-                        tr->cur_fiber = f;
+                        tr->cur.fiber = f;
                 return r;
         }
         /* A transition of a fiber we never saw (its create was lost): start it
@@ -955,7 +943,7 @@ static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t, const 
         r = fiber_get(tr, id, NULL, PROTO_FIBER_RUNNABLE, now, &f);
         if (r < 0)
                 return r;
-        tr->cur_fiber = f;
+        tr->cur.fiber = f;
         f->seen_gen = tr->gen_index;
         switch (ev->type) {
         case PROTO_EV_FIBER_RUN:
@@ -986,11 +974,11 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
         struct fr_track_fiber *f;
         int r;
 
-        tr->event_ns = now;
-        tr->cur_fiber = NULL;
+        tr->cur.event_ns = now;
+        tr->cur.fiber = NULL;
         /* The tracer's own batch (thread 0) carries only fiber and task status. */
         if (ev->tid == 0) {
-                tr->cur_thread = NULL;
+                tr->cur.thread = NULL;
                 if (ev->type == PROTO_EV_FIBER_STATUS)
                         return on_fiber_status(tr, ev);
                 if (ev->type == PROTO_EV_TASK_STATUS)
