@@ -134,11 +134,14 @@ START_TEST(test_microseconds)
         for (int64_t s = 0; s < 2000; s++)
                 for (int64_t d = -1001; d <= 1001; d += 7)
                         check_us(w, s * 1000000000 + d);
-        for (int64_t p = 1, k = 0; k < 19; k++, p *= 10)
+        for (int64_t p = 1;; p *= 10) {
                 for (int64_t d = -2; d <= 2; d++) {
                         check_us(w, p + d);
                         check_us(w, -(p + d));
                 }
+                if (p > INT64_MAX / 10 - 2)
+                        break;
+        }
         check_us(w, INT64_MAX);
         check_us(w, INT64_MIN);
         check_us(w, INT64_MIN + 1);
