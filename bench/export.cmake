@@ -8,3 +8,6 @@ if(TARGET gtracectl AND TARGET gtrace_flightrec)
   add_dependencies(bench-export gtracectl)
   gtrace_target(bench-export)
 endif()
+if(TARGET bench-export AND TARGET bench-all)
+  add_dependencies(bench-all bench-export) # bench/run's export section
+endif()
