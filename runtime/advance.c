@@ -92,6 +92,19 @@ static void gb_free(struct gbuf *b)
         *b = (struct gbuf){0};
 }
 
+/* A buffer kept from one generation to the next: emptied, not freed, so a
+ * steady stream reuses the same (already faulted-in) pages every generation.
+ * After a burst it gives the memory back once a generation needs less than
+ * a quarter of it. */
+#define GBUF_KEEP_MIN (256u << 10)
+
+static void gb_recycle(struct gbuf *b)
+{
+        if (b->failed || (b->cap > GBUF_KEEP_MIN && b->len < b->cap / 4))
+                gb_free(b);
+        b->len = 0;
+}
+
 /* ---- status events written by the advancer ---------------------------------- */
 
 struct tid_name {
@@ -266,13 +279,38 @@ bool gt_status_records(uint64_t gen, const uint8_t **ret_p, size_t *ret_len,
 
 /* ---- assembling a generation -------------------------------------------------- */
 
+/*
+ * Every byte of trace is copied once on its way into a blob: from the
+ * thread's chunk straight to its place in the blob.  flush_thread takes the
+ * chunks out of their slot (the slot then releases nothing) and only notes
+ * them; once the generation's size is known exactly, assemble() allocates
+ * the blob, copies each chunk and hands it back to the pool.  (Staging the
+ * batches in a growing buffer first, as before, doubled the copying and
+ * cost a page fault per 4 KiB of trace.)
+ */
+struct held_chunk {
+        struct gt_chunk *c; /* NULL: a batch without events, only drops to report */
+        uint64_t tid, base, lost;
+        uint32_t used;
+};
+
 struct flush_ctx {
-        struct gbuf batches;
+        struct held_chunk *held;
+        size_t nheld, capheld;
+        size_t batch_bytes; /* the BATCH records' encoded size */
         uint64_t nbatches, nevents, lost;
         struct tid_name *tids;
         size_t ntids, captids;
         uint64_t gen;
+        bool failed; /* an allocation failed: this generation is lost (counted) */
 };
+
+/* The pieces of a blob being assembled.  They live from one generation to
+ * the next (see gb_recycle), so a steady stream allocates nothing here. */
+static struct assembly {
+        struct flush_ctx fc;
+        struct gbuf head, threads, tail;
+} asmb;
 
 static void flush_add_tid(struct flush_ctx *fc, uint64_t tid, struct gt_str *name)
 {
@@ -280,7 +318,7 @@ static void flush_add_tid(struct flush_ctx *fc, uint64_t tid, struct gt_str *nam
                 size_t cap = fc->captids ? fc->captids * 2 : 64;
                 struct tid_name *n = realloc(fc->tids, cap * sizeof(*n));
                 if (!n) {
-                        fc->batches.failed = true;
+                        fc->failed = true;
                         return;
                 }
                 fc->tids = n;
@@ -289,36 +327,176 @@ static void flush_add_tid(struct flush_ctx *fc, uint64_t tid, struct gt_str *nam
         fc->tids[fc->ntids++] = (struct tid_name){tid, name};
 }
 
+static bool flush_hold(struct flush_ctx *fc, size_t more)
+{
+        if (fc->nheld + more <= fc->capheld)
+                return true;
+        size_t cap = fc->capheld ? fc->capheld : 64;
+        while (cap < fc->nheld + more)
+                cap *= 2;
+        struct held_chunk *n = realloc(fc->held, cap * sizeof(*n));
+        if (!n)
+                return false;
+        fc->held = n;
+        fc->capheld = cap;
+        return true;
+}
+
 static void flush_thread(void *ctx, struct gt_thread *t, struct gt_slot *s)
 {
         struct flush_ctx *fc = ctx;
-        struct gbuf *b = &fc->batches;
+        size_t n = 0, first = fc->nheld;
 
+        for (struct gt_chunk *c = s->head; c; c = c->next)
+                n++;
+        if (fc->failed || !flush_hold(fc, n ? n : 1)) {
+                /* No room to note them: the chunks stay in the slot, which
+                 * returns them to the pool, and this generation is lost. */
+                fc->failed = true;
+                return;
+        }
         for (struct gt_chunk *c = s->head; c; c = c->next) {
-                uint32_t used = gt_chunk_used(s, c);
-                bool last = c->next == NULL;
-                gb_u8(b, PROTO_EV_BATCH);
-                gb_uv(b, t->tid);
-                gb_uv(b, c->base);
-                gb_uv(b, last ? s->lost_total : 0);
-                gb_bytes(b, c->data, used);
-                fc->nbatches++;
+                struct held_chunk *h = &fc->held[fc->nheld++];
+                h->c = c;
+                h->tid = t->tid;
+                h->base = c->base;
+                h->lost = c->next ? 0 : s->lost_total;
+                h->used = gt_chunk_used(s, c);
         }
         if (!s->head && s->lost_total) {
                 /* Nothing buffered at all, only drops to report. */
-                gb_u8(b, PROTO_EV_BATCH);
-                gb_uv(b, t->tid);
-                gb_uv(b, 0);
-                gb_uv(b, s->lost_total);
-                gb_bytes(b, NULL, 0);
+                fc->held[fc->nheld++] = (struct held_chunk){
+                        .tid = t->tid,
+                        .lost = s->lost_total,
+                };
+        }
+        for (size_t i = first; i < fc->nheld; i++) {
+                const struct held_chunk *h = &fc->held[i];
+                fc->batch_bytes += 1 + proto_uvarint_len(h->tid) + proto_uvarint_len(h->base) +
+                                   proto_uvarint_len(h->lost) + proto_uvarint_len(h->used) +
+                                   h->used;
                 fc->nbatches++;
         }
+        /* Ours now (invariant 2: no thread can write this generation any
+         * more): the slot, released after this returns, has nothing left. */
+        s->head = s->tail = NULL;
         fc->nevents += s->nevents;
         fc->lost += s->lost_total;
         struct gt_str *name = atomic_load_explicit(&t->name, memory_order_relaxed);
         if (name)
                 gt_str_mark(name, fc->gen);
         flush_add_tid(fc, t->tid, name);
+}
+
+/* Writes the held chunks' BATCH records at p, returning each chunk to the
+ * pool as soon as it is copied; p == NULL only returns them. */
+static uint8_t *flush_write(struct flush_ctx *fc, uint8_t *p)
+{
+        for (size_t i = 0; i < fc->nheld; i++) {
+                struct held_chunk *h = &fc->held[i];
+                if (p) {
+                        *p++ = PROTO_EV_BATCH;
+                        p = proto_put_uvarint(p, h->tid);
+                        p = proto_put_uvarint(p, h->base);
+                        p = proto_put_uvarint(p, h->lost);
+                        p = proto_put_uvarint(p, h->used);
+                        if (h->used)
+                                memcpy(p, h->c->data, h->used);
+                        p += h->used;
+                }
+                if (h->c)
+                        gt_chunk_put(h->c);
+        }
+        fc->nheld = 0;
+        return p;
+}
+
+/*
+ * Blob memory, reused.  A busy process makes a blob of a few hundred KiB
+ * every period and the ring frees one as old: malloc serves such sizes
+ * from fresh mappings, so each generation used to pay a page fault per
+ * 4 KiB and an munmap (a quarter of the advance thread's time).  Instead
+ * the advancer keeps its own reference to the large blobs it pushes; one
+ * that nobody else references any more (the ring evicted it, the daemon
+ * connection has sent it) is *retired*, and carries a later generation
+ * that fits it.  A new blob gets half again the room its generation
+ * needs, so that later generations from three quarters to one and a half
+ * times as long fit it too (the unused tail of a fresh allocation is never
+ * touched).  At most BLOB_SPARES retired blobs are kept, and a blob carries
+ * only a generation of more than half its room, so the memory held stays
+ * within a few generations of the ring's own bound.
+ */
+#define BLOB_REUSE_MIN (64u << 10) /* smaller blobs come from malloc's free lists */
+#define BLOB_KEEP_MAX 1100         /* > the ring's count bound (1024) */
+#define BLOB_SPARES 2              /* retired blobs kept for later generations */
+
+struct kept_blob {
+        struct gt_blob *b;
+        size_t cap; /* bytes of data the allocation holds (len may be less) */
+};
+static struct kept_blob *kept;
+static size_t nkept;
+
+static struct gt_blob *blob_get(uint64_t gen, size_t len)
+{
+        /* The best fit among the retired: the smallest that holds len. */
+        size_t best = SIZE_MAX, spares = 0;
+        for (size_t i = 0; i < nkept; i++) {
+                const struct kept_blob *k = &kept[i];
+                if (k->b->refs == 1 && len <= k->cap && len > k->cap / 2 &&
+                    (best == SIZE_MAX || k->cap < kept[best].cap))
+                        best = i;
+        }
+        struct gt_blob *b = NULL;
+        size_t j = 0;
+        for (size_t i = 0; i < nkept; i++) {
+                struct kept_blob k = kept[i];
+                if (i == best) {
+                        /* Stays kept; the new reference is the caller's. */
+                        b = gt_blob_ref(k.b);
+                        b->gen = gen;
+                        b->len = len;
+                } else if (k.b->refs == 1 && ++spares > BLOB_SPARES) {
+                        gt_blob_unref(k.b);
+                        continue;
+                }
+                kept[j++] = k;
+        }
+        nkept = j;
+        if (b)
+                return b;
+        if (len < BLOB_REUSE_MIN)
+                return gt_blob_new(gen, len);
+        size_t cap = len + len / 2;
+        b = gt_blob_new(gen, cap);
+        if (!b)
+                return gt_blob_new(gen, len);
+        b->len = len;
+        if (!kept)
+                kept = calloc(BLOB_KEEP_MAX, sizeof(*kept));
+        if (kept && nkept < BLOB_KEEP_MAX)
+                kept[nkept++] = (struct kept_blob){gt_blob_ref(b), cap};
+        return b;
+}
+
+static void blobs_free(void)
+{
+        for (size_t i = 0; i < nkept; i++)
+                gt_blob_unref(kept[i].b);
+        free(kept);
+        kept = NULL;
+        nkept = 0;
+}
+
+static void assembly_free(void)
+{
+        free(asmb.fc.held);
+        free(asmb.fc.tids);
+        gb_free(&asmb.head);
+        gb_free(&asmb.threads);
+        gb_free(&asmb.tail);
+        asmb = (struct assembly){0};
+        blobs_free();
 }
 
 struct table_ctx {
@@ -373,18 +551,22 @@ size_t gt_encode_generation_header(uint8_t *p0, uint64_t gen, const struct gt_cl
 static struct gt_blob *assemble(uint64_t gen, const struct gt_clock_ref *ref, uint64_t start)
 {
         struct status_part *sp = status_for(gen);
-        struct flush_ctx fc = {.gen = gen};
-        struct gbuf head = {0};
+        struct flush_ctx *fc = &asmb.fc;
+        struct gbuf *head = &asmb.head, *threads = &asmb.threads, *tail = &asmb.tail;
         struct gt_blob *blob = NULL;
         uint64_t lost_gens, lost_bytes = 0;
 
-        gt_flush_threads(gen, flush_thread, &fc);
+        fc->nheld = fc->batch_bytes = 0;
+        fc->nbatches = fc->nevents = fc->lost = 0;
+        fc->ntids = 0;
+        fc->gen = gen;
+        fc->failed = false;
+        gt_flush_threads(gen, flush_thread, fc);
         if (sp->gen != gen)
                 status_reset(sp, gen); /* none were written (first generation) */
 
-        gb_reserve(&head, 128);
-        if (!head.failed)
-                head.len = gt_encode_generation_header(head.p, gen, ref, start);
+        if (gb_reserve(head, 128))
+                head->len = gt_encode_generation_header(head->p, gen, ref, start);
         pthread_mutex_lock(&gt.ring_lock);
         lost_gens = gt_ring_take_dropped(&gt.ring, &lost_bytes);
         /* gtrace_get_stats() counts every loss since the start: the ring's
@@ -392,68 +574,62 @@ static struct gt_blob *assemble(uint64_t gen, const struct gt_clock_ref *ref, ui
         atomic_fetch_add_explicit(&gt.generations_lost, lost_gens, memory_order_relaxed);
         pthread_mutex_unlock(&gt.ring_lock);
         if (lost_gens) {
-                gb_u8(&head, PROTO_EV_GENS_LOST);
-                gb_uv(&head, lost_gens);
-                gb_uv(&head, lost_bytes);
+                gb_u8(head, PROTO_EV_GENS_LOST);
+                gb_uv(head, lost_gens);
+                gb_uv(head, lost_bytes);
         }
-        gt_str_foreach(gen, put_string, &head);
-        gt_stack_foreach(gen, put_stack, &head);
+        gt_str_foreach(gen, put_string, head);
+        gt_stack_foreach(gen, put_stack, head);
 
         /* THREAD table: every tid with a batch, once, with any name known. */
         for (size_t i = 0; i < sp->ntids; i++)
-                flush_add_tid(&fc, sp->tids[i].tid, sp->tids[i].name);
-        if (fc.ntids)
-                qsort(fc.tids, fc.ntids, sizeof(*fc.tids), cmp_tid);
-        struct gbuf threads = {0};
-        for (size_t i = 0; i < fc.ntids;) {
+                flush_add_tid(fc, sp->tids[i].tid, sp->tids[i].name);
+        if (fc->ntids)
+                qsort(fc->tids, fc->ntids, sizeof(*fc->tids), cmp_tid);
+        for (size_t i = 0; i < fc->ntids;) {
                 size_t j = i;
                 struct gt_str *name = NULL;
-                for (; j < fc.ntids && fc.tids[j].tid == fc.tids[i].tid; j++)
-                        if (fc.tids[j].name)
-                                name = fc.tids[j].name;
-                gb_u8(&threads, PROTO_EV_THREAD);
-                gb_uv(&threads, fc.tids[i].tid);
-                gb_uv(&threads, name ? name->id : 0);
+                for (; j < fc->ntids && fc->tids[j].tid == fc->tids[i].tid; j++)
+                        if (fc->tids[j].name)
+                                name = fc->tids[j].name;
+                gb_u8(threads, PROTO_EV_THREAD);
+                gb_uv(threads, fc->tids[i].tid);
+                gb_uv(threads, name ? name->id : 0);
                 i = j;
         }
 
-        struct gbuf tail = {0};
-        gb_u8(&tail, PROTO_EV_END_OF_GENERATION);
-        gb_uv(&tail, gen);
-        gb_uv(&tail, fc.nbatches + sp->nbatches);
-        gb_uv(&tail, fc.nevents + sp->nevents);
-        gb_uv(&tail, fc.lost);
+        gb_u8(tail, PROTO_EV_END_OF_GENERATION);
+        gb_uv(tail, gen);
+        gb_uv(tail, fc->nbatches + sp->nbatches);
+        gb_uv(tail, fc->nevents + sp->nevents);
+        gb_uv(tail, fc->lost);
 
-        if (head.failed || threads.failed || sp->records.failed || fc.batches.failed ||
-            tail.failed)
+        if (fc->failed || head->failed || threads->failed || sp->records.failed || tail->failed)
                 goto out;
-        size_t len = head.len + threads.len + sp->records.len + fc.batches.len + tail.len;
-        blob = gt_blob_new(gen, len);
+        size_t len = head->len + threads->len + sp->records.len + fc->batch_bytes + tail->len;
+        blob = blob_get(gen, len);
         if (!blob)
                 goto out;
         uint8_t *p = blob->data;
-        memcpy(p, head.p, head.len);
-        p += head.len;
-        if (threads.len)
-                memcpy(p, threads.p, threads.len);
-        p += threads.len;
+        memcpy(p, head->p, head->len);
+        p += head->len;
+        if (threads->len)
+                memcpy(p, threads->p, threads->len);
+        p += threads->len;
         if (sp->records.len)
                 memcpy(p, sp->records.p, sp->records.len);
         p += sp->records.len;
-        if (fc.batches.len)
-                memcpy(p, fc.batches.p, fc.batches.len);
-        p += fc.batches.len;
-        memcpy(p, tail.p, tail.len);
-        atomic_fetch_add_explicit(&gt.events, fc.nevents + sp->nevents, memory_order_relaxed);
-        atomic_fetch_add_explicit(&gt.events_lost, fc.lost, memory_order_relaxed);
+        p = flush_write(fc, p);
+        memcpy(p, tail->p, tail->len);
+        atomic_fetch_add_explicit(&gt.events, fc->nevents + sp->nevents, memory_order_relaxed);
+        atomic_fetch_add_explicit(&gt.events_lost, fc->lost, memory_order_relaxed);
 out:
         if (!blob)
                 atomic_fetch_add_explicit(&gt.generations_lost, 1, memory_order_relaxed);
-        gb_free(&head);
-        gb_free(&threads);
-        gb_free(&tail);
-        gb_free(&fc.batches);
-        free(fc.tids);
+        flush_write(fc, NULL); /* whatever is still held goes back */
+        gb_recycle(head);
+        gb_recycle(threads);
+        gb_recycle(tail);
         sp->gen = 0;
         return blob;
 }
@@ -857,6 +1033,9 @@ static void atfork_child(void)
         gt_fork_child_reset();
         for (int i = 0; i < 2; i++)
                 status[i] = (struct status_part){0};
+        asmb = (struct assembly){0};
+        kept = NULL;
+        nkept = 0;
         dump_inflight = NULL;
         if (was_tracing) {
                 copy_str(fork_socket, sizeof(fork_socket), gt.cfg.socket_path);
@@ -902,6 +1081,7 @@ static void release_all(void)
                 free(status[i].tids);
                 status[i] = (struct status_part){0};
         }
+        assembly_free();
         if (gt.wake_fd >= 0)
                 close(gt.wake_fd);
         gt.wake_fd = -1;
