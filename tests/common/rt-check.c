@@ -53,6 +53,7 @@ static int on_event(void *ctx, const struct fr_generation *g, const struct fr_ev
         if (ev->tid)
                 tid_slot(c, ev->tid);
         if (ev->type == PROTO_EV_LOG) {
+                s->log_text_hash = rt_text_hash(s->log_text_hash, ev->bytes[2], ev->args[2]);
                 size_t n = ev->args[2] < sizeof(s->last_log) - 1 ? ev->args[2] : sizeof(s->last_log) - 1;
                 if (ev->time >= s->last_log_time) {
                         memcpy(s->last_log, ev->bytes[2], n);
@@ -107,11 +108,22 @@ static int on_end(void *ctx, const struct fr_generation *g)
         return 0;
 }
 
+uint64_t rt_text_hash(uint64_t h, const void *text, size_t len)
+{
+        const uint8_t *p = text;
+        for (size_t i = 0; i < sizeof(len); i++)
+                h = (h ^ (uint8_t)(len >> (8 * i))) * 0x100000001b3ull;
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ p[i]) * 0x100000001b3ull;
+        return h;
+}
+
 int rt_read_dump(const char *path, struct rt_summary *s)
 {
         struct ctx *c = calloc(1, sizeof(*c));
         struct fr_dump *d = NULL;
         memset(s, 0, sizeof(*s));
+        s->log_text_hash = RT_TEXT_HASH_INIT;
         c->s = s;
         s->result = fr_dump_open(path, &d, &s->err);
         if (s->result < 0)

@@ -6,6 +6,7 @@
 #ifndef GTRACE_TESTS_RT_CHECK_H
 #define GTRACE_TESTS_RT_CHECK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "flightrec/reader.h"
@@ -20,6 +21,7 @@ struct rt_summary {
         uint64_t lost;              /* summed over generations */
         uint64_t gens_lost;
         uint64_t logs_with[4];      /* LOG events whose message matched rt_watch[i] */
+        uint64_t log_text_hash;     /* rt_text_hash() chained over every LOG text, in order */
         uint64_t last_log_time;     /* absolute clock units of the newest LOG */
         char last_log[256];         /* its message */
         uint64_t last_log_pc0;      /* innermost frame of its stack (0: none) */
@@ -37,6 +39,11 @@ extern const char *rt_watch[4];
 
 /* Reads and validates path; fills *s.  Returns s->result. */
 int rt_read_dump(const char *path, struct rt_summary *s);
+
+/* FNV-1a over len and the bytes of a text, continuing from h (start with
+ * RT_TEXT_HASH_INIT): what log_text_hash is made of. */
+#define RT_TEXT_HASH_INIT 0xcbf29ce484222325ull
+uint64_t rt_text_hash(uint64_t h, const void *text, size_t len);
 
 /* Non-status batch events of a type. */
 #define RT_COUNT(s, NAME) ((s)->counts[PROTO_EV_##NAME])

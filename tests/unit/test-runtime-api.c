@@ -272,6 +272,33 @@ START_TEST(test_regress_stats_generations_lost_stays)
 }
 END_TEST
 
+/* Every log text arrives byte for byte, whatever its length (the copy has
+ * separate paths for short, word-sized and long texts) and alignment, and
+ * one longer than GT_MAX_LOG_BYTES (1024) is cut there. */
+START_TEST(test_log_text_every_length)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        o.flags |= GTRACE_F_NO_STACKS;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        static char buf[1200 + 8];
+        uint64_t want = RT_TEXT_HASH_INIT;
+        for (size_t len = 0; len <= 1100; len += len < 80 ? 1 : 97) {
+                size_t off = len % 8;
+                for (size_t i = 0; i < len; i++)
+                        buf[off + i] = (char)('A' + (i * 7 + len) % 26);
+                buf[off + len] = '\0';
+                gtrace_log("len", buf + off);
+                size_t kept = len < 1024 ? len : 1024;
+                want = rt_text_hash(want, buf + off, kept);
+        }
+        struct rt_summary s = dump_and_read("lengths");
+        gtrace_stop();
+        ck_assert_uint_eq(RT_COUNT(&s, LOG), 91);
+        ck_assert_uint_eq(s.log_text_hash, want);
+}
+END_TEST
+
 /* Regression: a thread's last-stack cache outlived gtrace_stop() and pointed
  * into the freed stack table when tracing started again. */
 START_TEST(test_regress_stale_stack_cache_after_restart)
@@ -621,6 +648,7 @@ int main(void)
         tcase_add_test(core, test_stack_cache_follows_the_stack);
         tcase_add_test(core, test_stack_depth_cap);
         tcase_add_test(core, test_regress_stats_generations_lost_stays);
+        tcase_add_test(core, test_log_text_every_length);
 #if defined(__x86_64__)
         tcase_add_test(core, test_stack_cache_prefix);
 #endif
