@@ -489,7 +489,7 @@ struct fr_parser {
 
 /* ---- errors -------------------------------------------------------------- */
 
-__attribute__((format(printf, 5, 6))) static int rd_fail(struct fr_parser *r, int code,
+__attribute__((format(printf, 5, 6), cold)) static int rd_fail(struct fr_parser *r, int code,
                                                         uint64_t off, uint32_t thread,
                                                         const char *fmt, ...)
 {
@@ -520,7 +520,7 @@ __attribute__((format(printf, 5, 6))) static int rd_fail(struct fr_parser *r, in
         return code;
 }
 
-static int rd_oom(struct fr_parser *r)
+static __attribute__((cold)) int rd_oom(struct fr_parser *r)
 {
         if (r->budget.over) {
                 r->budget.over = 0;
@@ -562,6 +562,38 @@ static inline __attribute__((always_inline)) int rd_uvarint(const uint8_t **pp,
                 }
         }
         return proto_get_uvarint(pp, end, v);
+}
+
+/* Phase 3's varints: bytes phase 2 decoded already, so no bounds to check
+ * and no error to find.  Short, because the decoder of every event type
+ * inlines it for every argument: the one- and two-byte forms here, longer
+ * ones out of line. */
+static __attribute__((noinline)) const uint8_t *rd_uvarint_long(const uint8_t *p, uint64_t *v)
+{
+        uint64_t x = 0;
+        unsigned shift = 0;
+
+        do
+                x |= (uint64_t)(*p & 0x7f) << shift, shift += 7;
+        while (*p++ & 0x80);
+        *v = x;
+        return p;
+}
+
+static inline __attribute__((always_inline)) void rd_uvarint_trusted(const uint8_t **pp,
+                                                                      uint64_t *v)
+{
+        const uint8_t *p = *pp;
+
+        if (__builtin_expect(p[0] < 0x80, 1)) {
+                *v = p[0];
+                *pp = p + 1;
+        } else if (p[1] < 0x80) {
+                *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+                *pp = p + 2;
+        } else {
+                *pp = rd_uvarint_long(p, v);
+        }
 }
 
 /*
@@ -625,20 +657,18 @@ rd_decode(struct fr_parser *r, const uint8_t **pp, const uint8_t *end, uint64_t 
         uint64_t *a = ev->args;
 
         p++;
-        ev->type = type;
-        ev->spec = r->plan[type].spec;
-        ev->tid = r->th[thread].tid;
-        ev->offset = r->base + off;
-        if (!check) {
-                /* Delivered events have every unused slot zero. */
-                memset(ev->args, 0, sizeof(ev->args));
-                memset(ev->str, 0, sizeof(ev->str));
-                memset(ev->bytes, 0, sizeof(ev->bytes));
+        if (check) { /* phase 3: rd_event() did this before its switch */
+                ev->type = type;
+                ev->spec = r->plan[type].spec;
+                ev->tid = r->th[thread].tid;
+                ev->offset = r->base + off;
         }
         /* Constant per type: unrolled, every kind test below folds away. */
 #pragma GCC unroll 8
         for (unsigned i = 0; i < k->nargs; i++) {
-                if (rd_uvarint(&p, end, &a[i]) < 0)
+                if (!check)
+                        rd_uvarint_trusted(&p, &a[i]);
+                else if (rd_uvarint(&p, end, &a[i]) < 0)
                         goto truncated;
                 if (k->kind[i] == PA_BYTES) {
                         if (a[i] > (uint64_t)(end - p))
@@ -648,7 +678,7 @@ rd_decode(struct fr_parser *r, const uint8_t **pp, const uint8_t *end, uint64_t 
                 }
         }
         /* Argument 0 of every batch event is ts (test-protocol-table checks). */
-        if (a[0] > UINT64_MAX - *time)
+        if (check && a[0] > UINT64_MAX - *time)
                 return rd_fail(r, -EBADMSG, off, thread, "%s: time overflows 64 bits",
                                ev->spec->name);
         *time += a[0];
@@ -713,6 +743,18 @@ static inline __attribute__((always_inline)) int rd_event(struct fr_parser *r,
         uint8_t type = **pp;
         uint32_t off = (uint32_t)(*pp - r->blob);
 
+        if (!check) {
+                /* What every type's decoder would do, done once here (it
+                 * keeps the merge loop's code small).  Delivered events have
+                 * every unused slot zero. */
+                ev->type = type;
+                ev->spec = r->plan[type].spec;
+                ev->tid = r->th[thread].tid;
+                ev->offset = r->base + off;
+                memset(ev->args, 0, sizeof(ev->args));
+                memset(ev->str, 0, sizeof(ev->str));
+                memset(ev->bytes, 0, sizeof(ev->bytes));
+        }
         switch (type) {
                 PROTO_EVENTS(RD_CASE_, RD_NOARG_)
         default: break;
@@ -1610,6 +1652,14 @@ exhausted:
         return 0;
 }
 
+/* The same out of line, for each thread's first event: the decoder of
+ * every event type is a lot of code, and one copy of it in the merge loop
+ * is all the instruction cache should hold. */
+static __attribute__((noinline)) int rd_advance_first(struct fr_parser *r, uint32_t ti)
+{
+        return rd_advance(r, ti);
+}
+
 static inline uint32_t rd_wait_hash(const struct rd_waits *w, uint64_t id, uint64_t need)
 {
         uint64_t h = ((id ^ w->seed) * 0x9e3779b97f4a7c15ull + need) * 0xff51afd7ed558ccdull;
@@ -1668,7 +1718,10 @@ static struct rd_wslot *rd_wait_slot(struct fr_parser *r, uint64_t id, uint64_t 
         }
 }
 
-static int rd_wait_park(struct fr_parser *r, uint32_t ti, uint64_t id, uint64_t need)
+/* Parking and waking are rare (clocks that disagree): out of line, to keep
+ * the merge loop small. */
+static __attribute__((noinline)) int rd_wait_park(struct fr_parser *r, uint32_t ti, uint64_t id,
+                                                  uint64_t need)
 {
         struct rd_wslot *sl = rd_wait_slot(r, id, need, 1);
 
@@ -1681,7 +1734,7 @@ static int rd_wait_park(struct fr_parser *r, uint32_t ti, uint64_t id, uint64_t 
 }
 
 /* Wakes the threads waiting for (id, need): back into the merge. */
-static void rd_wait_wake(struct fr_parser *r, uint64_t id, uint64_t need)
+static __attribute__((noinline)) void rd_wait_wake(struct fr_parser *r, uint64_t id, uint64_t need)
 {
         struct rd_wslot *sl = rd_wait_slot(r, id, need, 0);
         uint32_t w;
@@ -1778,7 +1831,7 @@ static int rd_fiber_step(struct fr_parser *r, uint32_t ti, uint32_t *ret_fi)
 }
 
 /* Every remaining head is parked: name the earliest one's fiber. */
-static int rd_deadlock(struct fr_parser *r)
+static __attribute__((noinline)) int rd_deadlock(struct fr_parser *r)
 {
         uint32_t best = RD_NONE;
         const struct fr_event *ev;
@@ -1862,7 +1915,7 @@ static int rd_deliver(struct fr_parser *r, const struct fr_callbacks *cb, void *
                 t->pos = r->bt[t->first_batch].pos;
                 t->end = t->pos + r->bt[t->first_batch].len;
                 t->time = r->bt[t->first_batch].base;
-                rc = rd_advance(r, ti);
+                rc = rd_advance_first(r, ti);
                 if (rc < 0)
                         return rc;
                 if (t->has_head)

@@ -30,6 +30,11 @@ struct fr_name {
         char s[];           /* NUL-terminated */
 };
 
+/* At least this many bytes are readable from any name's text whatever its
+ * length (the allocation is padded): an exporter copies a short name with
+ * one fixed-size move instead of a call to memcpy. */
+#define FR_NAME_READABLE 64
+
 static inline const struct fr_name *fr_name_of(const char *s)
 {
         return (const struct fr_name *)(const void *)(s - offsetof(struct fr_name, s));

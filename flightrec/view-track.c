@@ -182,7 +182,7 @@ static struct fr_name *name_intern(struct fr_track *tr, const char *s, size_t le
         }
         if (tr->nnames >= tr->nnames_cap && names_grow(tr) < 0)
                 return NULL;
-        n = malloc(sizeof(*n) + len + 1);
+        n = malloc(sizeof(*n) + (len + 1 > FR_NAME_READABLE ? len + 1 : FR_NAME_READABLE));
         if (!n)
                 return NULL;
         n->refs = 1;
@@ -502,39 +502,49 @@ const struct fr_track_log *fr_track_fiber_log(const struct fr_track_fiber *f, un
 
 /* ---- threads, regions, syscalls ---- */
 
-static int thread_get(struct fr_track *tr, const struct fr_generation *g, uint64_t tid,
-                      struct fr_track_thread **ret)
+/*
+ * The hot paths below return what they find (NULL: out of memory) rather
+ * than filling an out parameter, and leave rare work to functions kept out
+ * of line: fr_track_event() runs for every event, and an address-taken
+ * local or a dozen live registers would cost it a stack canary and a
+ * longer prologue on every call.
+ */
+static __attribute__((noinline)) struct fr_track_thread *
+thread_get_slow(struct fr_track *tr, const struct fr_generation *g, uint64_t tid)
 {
-        struct fr_track_thread *t;
         unsigned slot = (unsigned)tid & (TCACHE - 1);
-        if (__builtin_expect(tr->tcache[slot].tid == tid, 1)) {
-                t = tr->tcache[slot].t;
-                tr->cur.thread = t;
-                *ret = t;
-                return 0;
-        }
-        t = vmap_get(&tr->threads, tid);
+        struct fr_track_thread *t = vmap_get(&tr->threads, tid);
         if (t) {
                 tr->tcache[slot].tid = tid;
                 tr->tcache[slot].t = t;
                 tr->cur.thread = t;
-                *ret = t;
-                return 0;
+                return t;
         }
         t = calloc(1, sizeof(*t));
         if (!t)
-                return -ENOMEM;
+                return NULL;
         t->tid = tid;
         t->name = name_get(tr, fr_gen_thread_name(g, tid));
         if (!t->name || vmap_put(&tr->threads, tid, t) < 0) {
                 thread_free(tr, t);
-                return -ENOMEM;
+                return NULL;
         }
         tr->cur.thread = t;
         if (tr->hooks.thread_new)
                 tr->hooks.thread_new(tr->ctx, t);
-        *ret = t;
-        return 0;
+        return t;
+}
+
+static inline struct fr_track_thread *thread_get(struct fr_track *tr, const struct fr_generation *g,
+                                                 uint64_t tid)
+{
+        unsigned slot = (unsigned)tid & (TCACHE - 1);
+        if (__builtin_expect(tr->tcache[slot].tid == tid, 1)) {
+                struct fr_track_thread *t = tr->tcache[slot].t;
+                tr->cur.thread = t;
+                return t;
+        }
+        return thread_get_slow(tr, g, tid);
 }
 
 static int thread_set_name(struct fr_track *tr, struct fr_track_thread *t, const char *name)
@@ -633,17 +643,13 @@ static int syscall_open(struct fr_track *tr, struct fr_track_thread *t, const ch
 
 /* ---- fibers ---- */
 
-static int fiber_get(struct fr_track *tr, uint64_t id, const char *name, uint8_t state,
-                     int64_t now_ns, struct fr_track_fiber **ret)
+/* A new fiber (not in the map); NULL: out of memory. */
+static __attribute__((noinline)) struct fr_track_fiber *
+fiber_new(struct fr_track *tr, uint64_t id, const char *name, uint8_t state, int64_t now_ns)
 {
-        struct fr_track_fiber *f = vmap_get(&tr->fibers, id);
-        if (f) {
-                *ret = f;
-                return 0;
-        }
-        f = pool_get(&tr->fiber_pool);
+        struct fr_track_fiber *f = pool_get(&tr->fiber_pool);
         if (!f)
-                return -ENOMEM;
+                return NULL;
         f->id = id;
         f->name = name_get(tr, name);
         f->reason = name_dup(tr->empty->s);
@@ -653,12 +659,19 @@ static int fiber_get(struct fr_track *tr, uint64_t id, const char *name, uint8_t
         f->seen_gen = tr->gen_index;
         if (!f->name || vmap_put(&tr->fibers, id, f) < 0) {
                 fiber_free(tr, f);
-                return -ENOMEM;
+                return NULL;
         }
         if (tr->hooks.fiber_new)
                 tr->hooks.fiber_new(tr->ctx, f);
-        *ret = f;
-        return 0;
+        return f;
+}
+
+/* The fiber, created (name, state since now_ns) if absent; NULL: out of memory. */
+static inline struct fr_track_fiber *fiber_get(struct fr_track *tr, uint64_t id, const char *name,
+                                               uint8_t state, int64_t now_ns)
+{
+        struct fr_track_fiber *f = vmap_get(&tr->fibers, id);
+        return f ? f : fiber_new(tr, id, name, state, now_ns);
 }
 
 static int fiber_set_state(struct fr_track *tr, struct fr_track_fiber *f, uint8_t state,
@@ -838,7 +851,7 @@ void fr_track_finish(struct fr_track *tr, int64_t end_ns)
 
 /* ---- events ---- */
 
-static int on_thread_status(struct fr_track *tr, const struct fr_generation *g,
+static __attribute__((noinline)) int on_thread_status(struct fr_track *tr, const struct fr_generation *g,
                             struct fr_track_thread *t, const struct fr_event *ev)
 {
         int r = thread_set_name(tr, t, fr_gen_thread_name(g, t->tid));
@@ -859,7 +872,7 @@ static int on_thread_status(struct fr_track *tr, const struct fr_generation *g,
         return 0;
 }
 
-static int on_region_status(struct fr_track *tr, struct fr_track_thread *t,
+static __attribute__((noinline)) int on_region_status(struct fr_track *tr, struct fr_track_thread *t,
                             const struct fr_event *ev)
 {
         const char *name = ev->str[A_REGION_STATUS_NAME];
@@ -877,7 +890,7 @@ static int on_region_status(struct fr_track *tr, struct fr_track_thread *t,
         return region_push(tr, t, name, fr_track_time(tr, units), units);
 }
 
-static int on_fiber_status(struct fr_track *tr, const struct fr_event *ev)
+static __attribute__((noinline)) int on_fiber_status(struct fr_track *tr, const struct fr_event *ev)
 {
         uint64_t id = ev->args[A_FIBER_STATUS_FIBER];
         uint8_t state = (uint8_t)ev->args[A_FIBER_STATUS_STATE];
@@ -887,9 +900,9 @@ static int on_fiber_status(struct fr_track *tr, const struct fr_event *ev)
 
         if (!f) {
                 /* First sight: the state began at or before the generation. */
-                r = fiber_get(tr, id, ev->str[A_FIBER_STATUS_NAME], state, tr->gen_start_ns, &f);
-                if (r < 0)
-                        return r;
+                f = fiber_get(tr, id, ev->str[A_FIBER_STATUS_NAME], state, tr->gen_start_ns);
+                if (!f)
+                        return -ENOMEM;
                 char *n = name_get(tr, reason);
                 if (!n)
                         return -ENOMEM;
@@ -906,7 +919,7 @@ static int on_fiber_status(struct fr_track *tr, const struct fr_event *ev)
         return 0;
 }
 
-static int on_task_status(struct fr_track *tr, const struct fr_event *ev)
+static __attribute__((noinline)) int on_task_status(struct fr_track *tr, const struct fr_event *ev)
 {
         uint64_t id = ev->args[A_TASK_STATUS_TASK];
         uint64_t units = ev->args[A_TASK_STATUS_START];
@@ -927,22 +940,22 @@ static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t, const 
 {
         uint64_t id = ev->args[A_FIBER_FIBER];
         struct fr_track_fiber *f;
-        int r;
 
         if (ev->type == PROTO_EV_FIBER_CREATE) {
                 f = vmap_get(&tr->fibers, id);
                 if (f) /* an id reused, or a create we saw as a status: restart it */
                         fiber_remove(tr, f, now, FR_END_LOST);
-                r = fiber_get(tr, id, ev->str[A_FIBER_CREATE_NAME], PROTO_FIBER_RUNNABLE, now, &f);
-                if (r == 0)
-                        tr->cur.fiber = f;
-                return r;
+                f = fiber_get(tr, id, ev->str[A_FIBER_CREATE_NAME], PROTO_FIBER_RUNNABLE, now);
+                if (!f)
+                        return -ENOMEM;
+                tr->cur.fiber = f;
+                return 0;
         }
         /* A transition of a fiber we never saw (its create was lost): start it
          * from here in the state the transition leaves. */
-        r = fiber_get(tr, id, NULL, PROTO_FIBER_RUNNABLE, now, &f);
-        if (r < 0)
-                return r;
+        f = fiber_get(tr, id, NULL, PROTO_FIBER_RUNNABLE, now);
+        if (!f)
+                return -ENOMEM;
         tr->cur.fiber = f;
         f->seen_gen = tr->gen_index;
         switch (ev->type) {
@@ -985,9 +998,9 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
                         return on_task_status(tr, ev);
                 return 0;
         }
-        r = thread_get(tr, g, ev->tid, &t);
-        if (r < 0)
-                return r;
+        t = thread_get(tr, g, ev->tid);
+        if (!t)
+                return -ENOMEM;
         t->last_ns = now;
         t->events++;
         if (t->reconciling && ev->spec && ev->spec->where != 'T')
