@@ -93,9 +93,18 @@ START_TEST(test_api_env_bad_value)
 }
 END_TEST
 
+/* A function that keeps its own frame at every optimisation level: not
+ * inlined, not cloned or split (gcc's -O3 makes rec.part.0 of rec), so the
+ * stacks below show exactly the frames the source has. */
+#if defined(__clang__)
+#define TEST_FRAME __attribute__((noinline, optnone))
+#else
+#define TEST_FRAME __attribute__((noinline, noipa))
+#endif
+
 /* The innermost frame of a log's stack is the caller of gtrace_log, not
  * gtrace's own code. */
-__attribute__((noinline)) static void log_from_here(void)
+TEST_FRAME static void log_from_here(void)
 {
         gtrace_log("stack", "where am I");
         __asm__ volatile("" ::: "memory"); /* keep the call from being a tail call */
@@ -122,7 +131,7 @@ END_TEST
 
 /* rec(k) logs from k frames deeper than rec(0) does, always from the same
  * call site: stacks that share their innermost frame and differ further out. */
-__attribute__((noinline)) static void rec(int k)
+TEST_FRAME static void rec(int k)
 {
         if (k == 0)
                 gtrace_log("stack", "rec");
@@ -191,7 +200,7 @@ __asm__(".text\n"
         "        ret\n"
         ".size chain_call, .-chain_call\n");
 
-__attribute__((noinline)) static void log_leaf(void)
+TEST_FRAME static void log_leaf(void)
 {
         gtrace_log("stack", "leaf");
         __asm__ volatile("" ::: "memory");
