@@ -45,17 +45,25 @@ void xw_raw_slow(struct xw *w, const char *s, size_t n)
         }
 }
 
-/* Two digits per division: numbers are most of what an export writes. */
-const char xw_digit_pairs[201] = "00010203040506070809"
-                                 "10111213141516171819"
-                                 "20212223242526272829"
-                                 "30313233343536373839"
-                                 "40414243444546474849"
-                                 "50515253545556575859"
-                                 "60616263646566676869"
-                                 "70717273747576777879"
-                                 "80818283848586878889"
-                                 "90919293949596979899";
+/* See export-writer.h: the digits of 0..999 and how many count. */
+#define D3(i)                                                                                      \
+        {                                                                                          \
+                (char)('0' + (i) / 100), (char)('0' + (i) / 10 % 10), (char)('0' + (i) % 10),      \
+                        (char)((i) >= 100  ? 3                                                     \
+                               : (i) >= 10 ? 2                                                     \
+                                           : 1)                                                    \
+        }
+#define D3_10(i)                                                                                   \
+        D3(i), D3(i + 1), D3(i + 2), D3(i + 3), D3(i + 4), D3(i + 5), D3(i + 6), D3(i + 7),        \
+                D3(i + 8), D3(i + 9)
+#define D3_100(i)                                                                                  \
+        D3_10(i), D3_10(i + 10), D3_10(i + 20), D3_10(i + 30), D3_10(i + 40), D3_10(i + 50),       \
+                D3_10(i + 60), D3_10(i + 70), D3_10(i + 80), D3_10(i + 90)
+const char xw_digits3[1000][4] = {D3_100(0),   D3_100(100), D3_100(200), D3_100(300), D3_100(400),
+                                  D3_100(500), D3_100(600), D3_100(700), D3_100(800), D3_100(900)};
+#undef D3
+#undef D3_10
+#undef D3_100
 
 size_t xw_fmt_u64(char *buf, uint64_t v)
 {
@@ -69,7 +77,7 @@ void xw_u64(struct xw *w, uint64_t v)
 
 void xw_i64(struct xw *w, int64_t v)
 {
-        xw_end(w, xw_put_i64(xw_begin(w, 24), v));
+        xw_end(w, xw_put_i64(xw_begin(w, 32), v));
 }
 
 void xw_us(struct xw *w, int64_t ns)

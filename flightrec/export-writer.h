@@ -68,81 +68,74 @@ static inline void xw_end(struct xw *w, char *end)
 /* A string literal at p; returns the end. */
 #define XW_PUT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
-extern const char xw_digit_pairs[201];
+/*
+ * Numbers are most of what an export writes, so they are written three
+ * digits at a time from a table (4 KiB, it stays in cache): one division by
+ * 1000 per group, and no loop over digit pairs whose length a branch
+ * predictor cannot guess.  xw_digits3[v] holds the three digits of v
+ * (0..999), zero-padded, and in its fourth byte how many of them are
+ * significant (1 for 0..9).  Each group is copied with a fixed 4-byte
+ * move: the writers below may store one byte past the end they return.
+ */
+extern const char xw_digits3[1000][4];
 
-/* Decimal digits of v (1 for 0). */
-static inline unsigned xw_ndigits(uint64_t v)
+/* v < 1000 without leading zeros at p; returns the end. */
+static inline char *xw_put_d3(char *p, uint32_t v)
 {
-        static const uint64_t pow10[20] = {
-                1ull,
-                10ull,
-                100ull,
-                1000ull,
-                10000ull,
-                100000ull,
-                1000000ull,
-                10000000ull,
-                100000000ull,
-                1000000000ull,
-                10000000000ull,
-                100000000000ull,
-                1000000000000ull,
-                10000000000000ull,
-                100000000000000ull,
-                1000000000000000ull,
-                10000000000000000ull,
-                100000000000000000ull,
-                1000000000000000000ull,
-                10000000000000000000ull,
-        };
-        /* floor(log10) from floor(log2): 1233 / 4096 ~ log10(2). */
-        unsigned t = (unsigned)(64 - __builtin_clzll(v | 1)) * 1233 >> 12;
-        return t + ((v | 1) >= pow10[t]);
+        const char *e = xw_digits3[v];
+        unsigned n = (unsigned char)e[3];
+        /* Below 100 this reads into the next entry, never past the table. */
+        memcpy(p, e + 3 - n, 4);
+        return p + n;
 }
 
-/* v (below 2^32) in decimal at p (room for 10 bytes); returns the end.
- * 32-bit arithmetic: most numbers in a trace (ids, durations, the low
- * digits of timestamps) fit, and its divisions by constants are cheaper. */
+/* v < 1000 as exactly three digits at p; returns the end. */
+static inline char *xw_put_3(char *p, uint32_t v)
+{
+        memcpy(p, xw_digits3[v], 4);
+        return p + 3;
+}
+
+/* v (below 2^32) in decimal at p (room for 12 bytes); returns the end. */
 static inline char *xw_put_u32(char *p, uint32_t v)
 {
-        char *end = p + xw_ndigits(v), *q = end;
-        while (v >= 100) {
-                uint32_t d = v / 100;
-                q -= 2;
-                memcpy(q, &xw_digit_pairs[(v - d * 100) * 2], 2);
-                v = d;
+        uint32_t h, m;
+
+        if (v < 1000)
+                return xw_put_d3(p, v);
+        if (v < 1000000) {
+                h = v / 1000;
+                return xw_put_3(xw_put_d3(p, h), v - h * 1000);
         }
-        if (v >= 10)
-                memcpy(q - 2, &xw_digit_pairs[v * 2], 2);
-        else
-                q[-1] = (char)('0' + v);
-        return end;
+        h = v / 1000000;
+        m = v / 1000 - h * 1000;
+        if (h >= 1000) { /* ten digits */
+                uint32_t g = h / 1000;
+                p = xw_put_3(xw_put_d3(p, g), h - g * 1000);
+        } else {
+                p = xw_put_d3(p, h);
+        }
+        return xw_put_3(xw_put_3(p, m), v - v / 1000 * 1000);
 }
 
-/* v in decimal at p (room for 20 bytes); returns the end. */
+/* v in decimal at p (room for 24 bytes); returns the end. */
 static inline char *xw_put_u64(char *p, uint64_t v)
 {
         if (v <= UINT32_MAX)
                 return xw_put_u32(p, (uint32_t)v);
-        char *end = p + xw_ndigits(v), *q = end;
-        while (v > UINT32_MAX) {
-                uint64_t d = v / 100;
-                q -= 2;
-                memcpy(q, &xw_digit_pairs[(v - d * 100) * 2], 2);
-                v = d;
+        /* Nine digits at a time from the bottom; at most three groups. */
+        uint64_t h = v / 1000000000u;
+        uint32_t l = (uint32_t)(v - h * 1000000000u), m = l / 1000000, k = l / 1000 - m * 1000;
+        if (h <= UINT32_MAX) {
+                p = xw_put_u32(p, (uint32_t)h);
+        } else {
+                uint64_t hh = h / 1000000000u; /* at most 18 */
+                uint32_t hl = (uint32_t)(h - hh * 1000000000u), hm = hl / 1000000,
+                         hk = hl / 1000 - hm * 1000;
+                p = xw_put_d3(p, (uint32_t)hh);
+                p = xw_put_3(xw_put_3(xw_put_3(p, hm), hk), hl - hl / 1000 * 1000);
         }
-        uint32_t u = (uint32_t)v;
-        while (u >= 100) {
-                uint32_t d = u / 100;
-                q -= 2;
-                memcpy(q, &xw_digit_pairs[(u - d * 100) * 2], 2);
-                u = d;
-        }
-        if (u >= 10)
-                memcpy(q - 2, &xw_digit_pairs[u * 2], 2);
-        else
-                q[-1] = (char)('0' + u);
-        return end;
+        return xw_put_3(xw_put_3(xw_put_3(p, m), k), l - l / 1000 * 1000);
 }
 
 static inline char *xw_put_i64(char *p, int64_t v)
@@ -156,19 +149,24 @@ static inline char *xw_put_i64(char *p, int64_t v)
 
 /* Nanoseconds as microseconds with exactly three decimals (1234567 ->
  * 1234.567) at p (room for 32 bytes); returns the end.  The nine digits
- * below the second are formatted in 32-bit arithmetic; those above (the
- * seconds, shared by neighbouring events) are kept formatted in w. */
+ * below the second go in three groups; those above (the seconds, shared by
+ * neighbouring events) are kept formatted in w. */
 static inline char *xw_put_us(struct xw *w, char *p, int64_t ns)
 {
         uint64_t a = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
-        uint32_t x, us, frac;
+        uint32_t x, us, hi;
 
         if (ns < 0)
                 *p++ = '-';
         if (a < 1000000000u) {
                 x = (uint32_t)a;
                 us = x / 1000;
-                p = xw_put_u32(p, us);
+                if (us < 1000) {
+                        p = xw_put_d3(p, us);
+                } else {
+                        hi = us / 1000;
+                        p = xw_put_3(xw_put_d3(p, hi), us - hi * 1000);
+                }
         } else {
                 uint64_t high = a / 1000000000u;
                 x = (uint32_t)(a - high * 1000000000u);
@@ -180,19 +178,11 @@ static inline char *xw_put_us(struct xw *w, char *p, int64_t ns)
                 }
                 memcpy(p, w->us_high_str, 16); /* at most 14 digits: copy a fixed 16 */
                 p += w->us_high_len;
-                /* The low six digits of the microseconds, leading zeros included. */
-                uint32_t hi2 = us / 10000, lo4 = us - hi2 * 10000;
-                uint32_t mid2 = lo4 / 100;
-                memcpy(p, &xw_digit_pairs[hi2 * 2], 2);
-                memcpy(p + 2, &xw_digit_pairs[mid2 * 2], 2);
-                memcpy(p + 4, &xw_digit_pairs[(lo4 - mid2 * 100) * 2], 2);
-                p += 6;
+                hi = us / 1000;
+                p = xw_put_3(xw_put_3(p, hi), us - hi * 1000);
         }
-        frac = x - us * 1000;
-        uint32_t f1 = frac / 100;
-        p[0] = '.';
-        p[1] = (char)('0' + f1);
-        memcpy(p + 2, &xw_digit_pairs[(frac - f1 * 100) * 2], 2);
+        *p = '.';
+        memcpy(p + 1, xw_digits3[x - us * 1000], 4);
         return p + 4;
 }
 
