@@ -62,6 +62,8 @@ struct gd_dump {
         struct fr_genbuf **gens;
         uint32_t ngens;
         uint64_t bytes;
+        /* when (monotonic µs): requested, writer queued, writer started, file in place */
+        uint64_t t_request, t_queued, t_write, t_done;
         /* the outcome */
         int result;
         int recreated_dir; /* the dump directory was missing and was created */
@@ -168,11 +170,19 @@ static void dump_complete(struct gd_dump *d)
                 log_warning("Dump directory %s was missing; created it again", s->dump_dir);
         if (d->result >= 0) {
                 s->dumps_written++;
+                /* Where a snapshot's time went: the producer's flush, the
+                 * wait for a writer thread, the write itself. */
+                uint64_t done = d->t_done ? d->t_done : gd_now_mono_us();
+                uint64_t write = d->t_write && d->t_write <= done ? d->t_write : done;
+                uint64_t queued = d->t_queued && d->t_queued <= write ? d->t_queued : write;
+                uint64_t request = d->t_request <= queued ? d->t_request : queued;
                 log_info("pid %" PRIu64 " (%s): dumped %u generations (%" PRIu64
-                         " bytes%s) to %s",
+                         " bytes%s) to %s in %.1f ms (flush %.1f, queue %.1f, write %.1f)",
                          d->meta.pid, d->command, d->ngens, d->bytes,
                          d->meta.flushed ? "" : ", not flushed",
-                         d->fd >= 0 ? "the requester's file" : d->path);
+                         d->fd >= 0 ? "the requester's file" : d->path,
+                         (double)(done - request) / 1000.0, (double)(queued - request) / 1000.0,
+                         (double)(write - queued) / 1000.0, (double)(done - write) / 1000.0);
         } else {
                 s->dumps_failed++;
                 log_full_errno(d->result == -ENODATA ? LOG_INFO : LOG_ERR, d->result,
@@ -369,6 +379,7 @@ renamed:
 static void dump_work(uv_work_t *w)
 {
         struct gd_dump *d = w->data;
+        d->t_write = gd_now_mono_us();
         struct iovec *iov = calloc(d->ngens ? d->ngens : 1, sizeof(*iov));
         if (!iov) {
                 d->result = -ENOMEM;
@@ -386,6 +397,7 @@ static void dump_work(uv_work_t *w)
                 d->result = write_to_dir(d, iov);
         }
         free(iov);
+        d->t_done = gd_now_mono_us();
 }
 
 static void dump_after_work(uv_work_t *w, int status)
@@ -410,6 +422,7 @@ static void dump_write(struct gd_dump *d, struct gd_proc *p, int flushed)
         d->proc = NULL;
         d->meta.flushed = flushed;
         d->meta.dump_time_ns = gd_now_wall_ns();
+        d->t_queued = gd_now_mono_us();
         d->meta.gens_dropped = fr_ring_evicted(p->ring);
         d->meta.signal = (uint64_t)p->signo;
 
@@ -486,6 +499,7 @@ int gd_dump_start(struct gd_snap *snap, struct gd_proc *p, const char *origin,
         d->srv = s;
         d->snap = snap;
         d->fd = fd;
+        d->t_request = gd_now_mono_us();
         d->chown_uid = geteuid() == 0 && p->uid != 0 ? (int)p->uid : -1;
         gd_list_init(&d->proc_link);
         gd_list_append(&s->dumps, &d->link);

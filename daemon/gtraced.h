@@ -214,6 +214,7 @@ void gd_server_stop(struct gd_server *s);
 void gd_server_done(struct gd_server *s);
 void gd_server_status_changed(struct gd_server *s);
 uint64_t gd_now_mono_ms(void);
+uint64_t gd_now_mono_us(void);
 uint64_t gd_now_wall_ns(void);
 
 /* Signal handles and the watchdog timer; once the sockets are live. */
