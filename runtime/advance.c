@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <linux/membarrier.h>
 #include <poll.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -887,6 +888,42 @@ static void default_socket_path(char *buf, size_t cap)
         copy_str(buf, cap, "/run/gtraced/gtraced.sock");
 }
 
+/* The smallest power of two >= v, for v in [1, 2^31]. */
+static uint32_t pow2_ceil(uint32_t v)
+{
+        uint32_t p = 1;
+        while (p < v)
+                p <<= 1;
+        return p;
+}
+
+/* A count bound: 0 keeps the default; else within [GT_MIN_TABLE,
+ * GT_MAX_TABLE], rounded up to a power of two. */
+static int table_count(uint32_t v, uint32_t *ret)
+{
+        if (!v)
+                return 0;
+        if (v < GT_MIN_TABLE || v > GT_MAX_TABLE)
+                return -EINVAL;
+        *ret = pow2_ceil(v);
+        return 0;
+}
+
+static int table_bytes(uint64_t v, uint64_t *ret)
+{
+        if (!v)
+                return 0;
+        if (v < GT_MIN_TABLE_BYTES || v > GT_MAX_TABLE_BYTES)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* Does the caller's struct (of o->size bytes; 0: this version's) have field? */
+#define HAS_OPT(o, field)                                                                          \
+        ((o)->size == 0 ||                                                                         \
+         (o)->size >= offsetof(struct gtrace_options, field) + sizeof((o)->field))
+
 static int configure(const struct gtrace_options *o, struct gt_config *c)
 {
         struct gtrace_options z = {0};
@@ -905,6 +942,12 @@ static int configure(const struct gtrace_options *o, struct gt_config *c)
                                 (1u << GTRACE_KIND_FIBER) | (1u << GTRACE_KIND_SYSCALL),
                 .stack_depth = 32,
                 .flags = o->flags,
+                .max_strings = GT_DEFAULT_MAX_STRINGS,
+                .max_stacks = GT_DEFAULT_MAX_STACKS,
+                .string_bytes = GT_DEFAULT_STRING_BYTES,
+                .stack_bytes = GT_DEFAULT_STACK_BYTES,
+                .max_fibers = GT_DEFAULT_MAX_FIBERS,
+                .max_tasks = GT_DEFAULT_MAX_TASKS,
         };
         v = c->period_ms;
         if ((r = env_u64("GTRACE_PERIOD_MS", &v, 1, 3600000)) < 0)
@@ -943,6 +986,18 @@ static int configure(const struct gtrace_options *o, struct gt_config *c)
                 c->stack_events = o->stack_events;
         if (o->stack_depth)
                 c->stack_depth = o->stack_depth;
+        /* Fields added after the first version: an older caller's struct
+         * ends before them, and its size says so. */
+        if (o->size && o->size < offsetof(struct gtrace_options, max_strings))
+                return -EINVAL;
+        if (HAS_OPT(o, max_tasks) &&
+            (table_count(o->max_strings, &c->max_strings) < 0 ||
+             table_count(o->max_stacks, &c->max_stacks) < 0 ||
+             table_bytes(o->string_bytes, &c->string_bytes) < 0 ||
+             table_bytes(o->stack_bytes, &c->stack_bytes) < 0 ||
+             table_count(o->max_fibers, &c->max_fibers) < 0 ||
+             table_count(o->max_tasks, &c->max_tasks) < 0))
+                return -EINVAL;
 
         if (c->period_ms < 1 || c->period_ms > 3600000 || c->chunk_bytes < 4096 ||
             c->chunk_bytes > (4u << 20) || c->max_buffer_bytes < 2 * (uint64_t)c->chunk_bytes ||
@@ -1052,6 +1107,12 @@ static void atfork_child(void)
                         .stack_events = gt.cfg.stack_events,
                         .stack_depth = gt.cfg.stack_depth,
                         .flags = gt.cfg.flags,
+                        .max_strings = gt.cfg.max_strings,
+                        .max_stacks = gt.cfg.max_stacks,
+                        .string_bytes = gt.cfg.string_bytes,
+                        .stack_bytes = gt.cfg.stack_bytes,
+                        .max_fibers = gt.cfg.max_fibers,
+                        .max_tasks = gt.cfg.max_tasks,
                 };
                 atomic_store(&gt.restart_after_fork, 1);
         }
@@ -1137,8 +1198,7 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
                 !(mb && strcmp(mb, "0") == 0) &&
                 syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 #endif
-        r = gt_strtab_init(GT_DEFAULT_MAX_STRINGS, GT_DEFAULT_STRING_BYTES, GT_DEFAULT_MAX_STACKS,
-                           GT_DEFAULT_STACK_BYTES);
+        r = gt_strtab_init(cfg.max_strings, cfg.string_bytes, cfg.max_stacks, cfg.stack_bytes);
         if (r < 0)
                 goto out;
 
@@ -1153,10 +1213,10 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
                 goto fail;
         }
         gt.free_next = calloc(gt.nchunks, sizeof(*gt.free_next));
-        gt.fiber_mask = GT_DEFAULT_MAX_FIBERS - 1;
-        gt.fibers = calloc(GT_DEFAULT_MAX_FIBERS, sizeof(*gt.fibers));
-        gt.task_mask = GT_DEFAULT_MAX_TASKS - 1;
-        gt.tasks = calloc(GT_DEFAULT_MAX_TASKS, sizeof(*gt.tasks));
+        gt.fiber_mask = cfg.max_fibers - 1;
+        gt.fibers = calloc(cfg.max_fibers, sizeof(*gt.fibers));
+        gt.task_mask = cfg.max_tasks - 1;
+        gt.tasks = calloc(cfg.max_tasks, sizeof(*gt.tasks));
         if (!gt.free_next || !gt.fibers || !gt.tasks) {
                 r = -ENOMEM;
                 goto fail;

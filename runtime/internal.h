@@ -46,6 +46,10 @@
 #define GT_DEFAULT_MAX_STACKS 16384u  /* power of two */
 #define GT_DEFAULT_MAX_TASKS 65536u   /* power of two; live tasks tracked */
 #define GT_DEFAULT_MAX_FIBERS 65536u  /* power of two; live fibers tracked */
+#define GT_MIN_TABLE 64u              /* the smallest string, stack, fiber or task table */
+#define GT_MAX_TABLE (1u << 24)       /* the largest */
+#define GT_MIN_TABLE_BYTES (64u << 10)
+#define GT_MAX_TABLE_BYTES (1ull << 30)
 #define GT_MAX_PROBE 128u             /* open-addressing probe bound, every table */
 
 /* ---- strings and stacks (strtab.c) ---------------------------------------- */
@@ -194,6 +198,9 @@ struct gt_config {
         uint32_t stack_events;
         uint32_t stack_depth;
         uint32_t flags;
+        uint32_t max_strings, max_stacks; /* powers of two */
+        uint64_t string_bytes, stack_bytes;
+        uint32_t max_fibers, max_tasks; /* powers of two */
 };
 
 /* Dump requests from application threads to the advance thread. */

@@ -52,8 +52,15 @@ static int on_event(void *ctx, const struct fr_generation *g, const struct fr_ev
         s->counts[ev->type]++;
         if (ev->tid)
                 tid_slot(c, ev->tid);
+        if (ev->type == PROTO_EV_COUNTER) {
+                const char *name = fr_gen_string(g, ev->args[1]);
+                if (name && strcmp(name, "<gtrace: string table full>") == 0)
+                        s->counters_table_full++;
+        }
         if (ev->type == PROTO_EV_LOG) {
                 s->log_text_hash = rt_text_hash(s->log_text_hash, ev->bytes[2], ev->args[2]);
+                if (!ev->args[3])
+                        s->logs_without_stack++;
                 size_t n = ev->args[2] < sizeof(s->last_log) - 1 ? ev->args[2] : sizeof(s->last_log) - 1;
                 if (ev->time >= s->last_log_time) {
                         memcpy(s->last_log, ev->bytes[2], n);

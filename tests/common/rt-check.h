@@ -22,6 +22,8 @@ struct rt_summary {
         uint64_t gens_lost;
         uint64_t logs_with[4];      /* LOG events whose message matched rt_watch[i] */
         uint64_t log_text_hash;     /* rt_text_hash() chained over every LOG text, in order */
+        uint64_t logs_without_stack;
+        uint64_t counters_table_full; /* COUNTER events named "<gtrace: string table full>" */
         uint64_t last_log_time;     /* absolute clock units of the newest LOG */
         char last_log[256];         /* its message */
         uint64_t last_log_pc0;      /* innermost frame of its stack (0: none) */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,15 @@ TEST_FRAME static void rec(int k)
                 gtrace_log("stack", "rec");
         else
                 rec(k - 1);
+        __asm__ volatile("" ::: "memory");
+}
+
+TEST_FRAME static void rec_other(int k)
+{
+        if (k == 0)
+                gtrace_log("stack", "rec_other");
+        else
+                rec_other(k - 1);
         __asm__ volatile("" ::: "memory");
 }
 
@@ -305,6 +315,65 @@ START_TEST(test_log_text_every_length)
         gtrace_stop();
         ck_assert_uint_eq(RT_COUNT(&s, LOG), 91);
         ck_assert_uint_eq(s.log_text_hash, want);
+}
+END_TEST
+
+/* The table bounds are options: past max_strings a name reads as the
+ * table-full marker, past max_stacks an event carries no stack, and the
+ * events themselves are all there. */
+START_TEST(test_table_bounds_are_options)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        o.max_strings = 64;
+        o.max_stacks = 64;
+        o.stack_depth = 64;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        char name[32];
+        for (int i = 0; i < 200; i++) {
+                snprintf(name, sizeof(name), "counter-%d", i);
+                gtrace_counter(name, i);
+        }
+        /* Up to 2 x 60 distinct stacks: two leaves, at every depth until
+         * stack_depth caps them. */
+        for (int k = 0; k < 100; k++) {
+                rec(k);
+                rec_other(k);
+        }
+        struct rt_summary s = dump_and_read("bounds");
+        gtrace_stop();
+        ck_assert_uint_eq(RT_COUNT(&s, COUNTER), 200);
+        ck_assert_uint_eq(RT_COUNT(&s, LOG), 200);
+        /* Some of the 64 slots hold the marker and the category: at least
+         * 200 - 64 names did not fit. */
+        ck_assert_uint_ge(s.counters_table_full, 200 - 64);
+        ck_assert_uint_lt(s.counters_table_full, 200);
+        ck_assert_uint_gt(s.logs_without_stack, 0);
+        ck_assert_uint_lt(s.logs_without_stack, 200);
+}
+END_TEST
+
+/* Out-of-range bounds are refused; a struct from an older gtrace.h (its
+ * size ends before the bounds) has whatever follows it ignored. */
+START_TEST(test_table_bounds_checked)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 1000);
+        o.max_strings = 63;
+        ck_assert_int_eq(gtrace_start(&o), -EINVAL);
+        o.max_strings = (1u << 24) + 1;
+        ck_assert_int_eq(gtrace_start(&o), -EINVAL);
+        o = opts(dir, 1000);
+        o.stack_bytes = 4096;
+        ck_assert_int_eq(gtrace_start(&o), -EINVAL);
+        o = opts(dir, 1000);
+        o.max_tasks = 1;
+        ck_assert_int_eq(gtrace_start(&o), -EINVAL);
+        o.size = (uint32_t)offsetof(struct gtrace_options, max_strings);
+        ck_assert_int_eq(gtrace_start(&o), 0); /* max_tasks = 1 is beyond its size */
+        gtrace_stop();
+        o.size = 8; /* shorter than any version */
+        ck_assert_int_eq(gtrace_start(&o), -EINVAL);
 }
 END_TEST
 
@@ -658,6 +727,8 @@ int main(void)
         tcase_add_test(core, test_stack_depth_cap);
         tcase_add_test(core, test_regress_stats_generations_lost_stays);
         tcase_add_test(core, test_log_text_every_length);
+        tcase_add_test(core, test_table_bounds_are_options);
+        tcase_add_test(core, test_table_bounds_checked);
 #if defined(__x86_64__)
         tcase_add_test(core, test_stack_cache_prefix);
 #endif

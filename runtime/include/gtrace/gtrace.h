@@ -61,6 +61,15 @@ struct gtrace_options {
                                         tasks, fiber blocks and syscalls; ~0u all */
         uint32_t stack_depth;        /* frames per stack; default 32, at most 64 */
         uint32_t flags;              /* GTRACE_F_* */
+        /* Table bounds, each rounded up to a power of two where it is a count.
+         * Past them events are still recorded, with less detail (docs/runtime.md,
+         * "Memory: every bound").  Read only when size covers them. */
+        uint32_t max_strings;        /* distinct strings; default 65536 (64 .. 2^24) */
+        uint32_t max_stacks;         /* distinct stacks; default 16384 (64 .. 2^24) */
+        uint64_t string_bytes;       /* text of the strings; default 4 MiB (64 KiB .. 1 GiB) */
+        uint64_t stack_bytes;        /* frames of the stacks; default 4 MiB (64 KiB .. 1 GiB) */
+        uint32_t max_fibers;         /* live fibers tracked; default 65536 (64 .. 2^24) */
+        uint32_t max_tasks;          /* live async tasks tracked; default 65536 (64 .. 2^24) */
 };
 
 #define GTRACE_F_NO_CRASH_HANDLER 0x1u /* do not install the fatal-signal handler */
