@@ -71,18 +71,6 @@ static const char phases[PH_COUNT + 1] = "MXiCbesf";
 #define EV_ROOM     1024
 #define NAME_INLINE 64
 
-/* Formatted thread ids (threads and fiber tracks), by the id's low bits.
- * A fiber track's tid is FR_EXPORT_FIBER_TID_BASE + the fiber id, so its
- * text ends with the fiber id's: fiber_off is where those digits start
- * (past the leading 1 and zeros), for the "fiber" arguments. */
-#define TID_CACHE 1024
-struct tid_ent {
-        uint64_t tid;
-        uint32_t len; /* 0: empty */
-        uint32_t fiber_off;
-        char s[32]; /* read 16 bytes at a time from any offset up to len */
-};
-
 /* Counter names and log categories come straight from the reader: how each
  * one is written is remembered per generation, by its address (one string
  * is one address for the whole generation, see reader.h). */
@@ -97,7 +85,6 @@ struct ex {
         struct xw *w;
         char prefix[PH_COUNT][PREFIX_BYTES];
         size_t prefix_len[PH_COUNT];
-        struct tid_ent tids[TID_CACHE];
         struct str_ent strs[STR_CACHE];
         struct fr_track *track;
         const struct fr_export_options *o;
@@ -128,44 +115,22 @@ static void set_pid(struct ex *x, uint64_t pid)
         }
 }
 
-static inline struct tid_ent *tid_ent(struct ex *x, uint64_t tid)
+/* A thread id (of a thread or a fiber track) in decimal.  A fiber track's
+ * tid is 10^9 + the fiber id (below 10^9): a 1 and the id in nine digits,
+ * written without dividing the whole number.  (Formatting is cheap enough
+ * now that caching the text of every live fiber's tid cost more, in cache
+ * misses, than it saved.) */
+_Static_assert(FR_EXPORT_FIBER_TID_BASE == 1000000000u && FR_EXPORT_FIBER_TID_SPAN == 1000000000u,
+               "put_tid writes a fiber track's tid as 1 and nine digits");
+static inline char *put_tid(char *p, uint64_t tid)
 {
-        struct tid_ent *e = &x->tids[tid & (TID_CACHE - 1)];
-        if (e->tid != tid || !e->len) {
-                e->tid = tid;
-                e->len = (uint32_t)(xw_put_u64(e->s, tid) - e->s);
-                e->fiber_off = 0;
-                if (tid - FR_EXPORT_FIBER_TID_BASE < FR_EXPORT_FIBER_TID_SPAN) {
-                        /* "1000000042": the digits of 42 start after the zeros. */
-                        uint32_t off = 1;
-                        while (off + 1 < e->len && e->s[off] == '0')
-                                off++;
-                        e->fiber_off = off;
-                }
+        uint64_t f = tid - FR_EXPORT_FIBER_TID_BASE;
+        if (f < FR_EXPORT_FIBER_TID_SPAN) {
+                uint32_t v = (uint32_t)f, h = v / 1000000, m = v / 1000 - h * 1000;
+                *p = '1';
+                return xw_put_3(xw_put_3(xw_put_3(p + 1, h), m), v - v / 1000 * 1000);
         }
-        return e;
-}
-
-static inline char *put_tid(struct ex *x, char *p, uint64_t tid)
-{
-        const struct tid_ent *e = tid_ent(x, tid);
-        memcpy(p, e->s, 20);
-        return p + e->len;
-}
-
-/* A fiber's id, in decimal: the tail of its track's tid when that is
- * cached (the event being written has just used it). */
-static inline char *put_fiber_id(struct ex *x, char *p, uint64_t id)
-{
-        if (id < FR_EXPORT_FIBER_TID_SPAN) {
-                const struct tid_ent *e =
-                        &x->tids[(FR_EXPORT_FIBER_TID_BASE + id) & (TID_CACHE - 1)];
-                if (e->tid == FR_EXPORT_FIBER_TID_BASE + id && e->len) {
-                        memcpy(p, e->s + e->fiber_off, 16);
-                        return p + e->len - e->fiber_off;
-                }
-        }
-        return xw_put_u64(p, id);
+        return xw_put_u64(p, tid);
 }
 
 /* Opens an event in place: separator, {"ph":..,"pid":..,"tid":..,"ts":..
@@ -177,7 +142,7 @@ static inline char *ev_open(struct ex *x, unsigned ph, uint64_t tid, int64_t ts_
         memcpy(p, x->prefix[ph] + x->first, PREFIX_BYTES - 1);
         p += x->prefix_len[ph] - (size_t)x->first;
         x->first = 0;
-        p = put_tid(x, p, tid);
+        p = put_tid(p, tid);
         p = XW_PUT(p, ",\"ts\":");
         p = xw_put_us(x->w, p, ts_ns);
         x->events_out++;
@@ -398,10 +363,10 @@ static void h_fiber_state(void *ctx, struct fr_track_fiber *f, uint8_t old_state
         default: p = XW_PUT(p, "\"?\""); break;
         }
         p = XW_PUT(p, ",\"args\":{\"fiber\":");
-        p = put_fiber_id(x, p, f->id);
+        p = xw_put_u64(p, f->id);
         if (old_state == PROTO_FIBER_RUNNING || old_state == PROTO_FIBER_SYSCALL) {
                 p = XW_PUT(p, ",\"thread\":");
-                p = put_tid(x, p, f->tid);
+                p = put_tid(p, f->tid);
         }
         p = put_arg_end(p, how);
         *p++ = '}';
