@@ -264,7 +264,11 @@ static void rd_map_done(struct rd_map *m)
  * TASK_BEGIN introduce in one generation are nearly consecutive: they get a
  * window, idx[id - base] holding the entry's index, opened by the first
  * such id and widened while it stays dense (at most RD_WINDOW_SLACK slots
- * per entry, plus RD_WINDOW_MIN).  Other ids (restated fibers and tasks
+ * per entry, plus RD_WINDOW_MIN).  Any other event about an id above the
+ * window's base widens it too under the same rule: phase 2 reads batches
+ * in blob order, so a task's end or a fiber's run on one thread often
+ * comes before the begin or create in another thread's later batch, and
+ * such ids are as dense as the rest.  Other ids (restated fibers and tasks
  * from long ago, any producer's sparse ids) live in the hash map.
  */
 #define RD_WINDOW_SLACK 4
@@ -1108,7 +1112,7 @@ static uint32_t rd_fiber(struct fr_parser *r, uint64_t id, int create)
                 return i;
         if (RD_RESERVE(r->fb, r->cfb, r->nfb + 1) < 0)
                 return RD_NONE;
-        if (create || id - r->fbwin.base < r->fbwin.n)
+        if (create || (r->fbwin.n && id >= r->fbwin.base))
                 win = rd_window_put(&r->budget, &r->fbwin, id, (uint32_t)r->nfb, r->nfb);
         if (win < 0 || (!win && rd_map_put(&r->budget, &r->fbmap, id, (uint32_t)r->nfb) < 0))
                 return RD_NONE;
@@ -1133,7 +1137,7 @@ static struct rd_task *rd_task(struct fr_parser *r, uint64_t id, int begin)
                 return &r->tk[i];
         if (RD_RESERVE(r->tk, r->ctk, r->ntk + 1) < 0)
                 return NULL;
-        if (begin || id - r->tkwin.base < r->tkwin.n)
+        if (begin || (r->tkwin.n && id >= r->tkwin.base))
                 win = rd_window_put(&r->budget, &r->tkwin, id, (uint32_t)r->ntk, r->ntk);
         if (win < 0 || (!win && rd_map_put(&r->budget, &r->tkmap, id, (uint32_t)r->ntk) < 0))
                 return NULL;
