@@ -52,12 +52,17 @@ enum {
  * task's user is NULL while it is on no track: every path that takes a
  * task off a track clears it or puts the task on another one.
  */
+#define TRACK_INLINE 3 /* open tasks a track holds without a second allocation */
 struct task_track {
         uint64_t id;     /* the task that opened it */
-        uint64_t *stack; /* open tasks on it, outermost first */
-        size_t n, cap;
+        uint64_t *stack; /* open tasks on it, outermost first: inl, or malloc'ed */
+        uint32_t n, cap;
         int64_t last_ts; /* latest timestamp written on it */
         struct task_track *next_free;
+        /* Most tracks hold a task or two: kept in the track itself, a track
+         * costs one allocation and one cache miss, not two, when a busy
+         * trace has thousands open. */
+        uint64_t inl[TRACK_INLINE];
 };
 
 /* The phases we write, each with its event prefix rendered once the pid is
@@ -423,6 +428,8 @@ static struct task_track *track_new(struct ex *x, uint64_t id)
                 trk = calloc(1, sizeof(*trk));
                 if (!trk)
                         return NULL;
+                trk->stack = trk->inl;
+                trk->cap = TRACK_INLINE;
         }
         trk->id = id;
         trk->n = 0;
@@ -441,7 +448,8 @@ static void track_free(struct task_track *trk)
 {
         if (!trk)
                 return;
-        free(trk->stack);
+        if (trk->stack != trk->inl)
+                free(trk->stack);
         free(trk);
 }
 
@@ -466,12 +474,15 @@ static void task_open(struct ex *x, struct fr_track_task *k, int64_t ts, int con
                 trk->last_ts = ts;
         }
         if (trk->n == trk->cap) {
-                size_t cap = trk->cap ? trk->cap * 2 : 4;
-                uint64_t *s = realloc(trk->stack, cap * sizeof(*s));
+                uint32_t cap = trk->cap * 2;
+                uint64_t *s = trk->stack == trk->inl ? malloc(cap * sizeof(*s))
+                                                     : realloc(trk->stack, cap * sizeof(*s));
                 if (!s) {
                         x->err = -ENOMEM;
                         return;
                 }
+                if (trk->stack == trk->inl)
+                        memcpy(s, trk->inl, sizeof(trk->inl));
                 trk->stack = s;
                 trk->cap = cap;
         }
