@@ -731,6 +731,9 @@ static int ex_event(void *ctx, const struct fr_generation *g, const struct fr_ev
         int64_t ns;
         int r;
 
+        /* Logs, counters, lost events and fiber ready/run are written by
+         * the pass functions below, which the tracker calls from its own
+         * dispatch on the type (track-priv.h). */
         x->events_in++;
         r = fr_track_event(x->track, g, ev);
         if (r < 0)
@@ -738,20 +741,46 @@ static int ex_event(void *ctx, const struct fr_generation *g, const struct fr_ev
         ns = fr_track_current(x->track)->event_ns;
         if (!ex_status[ev->type])
                 note_time(x, ns);
-        switch (ev->type) {
-        case PROTO_EV_LOG: ex_log(x, g, ev, ns); break;
-        case PROTO_EV_COUNTER: ex_counter(x, ev, ns); break;
-        case PROTO_EV_EVENTS_LOST:
-                x->lost_in_gen += ev->args[A_EVENTS_LOST_COUNT];
-                ex_lost(x, "t", ev->tid, ns, "events lost", ev->args[A_EVENTS_LOST_COUNT], 0);
-                break;
-        case PROTO_EV_FIBER_READY: ex_fiber_ready(x, ev, ns); break;
-        case PROTO_EV_FIBER_RUN: ex_fiber_run(x, ns); break;
-        default: break;
-        }
         if (x->err)
                 return x->err;
         return x->w->err;
+}
+
+static void pass_log(void *ctx, const struct fr_generation *g, const struct fr_event *ev,
+                     int64_t ns)
+{
+        ex_log(ctx, g, ev, ns);
+}
+
+static void pass_counter(void *ctx, const struct fr_generation *g, const struct fr_event *ev,
+                         int64_t ns)
+{
+        (void)g;
+        ex_counter(ctx, ev, ns);
+}
+
+static void pass_lost(void *ctx, const struct fr_generation *g, const struct fr_event *ev,
+                      int64_t ns)
+{
+        struct ex *x = ctx;
+        (void)g;
+        x->lost_in_gen += ev->args[A_EVENTS_LOST_COUNT];
+        ex_lost(x, "t", ev->tid, ns, "events lost", ev->args[A_EVENTS_LOST_COUNT], 0);
+}
+
+static void pass_ready(void *ctx, const struct fr_generation *g, const struct fr_event *ev,
+                       int64_t ns)
+{
+        (void)g;
+        ex_fiber_ready(ctx, ev, ns);
+}
+
+static void pass_run(void *ctx, const struct fr_generation *g, const struct fr_event *ev,
+                     int64_t ns)
+{
+        (void)g;
+        (void)ev;
+        ex_fiber_run(ctx, ns);
 }
 
 static int ex_generation_end(void *ctx, const struct fr_generation *g)
@@ -864,6 +893,11 @@ int fr_export_chrome(struct fr_dump *d, int out_fd, const struct fr_export_optio
                 r = -ENOMEM;
                 goto out;
         }
+        (void)fr_track_set_pass(x.track, PROTO_EV_LOG, pass_log);
+        (void)fr_track_set_pass(x.track, PROTO_EV_COUNTER, pass_counter);
+        (void)fr_track_set_pass(x.track, PROTO_EV_EVENTS_LOST, pass_lost);
+        (void)fr_track_set_pass(x.track, PROTO_EV_FIBER_READY, pass_ready);
+        (void)fr_track_set_pass(x.track, PROTO_EV_FIBER_RUN, pass_run);
         xw_init(x.w, out_fd);
         xw_lit(x.w, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
 

@@ -65,4 +65,17 @@ static inline struct fr_track_fiber *fr_track_event_fiber(const struct fr_track 
         return fr_track_current(tr)->fiber;
 }
 
+/*
+ * Exporters: some events carry output that no hook reports (a counter
+ * sample, a log line, lost events, a fiber made ready or run).
+ * fr_track_event() hands each of them to the function set for its type,
+ * after applying it and only if that succeeded, from its own case for the
+ * type, so that the exporter needs no second dispatch on the type.  ns is
+ * the event's time.  type: PROTO_EV_COUNTER, _LOG, _EVENTS_LOST,
+ * _FIBER_READY or _FIBER_RUN (else -EINVAL); fn NULL: not passed on.
+ */
+typedef void (*fr_track_pass_fn)(void *ctx, const struct fr_generation *g,
+                                 const struct fr_event *ev, int64_t ns);
+int fr_track_set_pass(struct fr_track *tr, uint8_t type, fr_track_pass_fn fn);
+
 #endif

@@ -110,6 +110,8 @@ struct fr_track {
         struct fr_track_current cur;
         struct fr_track_hooks hooks;
         void *ctx;
+        /* fr_track_set_pass() (track-priv.h) */
+        fr_track_pass_fn pass_counter, pass_log, pass_lost, pass_ready, pass_run;
         struct vmap threads, fibers, tasks;
         uint64_t gen_index; /* generations begun, 1-based */
         int64_t gen_start_ns;
@@ -367,6 +369,18 @@ int64_t fr_track_time(const struct fr_track *tr, uint64_t t)
 int64_t fr_track_event_ns(const struct fr_track *tr)
 {
         return tr->cur.event_ns;
+}
+
+int fr_track_set_pass(struct fr_track *tr, uint8_t type, fr_track_pass_fn fn)
+{
+        switch (type) {
+        case PROTO_EV_COUNTER: tr->pass_counter = fn; return 0;
+        case PROTO_EV_LOG: tr->pass_log = fn; return 0;
+        case PROTO_EV_EVENTS_LOST: tr->pass_lost = fn; return 0;
+        case PROTO_EV_FIBER_READY: tr->pass_ready = fn; return 0;
+        case PROTO_EV_FIBER_RUN: tr->pass_run = fn; return 0;
+        default: return -EINVAL;
+        }
 }
 
 struct fr_track *fr_track_new(const struct fr_track_hooks *hooks, void *ctx)
@@ -851,8 +865,10 @@ void fr_track_finish(struct fr_track *tr, int64_t end_ns)
 
 /* ---- events ---- */
 
-static __attribute__((noinline)) int on_thread_status(struct fr_track *tr, const struct fr_generation *g,
-                            struct fr_track_thread *t, const struct fr_event *ev)
+static __attribute__((noinline)) int on_thread_status(struct fr_track *tr,
+                                                      const struct fr_generation *g,
+                                                      struct fr_track_thread *t,
+                                                      const struct fr_event *ev)
 {
         int r = thread_set_name(tr, t, fr_gen_thread_name(g, t->tid));
         if (r < 0)
@@ -872,8 +888,8 @@ static __attribute__((noinline)) int on_thread_status(struct fr_track *tr, const
         return 0;
 }
 
-static __attribute__((noinline)) int on_region_status(struct fr_track *tr, struct fr_track_thread *t,
-                            const struct fr_event *ev)
+static __attribute__((noinline)) int
+on_region_status(struct fr_track *tr, struct fr_track_thread *t, const struct fr_event *ev)
 {
         const char *name = ev->str[A_REGION_STATUS_NAME];
         uint64_t units = ev->args[A_REGION_STATUS_START];
@@ -935,9 +951,11 @@ static __attribute__((noinline)) int on_task_status(struct fr_track *tr, const s
                          fr_track_time(tr, units), units, 0);
 }
 
-static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t, const struct fr_event *ev,
-                          int64_t now)
+static int on_fiber_event(struct fr_track *tr, const struct fr_generation *g,
+                          struct fr_track_thread *t, const struct fr_event *ev, int64_t now)
 {
+        int r;
+
         uint64_t id = ev->args[A_FIBER_FIBER];
         struct fr_track_fiber *f;
 
@@ -962,14 +980,20 @@ static int on_fiber_event(struct fr_track *tr, struct fr_track_thread *t, const 
         case PROTO_EV_FIBER_RUN:
                 f->tid = t->tid;
                 t->fiber = id;
-                return fiber_set_state(tr, f, PROTO_FIBER_RUNNING, NULL, now, FR_END_NORMAL);
+                r = fiber_set_state(tr, f, PROTO_FIBER_RUNNING, NULL, now, FR_END_NORMAL);
+                if (r == 0 && tr->pass_run)
+                        tr->pass_run(tr->ctx, g, ev, now);
+                return r;
         case PROTO_EV_FIBER_BLOCK:
                 if (t->fiber == id)
                         t->fiber = 0;
                 return fiber_set_state(tr, f, PROTO_FIBER_WAITING, ev->str[A_FIBER_BLOCK_REASON],
                                        now, FR_END_NORMAL);
         case PROTO_EV_FIBER_READY:
-                return fiber_set_state(tr, f, PROTO_FIBER_RUNNABLE, NULL, now, FR_END_NORMAL);
+                r = fiber_set_state(tr, f, PROTO_FIBER_RUNNABLE, NULL, now, FR_END_NORMAL);
+                if (r == 0 && tr->pass_ready)
+                        tr->pass_ready(tr->ctx, g, ev, now);
+                return r;
         case PROTO_EV_FIBER_YIELD:
                 if (t->fiber == id)
                         t->fiber = 0;
@@ -1026,6 +1050,16 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
                 if (f)
                         log_push(f->logs, &f->nlogs, &f->log_first, now, ev->str[A_LOG_CATEGORY],
                                  ev->bytes[A_LOG_MESSAGE], ev->args[A_LOG_MESSAGE]);
+                if (tr->pass_log)
+                        tr->pass_log(tr->ctx, g, ev, now);
+                return 0;
+        case PROTO_EV_COUNTER:
+                if (tr->pass_counter)
+                        tr->pass_counter(tr->ctx, g, ev, now);
+                return 0;
+        case PROTO_EV_EVENTS_LOST:
+                if (tr->pass_lost)
+                        tr->pass_lost(tr->ctx, g, ev, now);
                 return 0;
         case PROTO_EV_TASK_BEGIN:
                 k = vmap_get(&tr->tasks, ev->args[A_TASK_BEGIN_TASK]);
@@ -1061,7 +1095,7 @@ int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const str
         case PROTO_EV_FIBER_BLOCK:
         case PROTO_EV_FIBER_READY:
         case PROTO_EV_FIBER_YIELD:
-        case PROTO_EV_FIBER_EXIT: return on_fiber_event(tr, t, ev, now);
+        case PROTO_EV_FIBER_EXIT: return on_fiber_event(tr, g, t, ev, now);
         default: return 0;
         }
 }
