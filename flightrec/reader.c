@@ -1358,7 +1358,7 @@ static inline __attribute__((always_inline)) int rd_track(struct fr_parser *r, u
 
 static inline __attribute__((always_inline)) int
 rd_check(struct fr_parser *r, const uint8_t **pp, const uint8_t *end, uint64_t *time,
-                    uint32_t thread, struct fr_event *ev)
+         uint32_t thread, struct fr_event *ev)
 {
         uint8_t type = **pp;
         uint32_t off = (uint32_t)(*pp - r->blob);
@@ -1471,6 +1471,7 @@ static inline int rd_before(const struct fr_parser *r, uint32_t a, uint32_t b)
  * blob whose times span more takes the wide keys: the time in wk, the
  * thread in wi, compared with masks.
  */
+
 /* Replays ti's path to the root with its current key. */
 static inline void rd_tree_replay(struct fr_parser *r, uint32_t ti, int ready)
 {
