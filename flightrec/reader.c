@@ -570,8 +570,8 @@ static inline __attribute__((always_inline)) int rd_uvarint(const uint8_t **pp,
 
 /* Phase 3's varints: bytes phase 2 decoded already, so no bounds to check
  * and no error to find.  Short, because the decoder of every event type
- * inlines it for every argument: the one- and two-byte forms here, longer
- * ones out of line. */
+ * inlines it for every argument: the forms of up to three bytes here (ids
+ * and time deltas of a busy trace need three), longer ones out of line. */
 static __attribute__((noinline)) const uint8_t *rd_uvarint_long(const uint8_t *p, uint64_t *v)
 {
         uint64_t x = 0;
@@ -595,6 +595,9 @@ static inline __attribute__((always_inline)) void rd_uvarint_trusted(const uint8
         } else if (p[1] < 0x80) {
                 *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
                 *pp = p + 2;
+        } else if (p[2] < 0x80) {
+                *v = (uint64_t)(p[0] & 0x7f) | (uint64_t)(p[1] & 0x7f) << 7 | (uint64_t)p[2] << 14;
+                *pp = p + 3;
         } else {
                 *pp = rd_uvarint_long(p, v);
         }
