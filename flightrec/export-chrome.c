@@ -576,8 +576,8 @@ static void tasks_close_all(struct ex *x, int64_t end_ns)
 
 /* ---- events that are not state ---- */
 
-/* Logs and lost events are rare: out of line, so that ex_event(), which
- * runs for every event, keeps a short prologue and no stack canary. */
+/* Logs and lost events are rare: out of line, so that the paths that run
+ * for most events keep a short prologue and no stack canary. */
 static __attribute__((noinline)) void ex_log(struct ex *x, const struct fr_generation *g,
                                              const struct fr_event *ev, int64_t ns)
 {
