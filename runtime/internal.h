@@ -295,9 +295,12 @@ extern __thread struct gt_thread *gt_self __attribute__((tls_model("initial-exec
 /* trace.c */
 int gt_threads_init(void);
 void gt_threads_done(void);
-/* Returns the chunks of slot `gen & 1` of every thread to the caller via fn,
- * after which the slot is empty; frees exited threads whose slots are all
- * empty.  Advancer only, after the generation can no longer be written. */
+/* Hands slot `gen & 1` of every thread to fn, then releases to the pool
+ * whatever chunks the slot still lists and empties it; frees exited threads
+ * whose slots are all empty.  fn may take the chunks for itself by setting
+ * s->head and s->tail to NULL: they are then its to give back, one by one,
+ * with gt_chunk_put() (advance.c copies them into the blob first).
+ * Advancer only, after the generation can no longer be written. */
 void gt_flush_threads(uint64_t gen, void (*fn)(void *ctx, struct gt_thread *t, struct gt_slot *s),
                       void *ctx);
 void gt_chunk_put(struct gt_chunk *c);

@@ -280,6 +280,8 @@ void gt_flush_threads(uint64_t gen, void (*fn)(void *ctx, struct gt_thread *t, s
                         if (s->gen == gen) {
                                 if (fn)
                                         fn(ctx, t, s);
+                                /* Only what fn left listed: it may have taken
+                                 * the chunks (internal.h). */
                                 slot_release(s);
                         } else if (s->gen && s->gen < gen) {
                                 /* Left over from a generation that was never
