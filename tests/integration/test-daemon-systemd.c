@@ -51,7 +51,8 @@ START_TEST(test_notify_protocol)
         char msg[1024];
         int ready = 0, status = 0, watchdogs = 0;
         uint64_t first_wd = 0, last_wd = 0;
-        uint64_t deadline = dh_now_ms() + 3000;
+        /* Generous: start-up on a loaded machine is not what is tested. */
+        uint64_t deadline = dh_now_ms() + 10000;
         while (dh_now_ms() < deadline && watchdogs < 6) {
                 if (notify_recv(ns, msg, sizeof(msg), 1000) < 0)
                         break;
@@ -70,9 +71,10 @@ START_TEST(test_notify_protocol)
         ck_assert(ready);
         ck_assert(status);
         ck_assert_int_ge(watchdogs, 6);
-        /* Half of 200 ms: five intervals of ~100 ms. */
+        /* Half of 200 ms: five intervals of ~100 ms, never as slow on average
+         * as the 200 ms after which systemd would kill us. */
         uint64_t span = last_wd - first_wd;
-        ck_assert_msg(span >= 5 * 60 && span <= 5 * 180, "5 watchdog intervals took %llu ms",
+        ck_assert_msg(span >= 5 * 60 && span < 5 * 200, "5 watchdog intervals took %llu ms",
                       (unsigned long long)span);
 
         /* STATUS follows what is held. */
