@@ -689,30 +689,27 @@ static uint8_t *pipe_room(struct dr_pipe *pp, size_t n, int *ret_code)
         return c->data;
 }
 
-static int pr_on_begin(void *ctx, const struct fr_generation *g)
+/* A generation boundary (PR_BEGIN or PR_END) for the consumer. */
+static int pr_put_gen(struct dr_pipe *pp, unsigned kind, const struct fr_generation *g)
 {
-        struct dr_pipe *pp = ctx;
         int code = 0;
         struct pr_gen *r = (struct pr_gen *)(void *)pipe_room(pp, sizeof(*r), &code);
 
         if (!r)
                 return code;
-        *r = (struct pr_gen){pr_head(PR_BEGIN, 0, pp->cur_slot), g};
+        *r = (struct pr_gen){pr_head(kind, 0, pp->cur_slot), g};
         pp->cur->len += sizeof(*r);
         return 0;
 }
 
+static int pr_on_begin(void *ctx, const struct fr_generation *g)
+{
+        return pr_put_gen(ctx, PR_BEGIN, g);
+}
+
 static int pr_on_end(void *ctx, const struct fr_generation *g)
 {
-        struct dr_pipe *pp = ctx;
-        int code = 0;
-        struct pr_gen *r = (struct pr_gen *)(void *)pipe_room(pp, sizeof(*r), &code);
-
-        if (!r)
-                return code;
-        *r = (struct pr_gen){pr_head(PR_END, 0, pp->cur_slot), g};
-        pp->cur->len += sizeof(*r);
-        return 0;
+        return pr_put_gen(ctx, PR_END, g);
 }
 
 static void pr_put_event(struct dr_pipe *pp, const struct fr_generation *g,
