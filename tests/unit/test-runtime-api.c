@@ -30,6 +30,16 @@ static struct gtrace_options opts(const char *dir, uint32_t period_ms)
         };
 }
 
+/* gtrace_dump() now, and the dump read back and validated. */
+static struct rt_summary dump_and_read(const char *why)
+{
+        char path[4096];
+        struct rt_summary s;
+        ck_assert_int_eq(gtrace_dump(why, path, sizeof(path)), 0);
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        return s;
+}
+
 START_TEST(test_api_noop_when_stopped)
 {
         /* Every call is safe and does nothing before gtrace_start(). */
@@ -74,11 +84,8 @@ START_TEST(test_api_start_twice_and_bad_options)
         ck_assert_int_eq(gtrace_start(&o), 0);
         gtrace_region_begin("again");
         gtrace_region_end();
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("restart", path, sizeof(path)), 0);
+        struct rt_summary s = dump_and_read("restart");
         gtrace_stop();
-        struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
         ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), 1);
         ck_assert_str_eq(s.meta.reason, "restart");
         ck_assert_str_eq(s.meta.origin, "process");
@@ -117,11 +124,8 @@ START_TEST(test_stack_starts_at_caller)
         struct gtrace_options o = opts(dir, 1000);
         ck_assert_int_eq(gtrace_start(&o), 0);
         log_from_here();
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("stack", path, sizeof(path)), 0);
+        struct rt_summary s = dump_and_read("stack");
         gtrace_stop();
-        struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
         ck_assert_str_eq(s.last_log, "where am I");
         uintptr_t fn = (uintptr_t)log_from_here;
         ck_assert_msg(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256,
@@ -148,15 +152,6 @@ TEST_FRAME static void rec_other(int k)
         else
                 rec_other(k - 1);
         __asm__ volatile("" ::: "memory");
-}
-
-static struct rt_summary dump_and_read(const char *why)
-{
-        char path[4096];
-        struct rt_summary s;
-        ck_assert_int_eq(gtrace_dump(why, path, sizeof(path)), 0);
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
-        return s;
 }
 
 /* Each log records its own stack whatever the thread logged before: the
@@ -389,11 +384,8 @@ START_TEST(test_regress_stale_stack_cache_after_restart)
                 /* Fill the fresh table so the old address is reused. */
                 for (int i = 0; i < 64; i++)
                         gtrace_counter("filler", i);
-                char path[4096];
-                ck_assert_int_eq(gtrace_dump("restart", path, sizeof(path)), 0);
+                struct rt_summary s = dump_and_read("restart");
                 gtrace_stop();
-                struct rt_summary s;
-                ck_assert_int_eq(rt_read_dump(path, &s), 0);
                 uintptr_t fn = (uintptr_t)log_from_here;
                 ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
         }
@@ -543,11 +535,8 @@ START_TEST(test_thread_exit_keeps_events)
                 for (int i = 0; i < 4; i++)
                         pthread_join(th[i], NULL);
         }
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("exit", path, sizeof(path)), 0);
+        struct rt_summary s = dump_and_read("exit");
         gtrace_stop();
-        struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
         ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), 80 * 100);
         ck_assert_uint_eq(RT_COUNT(&s, THREAD_NAME), 80);
         ck_assert_uint_eq(s.threads_seen, 64); /* the summary tracks at most 64 tids */
