@@ -171,18 +171,17 @@ static void dump_complete(struct gd_dump *d)
         if (d->result >= 0) {
                 s->dumps_written++;
                 /* Where a snapshot's time went: the producer's flush, the
-                 * wait for a writer thread, the write itself. */
-                uint64_t done = d->t_done ? d->t_done : gd_now_mono_us();
-                uint64_t write = d->t_write && d->t_write <= done ? d->t_write : done;
-                uint64_t queued = d->t_queued && d->t_queued <= write ? d->t_queued : write;
-                uint64_t request = d->t_request <= queued ? d->t_request : queued;
+                 * wait for a writer thread, the write itself (a dump only
+                 * succeeds through dump_work, so every stamp is set). */
                 log_info("pid %" PRIu64 " (%s): dumped %u generations (%" PRIu64
                          " bytes%s) to %s in %.1f ms (flush %.1f, queue %.1f, write %.1f)",
                          d->meta.pid, d->command, d->ngens, d->bytes,
                          d->meta.flushed ? "" : ", not flushed",
                          d->fd >= 0 ? "the requester's file" : d->path,
-                         (double)(done - request) / 1000.0, (double)(queued - request) / 1000.0,
-                         (double)(write - queued) / 1000.0, (double)(done - write) / 1000.0);
+                         (double)(d->t_done - d->t_request) / 1000.0,
+                         (double)(d->t_queued - d->t_request) / 1000.0,
+                         (double)(d->t_write - d->t_queued) / 1000.0,
+                         (double)(d->t_done - d->t_write) / 1000.0);
         } else {
                 s->dumps_failed++;
                 log_full_errno(d->result == -ENODATA ? LOG_INFO : LOG_ERR, d->result,

@@ -29,9 +29,7 @@
 
 uint64_t gd_now_mono_ms(void)
 {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        return gd_now_mono_us() / 1000u;
 }
 
 uint64_t gd_now_mono_us(void)
