@@ -27,6 +27,7 @@
  *   each) until each CPU has written SIZE/ncpus and half again, so an
  *   overwrite-mode session with SIZE of buffers is full.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -250,6 +251,33 @@ static long daemon_rss_kib(uint64_t pid)
         return kib;
 }
 
+/* CPU time of every thread of the process so far, in ns (the first field of
+ * each task's schedstat); -1 when unreadable. */
+static int64_t daemon_cpu_ns(uint64_t pid)
+{
+        char path[96];
+        snprintf(path, sizeof(path), "/proc/%llu/task", (unsigned long long)pid);
+        DIR *d = opendir(path);
+        if (!d)
+                return -1;
+        int64_t sum = 0;
+        for (struct dirent *e; (e = readdir(d)) != NULL;) {
+                if (e->d_name[0] == '.')
+                        continue;
+                char file[384];
+                unsigned long long ns;
+                snprintf(file, sizeof(file), "%s/%s/schedstat", path, e->d_name);
+                FILE *f = fopen(file, "re");
+                if (!f)
+                        continue; /* the thread ended meanwhile */
+                if (fscanf(f, "%llu", &ns) == 1)
+                        sum += (int64_t)ns;
+                fclose(f);
+        }
+        closedir(d);
+        return sum;
+}
+
 /* True when the daemon lists none of pids[0..n) as live. */
 static bool all_ended(struct gtrace_client *c, const pid_t *pids, int n)
 {
@@ -269,9 +297,10 @@ static bool all_ended(struct gtrace_client *c, const pid_t *pids, int n)
         return ended == n;
 }
 
-/* One ingest run with n producers; returns MB/s (10^6 bytes). */
-static double ingest_run(struct gtrace_client *c, int n, uint8_t *blob, size_t len,
-                         uint64_t total)
+/* One ingest run with n producers; returns MB/s (10^6 bytes) and sets
+ * *cpu_us_per_mb to the daemon's CPU time per MB taken in. */
+static double ingest_run(struct gtrace_client *c, uint64_t daemon_pid, int n, uint8_t *blob,
+                         size_t len, uint64_t total, double *cpu_us_per_mb)
 {
         int go[2];
         if (pipe(go) < 0)
@@ -306,6 +335,7 @@ static double ingest_run(struct gtrace_client *c, int n, uint8_t *blob, size_t l
                         break;
                 (void)poll(NULL, 0, 2);
         }
+        int64_t cpu0 = daemon_cpu_ns(daemon_pid);
         uint64_t t0 = bench_mono_ns();
         char gobytes[MAX_PRODUCERS];
         memset(gobytes, 'g', sizeof(gobytes));
@@ -315,12 +345,14 @@ static double ingest_run(struct gtrace_client *c, int n, uint8_t *blob, size_t l
         while (!all_ended(c, pids, n))
                 (void)poll(NULL, 0, 1);
         uint64_t t1 = bench_mono_ns();
+        int64_t cpu1 = daemon_cpu_ns(daemon_pid);
         for (int i = 0; i < n; i++) {
                 int st;
                 if (waitpid(pids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
                         die("a producer failed", EPROTO);
         }
         double bytes = (double)frames * (double)(len + PROTO_HEADER_BYTES) * n;
+        *cpu_us_per_mb = cpu0 >= 0 && cpu1 >= cpu0 ? (double)(cpu1 - cpu0) / 1e3 / (bytes / 1e6) : -1;
         return bytes / 1e6 / ((double)(t1 - t0) / 1e9);
 }
 
@@ -345,26 +377,33 @@ static int run_ingest(const char *list, uint64_t total, uint32_t rounds, uint64_
         struct gtrace_client_status st;
         if (gtrace_client_status(c, &st, &err) < 0)
                 die(err.message, err.code);
-        static double mbs[8][64];
+        static double mbs[8][64], cpu[8][64];
         if (rounds > 64)
                 rounds = 64;
         for (uint32_t r = 0; r < rounds; r++)
                 for (int k = 0; k < nn; k++) {
                         int i = (int)((r + (uint32_t)k) % (uint32_t)nn);
-                        mbs[i][r] = ingest_run(c, ns[i], blob, len, total);
+                        mbs[i][r] = ingest_run(c, st.pid, ns[i], blob, len, total, &cpu[i][r]);
                 }
         long rss = daemon_rss_kib(st.pid);
-        char what[128], res[96], cmp[256];
+        char what[128], res[96], cmp[384];
         for (int i = 0; i < nn; i++) {
-                struct bench_stat s;
+                struct bench_stat s, sc;
                 bench_stat(mbs[i], rounds, &s);
+                bench_stat(cpu[i], rounds, &sc);
                 snprintf(what, sizeof(what), "gtraced ingest, %d producer%s", ns[i],
                          ns[i] == 1 ? "" : "s");
                 bench_fmt_stat(res, sizeof(res), &s, "MB/s", 0);
+                /* One core's worth: what the daemon would take in if it had a
+                 * CPU to itself, from its CPU time per MB. */
+                double core = sc.median > 0 ? 1e6 / sc.median : 0;
                 snprintf(cmp, sizeof(cmp),
-                         "%.0f MiB per run in %zu-byte generations; daemon RSS after all runs "
-                         "%ld MiB", (double)total / 1048576.0, len, rss / 1024);
-                bench_row(what, res, cmp, "", "");
+                         "%.0f generations/s; daemon CPU %.0f µs per MB [%.0f–%.0f], one core's "
+                         "worth %.0f MB/s; %.0f MiB per run in %zu-byte generations; daemon RSS "
+                         "after all runs %ld MiB",
+                         s.median * 1e6 / (double)(len + PROTO_HEADER_BYTES), sc.median, sc.p25,
+                         sc.p75, core, (double)total / 1048576.0, len, rss / 1024);
+                bench_row(what, res, cmp, "≥ 1 GB/s on one core", core >= 1000 ? "yes" : "**NO**");
         }
         gtrace_client_close(c);
         free(blob);
