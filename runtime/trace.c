@@ -124,6 +124,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tsdelta.h"
 #include "proto/event.h"
 #include "proto/varint.h"
 
@@ -500,15 +501,7 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
 
 static inline uint64_t ts_delta(struct gt_slot *s, uint64_t now)
 {
-        /* Deltas are unsigned: a thread moved to a CPU whose counter reads a
-         * hair behind gets a zero delta instead of a negative one.  No
-         * branch: at one clock unit (about 13 ns) per event, "same unit as
-         * the last event or not" goes either way, and a mispredicted branch
-         * right after the counter read cost a third of an event (region end
-         * 21.6 -> 15 ns on the 2-CPU VM). */
-        uint64_t last = s->last, next = now > last ? now : last;
-        s->last = next;
-        return next - last;
+        return gt_ts_delta(&s->last, now);
 }
 
 /* The write cursor.  Atomic (relaxed: plain moves) only because the crash

@@ -15,3 +15,4 @@ gtrace_check_test(test-runtime-fastpath SOURCES unit/test-runtime-fastpath.c
 # full stacks builds (docs/runtime.md).
 set_source_files_properties(unit/test-runtime-api.c PROPERTIES
   COMPILE_OPTIONS -fno-omit-frame-pointer)
+gtrace_check_test(test-runtime-delta SOURCES unit/test-runtime-delta.c TIMEOUT 60)
