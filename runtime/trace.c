@@ -484,7 +484,7 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
                 &t->strcache[((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) >> (64 - GT_STRCACHE_BITS)];
         struct gt_str *e = c->e;
         /* Same pointer is not enough: the caller may reuse a buffer. */
-        if (likely(c->ptr == s && e && c->gen == gen && str_same(e, s))) {
+        if (likely(c->ptr == s && e && str_same(e, s))) {
                 if (unlikely(c->gen != gen)) {
                         gt_str_mark(e, gen);
                         c->gen = gen;
