@@ -640,14 +640,32 @@ out:
 static void ring_push_blob(struct gt_blob *b)
 {
         pthread_mutex_lock(&gt.ring_lock);
-        gt_ring_push(&gt.ring, b);
-        if (!gt.daemon)
+        if (gt_ring_push(&gt.ring, b) && !gt.daemon)
                 gt_ring_mark_sent(&gt.ring); /* flight-recorder only: nothing to push */
         pthread_mutex_unlock(&gt.ring_lock);
 }
 
-/* Ends the current generation; with `next` false, tracing stops (gen 0). */
+__thread bool gt_on_advancer __attribute__((tls_model("initial-exec")));
+
+static void advance_cycle(bool next);
+
+/*
+ * Ends the current generation; with `next` false, tracing stops (gen 0).
+ * Everything a crash handler reads besides the threads' live chunks --
+ * the generation number, the chunks of the generation being cut, the
+ * status records, the ring, the exited threads -- changes only in here, so
+ * a crash handler on another thread holds it off (crash.c) and the cycle is
+ * skipped meanwhile: the next period tries again.
+ */
 static void advance(bool next)
+{
+        atomic_store_explicit(&gt.adv_busy, 1, memory_order_seq_cst);
+        if (!atomic_load_explicit(&gt.adv_frozen, memory_order_seq_cst))
+                advance_cycle(next);
+        atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
+}
+
+static void advance_cycle(bool next)
 {
         uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_relaxed);
         if (!gen)
@@ -741,6 +759,7 @@ static void serve_dump(struct gt_dump_req *r)
 
 static void *advancer_main(void *arg)
 {
+        gt_on_advancer = true;
         uint64_t period_ns = (uint64_t)gt.cfg.period_ms * 1000000ull;
         uint64_t next_cut = gt_mono_ns() + period_ns;
 

@@ -48,6 +48,8 @@ struct sbuf {
 
 static void sb_raw(struct sbuf *b, const void *d, size_t n)
 {
+        if (n == 0)
+                return; /* d may be NULL then (no status records yet) */
         if (b->full || b->len + n > b->cap) {
                 b->full = true;
                 return;
@@ -185,17 +187,31 @@ size_t gt_seal_current(uint8_t *buf, size_t cap)
                         if (!have_status && (!s->head || !gt_chunk_used(s, s->head) ||
                                              s->head->data[0] != PROTO_EV_THREAD_STATUS))
                                 continue;
-                        for (struct gt_chunk *c = s->head; c; c = c->next) {
+                        /* Read once: the thread may still be dropping
+                         * events, and the last batch and the totals must
+                         * agree. */
+                        uint64_t slot_lost = s->lost_total;
+                        for (struct gt_chunk *c = s->head, *next; c; c = next) {
+                                /* The thread may still be writing.  The chunk
+                                 * that was its tail when looked at is the last
+                                 * one copied: the tail's length is the cursor
+                                 * read after, and a chunk linked meanwhile
+                                 * would follow a gap (whatever the thread
+                                 * wrote into this one after the cursor read).
+                                 * A chunk that is not the tail has its next
+                                 * linked and its length final. */
+                                bool tail = c == s->tail;
                                 uint32_t used = gt_chunk_used(s, c);
+                                next = tail ? NULL : c->next;
                                 sb_u8(&b, PROTO_EV_BATCH);
                                 sb_uv(&b, t->tid);
                                 sb_uv(&b, c->base);
-                                sb_uv(&b, c->next ? 0 : s->lost_total);
+                                sb_uv(&b, next ? 0 : slot_lost);
                                 sb_bytes(&b, c->data, used);
                                 nbatches++;
                                 nevents += count_events(c->data, c->data + used);
                         }
-                        lost += s->lost_total;
+                        lost += slot_lost;
                 }
         if (locked)
                 pthread_mutex_unlock(&gt.threads_lock);
@@ -246,16 +262,47 @@ static void chain(int sig, siginfo_t *info, void *uctx)
         }
 }
 
+/*
+ * Holds the advance thread off while this handler reads what an advance
+ * cycle changes (advance.c): waits for a cycle in progress, up to max_ms
+ * (a large generation takes a while to assemble, and the thread may be
+ * descheduled).  False when the crash happened on the advance thread inside
+ * a cycle, or the cycle did not end in time: the seal is then best effort.
+ */
+static bool advancer_freeze(unsigned max_ms)
+{
+        atomic_store_explicit(&gt.adv_frozen, 1, memory_order_seq_cst);
+        if (gt_on_advancer)
+                return !atomic_load_explicit(&gt.adv_busy, memory_order_seq_cst);
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+                if (!atomic_load_explicit(&gt.adv_busy, memory_order_seq_cst))
+                        return true;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+                    (long)max_ms)
+                        return false;
+        }
+}
+
 static void crash_handler(int sig, siginfo_t *info, void *uctx)
 {
         int saved_errno = errno;
         if (atomic_exchange(&crashing, 1) == 0 && atomic_load(&gt.gen) != 0) {
+                /* First stop the generation from being cut, flushed or
+                 * pushed under our feet; then seal what the current one
+                 * holds. */
+                bool adv_ok = advancer_freeze(500);
                 size_t len = gt_seal_current(seal_buf, seal_cap);
                 char reason[64] = "crash: ";
                 size_t rl = strlen(reason);
                 const char *name = signal_name(sig);
                 memcpy(reason + rl, name, strlen(name) + 1);
-                bool ring_ok = !atomic_load_explicit(&gt.ring.busy, memory_order_relaxed);
+                /* Only an advance cycle pushes to the ring, so with the
+                 * advancer held the ring is still; otherwise (a crash on the
+                 * advance thread itself) it is read only between pushes. */
+                bool ring_ok = gt_ring_freeze(&gt.ring, adv_ok ? 0 : 100);
                 int sent = -ENOTCONN;
                 if (gt.daemon) {
                         /* Connected: gtraced has (nearly) everything but the
@@ -277,6 +324,10 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                         (void)gt_dump_write_local(gt.cfg.dump_dir, reason, "crash", sig, &iov,
                                                   NULL, 0);
                 }
+                /* A process that survives its signal (a handler of its own
+                 * recovers) keeps its flight recorder. */
+                gt_ring_thaw(&gt.ring);
+                atomic_store_explicit(&gt.adv_frozen, 0, memory_order_release);
         }
         errno = saved_errno;
         chain(sig, info, uctx);

@@ -252,6 +252,11 @@ struct gt_state {
         /* Advance thread. */
         struct gt_config cfg;
         pthread_t advancer;
+        /* The crash handler's hold on advancing (crash.c): it sets adv_frozen
+         * and waits for adv_busy to clear; an advance cycle sets adv_busy,
+         * then skips itself when adv_frozen is set.  All seq_cst. */
+        atomic_int adv_busy;
+        atomic_int adv_frozen;
         int wake_fd;                  /* eventfd */
         pthread_mutex_t req_lock;
         pthread_cond_t req_cond;
@@ -285,12 +290,14 @@ extern struct gt_state gt;
  * already moved on to the next chunk falls back to the recorded length. */
 static inline uint32_t gt_chunk_used(const struct gt_slot *s, const struct gt_chunk *c)
 {
-        const uint8_t *pos = atomic_load_explicit(&s->pos, memory_order_relaxed);
+        const uint8_t *pos = atomic_load_explicit(&s->pos, memory_order_acquire);
         if (c == s->tail && pos >= c->data && pos <= (const uint8_t *)c + gt.chunk_bytes)
                 return (uint32_t)(pos - c->data);
         return atomic_load_explicit(&c->used, memory_order_relaxed);
 }
 extern __thread struct gt_thread *gt_self __attribute__((tls_model("initial-exec")));
+/* True on the advance thread (crash.c: a crash there must not wait for itself). */
+extern __thread bool gt_on_advancer __attribute__((tls_model("initial-exec")));
 
 /* trace.c */
 int gt_threads_init(void);

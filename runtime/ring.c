@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "ring.h"
 
@@ -62,18 +63,46 @@ static void ring_evict_oldest(struct gt_ring *r)
         gt_blob_unref(b);
 }
 
-void gt_ring_push(struct gt_ring *r, struct gt_blob *b)
+bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
 {
-        atomic_store_explicit(&r->busy, 1, memory_order_relaxed);
-        atomic_signal_fence(memory_order_seq_cst); /* the crash handler runs on this thread too */
+        /* See ring.h: busy, then frozen, both seq_cst. */
+        atomic_store_explicit(&r->busy, 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&r->frozen, memory_order_seq_cst)) {
+                atomic_store_explicit(&r->busy, 0, memory_order_release);
+                atomic_fetch_add_explicit(&r->frozen_dropped, 1, memory_order_relaxed);
+                gt_blob_unref(b);
+                return false;
+        }
         while (r->count > 0 && (r->count == r->max_count || r->bytes + b->len > r->max_bytes))
                 ring_evict_oldest(r);
         r->slots[(r->head + r->count) % r->max_count] = b;
         r->count++;
         r->bytes += b->len;
         r->unsent++;
-        atomic_signal_fence(memory_order_seq_cst);
-        atomic_store_explicit(&r->busy, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->busy, 0, memory_order_release);
+        return true;
+}
+
+bool gt_ring_freeze(struct gt_ring *r, unsigned max_ms)
+{
+        atomic_store_explicit(&r->frozen, 1, memory_order_seq_cst);
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+                /* Acquire (seq_cst): the push's release of busy makes the
+                 * ring's contents visible. */
+                if (!atomic_load_explicit(&r->busy, memory_order_seq_cst))
+                        return true;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+                    (long)max_ms)
+                        return false;
+        }
+}
+
+void gt_ring_thaw(struct gt_ring *r)
+{
+        atomic_store_explicit(&r->frozen, 0, memory_order_release);
 }
 
 struct gt_blob *gt_ring_at(const struct gt_ring *r, uint32_t i)
@@ -97,6 +126,7 @@ void gt_ring_mark_sent(struct gt_ring *r)
 uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes)
 {
         uint64_t n = r->gens_dropped;
+        n += atomic_exchange_explicit(&r->frozen_dropped, 0, memory_order_relaxed);
         if (ret_bytes)
                 *ret_bytes = r->bytes_dropped;
         r->gens_dropped = 0;

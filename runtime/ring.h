@@ -6,8 +6,12 @@
  * gtraced when one is.
  *
  * Owned by the advance thread: only it pushes, pops and iterates.  The one
- * exception is the crash handler, which reads the ring without locking after
- * checking ring->busy (see crash.c); writers keep busy set while they mutate.
+ * exception is the crash handler, on whatever thread crashed, which reads
+ * the ring without locking: it sets `frozen`, then waits (bounded) for
+ * `busy` to clear.  A push sets busy, then looks at frozen, and leaves the
+ * ring alone (dropping its blob, counted) when it is set.  All four accesses
+ * are seq_cst, so at least one side sees the other's flag.  Only a push
+ * frees or moves entries; the other writers change counters.
  *
  * Blobs are reference counted (plain counts: single owner thread) so the
  * daemon connection can keep sending a blob the ring has since evicted.
@@ -16,6 +20,7 @@
 #define GT_RING_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,7 +47,9 @@ struct gt_ring {
         uint64_t bytes_dropped;
         uint64_t gens_evicted;  /* evicted at all, sent or not */
         uint64_t sent_total;    /* entries marked sent */
-        atomic_int busy;        /* 1 while the owner mutates; the crash handler skips the ring */
+        atomic_int busy;        /* 1 while a push runs */
+        atomic_int frozen;      /* set by the crash handler: pushes drop their blob */
+        _Atomic uint64_t frozen_dropped; /* blobs dropped so; added to gens_dropped */
 };
 
 int gt_ring_init(struct gt_ring *r, uint32_t max_count, uint64_t max_bytes);
@@ -50,8 +57,15 @@ void gt_ring_done(struct gt_ring *r);
 
 /* Appends b (the ring takes the caller's reference), evicting oldest entries
  * until both bounds hold.  A blob larger than max_bytes alone is still kept
- * (as the only entry) so the newest data is never refused. */
-void gt_ring_push(struct gt_ring *r, struct gt_blob *b);
+ * (as the only entry) so the newest data is never refused.  False when the
+ * ring is frozen (a crash handler reads it): b is dropped and counted. */
+bool gt_ring_push(struct gt_ring *r, struct gt_blob *b);
+
+/* The crash handler's side: true once no push runs and none will until
+ * gt_ring_thaw(); false after about max_ms when one still runs (the crash
+ * happened inside it, on the advance thread).  Async-signal-safe. */
+bool gt_ring_freeze(struct gt_ring *r, unsigned max_ms);
+void gt_ring_thaw(struct gt_ring *r);
 
 /* The i-th entry, 0 = oldest; NULL past the end.  Borrowed. */
 struct gt_blob *gt_ring_at(const struct gt_ring *r, uint32_t i);

@@ -513,7 +513,9 @@ static inline uint8_t *slot_pos(const struct gt_slot *s)
 
 static inline void ev_commit(struct gt_slot *s, uint8_t *p)
 {
-        atomic_store_explicit(&s->pos, p, memory_order_relaxed);
+        /* Release: the crash handler, on another thread, copies the bytes
+         * before the cursor it reads (gt_chunk_used).  A plain store on x86. */
+        atomic_store_explicit(&s->pos, p, memory_order_release);
         s->nevents++;
 }
 
@@ -1496,6 +1498,9 @@ void gt_fork_child_reset(void)
          * is the parent's data), locks are re-initialised, and tracing
          * restarts lazily with the parent's options. */
         atomic_store_explicit(&gt.gen, 0, memory_order_relaxed);
+        /* The parent's advance thread may have been mid-cycle. */
+        atomic_store_explicit(&gt.adv_busy, 0, memory_order_relaxed);
+        atomic_store_explicit(&gt.adv_frozen, 0, memory_order_relaxed);
         pthread_mutex_init(&gt.threads_lock, NULL);
         pthread_mutex_init(&gt.req_lock, NULL);
         pthread_mutex_init(&gt.ring_lock, NULL);

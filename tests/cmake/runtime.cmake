@@ -16,3 +16,4 @@ gtrace_check_test(test-runtime-fastpath SOURCES unit/test-runtime-fastpath.c
 set_source_files_properties(unit/test-runtime-api.c PROPERTIES
   COMPILE_OPTIONS -fno-omit-frame-pointer)
 gtrace_check_test(test-runtime-delta SOURCES unit/test-runtime-delta.c TIMEOUT 60)
+gtrace_check_test(test-runtime-ring SOURCES unit/test-runtime-ring.c LIBS gtrace_static TIMEOUT 60)

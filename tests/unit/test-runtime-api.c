@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -671,6 +672,66 @@ static void assert_died_of(int status, int sig)
         ck_assert_int_eq(WTERMSIG(status), sig);
 }
 
+/* Emits until the process dies. */
+static void *emit_forever(void *arg)
+{
+        (void)arg;
+        for (uint64_t i = 0;; i++) {
+                gtrace_region_begin("spin");
+                gtrace_counter("i", (int64_t)i);
+                gtrace_region_end();
+        }
+        return NULL;
+}
+
+/*
+ * A thread crashes while the advancer pushes a generation every millisecond
+ * into a two-entry ring, so every push evicts (frees) the oldest entry.  The
+ * crash handler reads the ring for its dump from the crashing thread: it
+ * must wait for a push in progress and keep the next ones out (ring.h), and
+ * the dump must validate and hold the crashing thread's last log.
+ */
+START_TEST(test_crash_while_the_ring_turns)
+{
+        const char *base = rt_tmpdir();
+        for (int round = 0; round < 8; round++) {
+                char dir[1100];
+                snprintf(dir, sizeof(dir), "%s/round%d", base, round);
+                ck_assert_int_eq(mkdir(dir, 0700), 0);
+                pid_t pid = fork();
+                ck_assert_int_ge(pid, 0);
+                if (pid == 0) {
+                        struct gtrace_options o = opts(dir, 1);
+                        o.ring_generations = 2;
+                        if (gtrace_start(&o) != 0)
+                                _exit(20);
+                        pthread_t th;
+                        if (pthread_create(&th, NULL, emit_forever, NULL) != 0)
+                                _exit(21);
+                        /* A few generations in the ring first, then a
+                         * point in the advancer's cycle that varies by round. */
+                        for (struct gtrace_stats st = {0}; st.generations < 3;
+                             gtrace_get_stats(&st))
+                                usleep(500);
+                        usleep((useconds_t)round * 130);
+                        gtrace_log("fatal", "aborting now");
+                        abort();
+                }
+                int status;
+                ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+                assert_died_of(status, SIGABRT);
+                const char *path = rt_find_dump(dir);
+                ck_assert_msg(path != NULL, "round %d: no crash dump in %s", round, dir);
+                struct rt_summary s;
+                int rc = rt_read_dump(path, &s);
+                ck_assert_msg(rc == 0, "round %d: %s: %s at %llu", round, path, s.err.msg,
+                              (unsigned long long)s.err.offset);
+                ck_assert_str_eq(s.last_log, "aborting now");
+                ck_assert_uint_gt(RT_COUNT(&s, REGION_BEGIN), 0);
+        }
+}
+END_TEST
+
 START_TEST(test_crash_leaves_valid_dump)
 {
         const char *dir = rt_tmpdir();
@@ -789,6 +850,7 @@ int main(void)
         tcase_set_timeout(proc, 60);
         tcase_add_test(proc, test_thread_exit_keeps_events);
         tcase_add_test(proc, test_fork_child_traces_cleanly);
+        tcase_add_test(proc, test_crash_while_the_ring_turns);
         tcase_add_test(proc, test_crash_leaves_valid_dump);
         tcase_add_test(proc, test_abort_chains_to_default);
         tcase_add_test(proc, test_crash_daemon_unreachable_dumps_locally);
