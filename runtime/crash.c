@@ -300,9 +300,11 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                 const char *name = signal_name(sig);
                 memcpy(reason + rl, name, strlen(name) + 1);
                 /* Only an advance cycle pushes to the ring, so with the
-                 * advancer held the ring is still; otherwise (a crash on the
-                 * advance thread itself) it is read only between pushes. */
-                bool ring_ok = gt_ring_freeze(&gt.ring, adv_ok ? 0 : 100);
+                 * advancer held the ring is still.  Otherwise it is read only
+                 * between pushes: on the advance thread itself a push in
+                 * progress never ends (no wait), elsewhere give a slow cycle
+                 * a little more time. */
+                bool ring_ok = gt_ring_freeze(&gt.ring, adv_ok || gt_on_advancer ? 0 : 100);
                 int sent = -ENOTCONN;
                 if (gt.daemon) {
                         /* Connected: gtraced has (nearly) everything but the
