@@ -114,6 +114,11 @@
  *   maybe a lock held mid-operation, the parent's socket).  It forgets all of
  *   it and restarts tracing lazily, with the parent's options, at its first
  *   event (gt_fork_child_reset).
+ * - Crash: the handler runs on the crashing thread while the others go on.
+ *   It holds the advancer off first (no cut, flush or push until it is
+ *   done; crash.c), then copies each thread's current chunks up to the
+ *   cursor it reads, stopping at the chunk that was the tail: a consistent
+ *   prefix of each thread's stream, as after a drop.
  */
 #include <errno.h>
 #include <linux/membarrier.h>
@@ -504,8 +509,8 @@ static inline uint64_t ts_delta(struct gt_slot *s, uint64_t now)
         return gt_ts_delta(&s->last, now);
 }
 
-/* The write cursor.  Atomic (relaxed: plain moves) only because the crash
- * handler reads it from another thread; everything else is the owner's. */
+/* The write cursor.  Atomic only because the crash handler reads it from
+ * another thread (plain moves on x86); everything else is the owner's. */
 static inline uint8_t *slot_pos(const struct gt_slot *s)
 {
         return atomic_load_explicit(&s->pos, memory_order_relaxed);
