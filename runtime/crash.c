@@ -21,7 +21,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -119,9 +121,8 @@ static uint64_t count_events(const uint8_t *p, const uint8_t *end)
         return n;
 }
 
-size_t gt_seal_current(uint8_t *buf, size_t cap)
+size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen)
 {
-        uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
         struct sbuf b = {.p = buf, .cap = cap};
         uint64_t nbatches = 0, nevents = 0, lost = 0;
 
@@ -286,6 +287,44 @@ static bool advancer_freeze(unsigned max_ms)
         }
 }
 
+/*
+ * The crash handler's own cut, made while the advance thread is held:
+ * later events go to the next generation, and writers still inside gen
+ * finish first (at most max_ms; never this thread, which may have crashed
+ * inside a section).  The generation sealed is then as consistent as any
+ * the advancer cuts: without the cut each thread's events were copied up to
+ * a different moment, and a fiber run on one thread could appear without
+ * the yield on another that preceded it.
+ */
+static void crash_cut(uint64_t gen, unsigned max_ms)
+{
+        atomic_store_explicit(&gt.gen, gen + 1, memory_order_seq_cst);
+        /* As gt_wait_writers(): pairs with the writers' barrier in wr_enter(). */
+        if (gt.use_membarrier)
+                (void)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+#if !defined(GTRACE_TSAN)
+        else
+                atomic_thread_fence(memory_order_seq_cst);
+#endif
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        /* The lists change only under threads_lock, which the crashed thread
+         * may hold: read without it (as gt_seal_current does). */
+        for (int list = 0; list < 2; list++)
+                for (struct gt_thread *t = list ? gt.exited : gt.threads; t; t = t->next) {
+                        uint64_t s = atomic_load_explicit(&t->seq, memory_order_seq_cst);
+                        if (t == gt_self || !(s & 1))
+                                continue;
+                        while (atomic_load_explicit(&t->seq, memory_order_acquire) == s) {
+                                clock_gettime(CLOCK_MONOTONIC, &now);
+                                if ((now.tv_sec - t0.tv_sec) * 1000 +
+                                            (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+                                    (long)max_ms)
+                                        return;
+                        }
+                }
+}
+
 static void crash_handler(int sig, siginfo_t *info, void *uctx)
 {
         int saved_errno = errno;
@@ -294,7 +333,10 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                  * pushed under our feet; then seal what the current one
                  * holds. */
                 bool adv_ok = advancer_freeze(500);
-                size_t len = gt_seal_current(seal_buf, seal_cap);
+                uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
+                if (adv_ok)
+                        crash_cut(gen, 100);
+                size_t len = gt_seal_current(seal_buf, seal_cap, gen);
                 char reason[64] = "crash: ";
                 size_t rl = strlen(reason);
                 const char *name = signal_name(sig);

@@ -343,7 +343,7 @@ void gt_crash_install(void);
 void gt_crash_uninstall(void);
 /* Seal what the current generation holds into buf without locks or malloc;
  * returns the blob length (0 if nothing fits). */
-size_t gt_seal_current(uint8_t *buf, size_t cap);
+size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen);
 
 /* advance.c */
 size_t gt_encode_generation_header(uint8_t *p, uint64_t gen, const struct gt_clock_ref *ref,

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -684,12 +685,34 @@ static void *emit_forever(void *arg)
         return NULL;
 }
 
+/* Two threads pass one fiber back and forth (run, yield) until the process
+ * dies: each run on one thread follows a yield on the other. */
+static uint64_t pingpong_fiber;
+static atomic_int pingpong_turn;
+
+static void *pingpong(void *arg)
+{
+        int me = (int)(intptr_t)arg;
+        for (;;) {
+                if (atomic_load(&pingpong_turn) != me)
+                        continue;
+                gtrace_fiber_run(pingpong_fiber);
+                gtrace_region_begin("turn");
+                gtrace_region_end();
+                gtrace_fiber_yield();
+                atomic_store(&pingpong_turn, !me);
+        }
+        return NULL;
+}
+
 /*
  * A thread crashes while the advancer pushes a generation every millisecond
- * into a two-entry ring, so every push evicts (frees) the oldest entry.  The
- * crash handler reads the ring for its dump from the crashing thread: it
- * must wait for a push in progress and keep the next ones out (ring.h), and
- * the dump must validate and hold the crashing thread's last log.
+ * into a two-entry ring, so every push evicts (frees) the oldest entry, and
+ * while other threads emit and pass a fiber between them.  The crash handler
+ * holds the advancer off, reads the ring, and cuts the generation it seals
+ * (crash.c): the dump must validate -- a fiber's run on one thread never
+ * without the yield on the other before it -- and hold the crashing
+ * thread's last log.
  */
 START_TEST(test_crash_while_the_ring_turns)
 {
@@ -705,8 +728,11 @@ START_TEST(test_crash_while_the_ring_turns)
                         o.ring_generations = 2;
                         if (gtrace_start(&o) != 0)
                                 _exit(20);
-                        pthread_t th;
-                        if (pthread_create(&th, NULL, emit_forever, NULL) != 0)
+                        pthread_t th[3];
+                        pingpong_fiber = gtrace_fiber_create("pingpong");
+                        if (pthread_create(&th[0], NULL, emit_forever, NULL) != 0 ||
+                            pthread_create(&th[1], NULL, pingpong, (void *)0) != 0 ||
+                            pthread_create(&th[2], NULL, pingpong, (void *)1) != 0)
                                 _exit(21);
                         /* A few generations in the ring first, then a
                          * point in the advancer's cycle that varies by round. */
