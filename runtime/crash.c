@@ -325,6 +325,27 @@ static void crash_cut(uint64_t gen, unsigned max_ms)
                 }
 }
 
+/*
+ * Whether the process surely dies of sig after this handler: no handler of
+ * the application's comes next (default or ignored: a fault re-executes and
+ * the kernel forces the default; abort() raises again).  Only then may the
+ * handler cut the generation, which leaves the next one without the
+ * advancer's status records: a process that lives on keeps generations that
+ * validate, at the cost of a best-effort seal.
+ */
+static bool sig_is_fatal(int sig)
+{
+        for (size_t i = 0; i < NFATAL; i++) {
+                if (fatal_signals[i] != sig)
+                        continue;
+                const struct sigaction *old = &previous[i];
+                if (old->sa_flags & SA_SIGINFO)
+                        return old->sa_sigaction == NULL;
+                return old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN;
+        }
+        return false;
+}
+
 static void crash_handler(int sig, siginfo_t *info, void *uctx)
 {
         int saved_errno = errno;
@@ -334,7 +355,7 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                  * holds. */
                 bool adv_ok = advancer_freeze(500);
                 uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
-                if (adv_ok)
+                if (adv_ok && sig_is_fatal(sig))
                         crash_cut(gen, 100);
                 size_t len = gt_seal_current(seal_buf, seal_cap, gen);
                 char reason[64] = "crash: ";
