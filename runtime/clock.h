@@ -7,6 +7,8 @@
 #ifndef GT_CLOCK_H
 #define GT_CLOCK_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -36,6 +38,18 @@ static inline uint64_t gt_mono_ns(void)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Spins until *flag reads 0 (seq_cst, so with acquire), for at most max_ms:
+ * true if it did.  Async-signal-safe: the crash handler's waits (crash.c,
+ * ring.c). */
+static inline bool gt_wait_clear(atomic_int *flag, unsigned max_ms)
+{
+        uint64_t deadline = gt_mono_ns() + (uint64_t)max_ms * 1000000u;
+        while (atomic_load_explicit(flag, memory_order_seq_cst))
+                if (gt_mono_ns() >= deadline)
+                        return false;
+        return true;
 }
 
 /* The fallback read, out of line: it keeps struct timespec (and with it a

@@ -21,9 +21,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
-#include <linux/membarrier.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -264,6 +262,19 @@ static void chain(int sig, siginfo_t *info, void *uctx)
 }
 
 /*
+ * How long a crash may wait for other threads, at most: for an advance cycle
+ * in progress (assembling a large generation takes a while, and the thread
+ * may be descheduled), for writers still inside the generation being cut,
+ * and for a ring push when the advance thread could not be held.  Only a
+ * crash that meets one of them waits; past the bound the dump is best
+ * effort.  They bound how long a dying process lingers, so they are fixed
+ * here rather than configured.
+ */
+#define CRASH_HOLD_MS 500
+#define CRASH_CUT_MS 100
+#define CRASH_RING_MS 100
+
+/*
  * Holds the advance thread off while this handler reads what an advance
  * cycle changes (advance.c): waits for a cycle in progress, up to max_ms
  * (a large generation takes a while to assemble, and the thread may be
@@ -273,18 +284,7 @@ static void chain(int sig, siginfo_t *info, void *uctx)
 static bool advancer_freeze(unsigned max_ms)
 {
         atomic_store_explicit(&gt.adv_frozen, 1, memory_order_seq_cst);
-        if (gt_on_advancer)
-                return !atomic_load_explicit(&gt.adv_busy, memory_order_seq_cst);
-        struct timespec t0, now;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (;;) {
-                if (!atomic_load_explicit(&gt.adv_busy, memory_order_seq_cst))
-                        return true;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
-                    (long)max_ms)
-                        return false;
-        }
+        return gt_wait_clear(&gt.adv_busy, gt_on_advancer ? 0 : max_ms);
 }
 
 /*
@@ -299,15 +299,8 @@ static bool advancer_freeze(unsigned max_ms)
 static void crash_cut(uint64_t gen, unsigned max_ms)
 {
         atomic_store_explicit(&gt.gen, gen + 1, memory_order_seq_cst);
-        /* As gt_wait_writers(): pairs with the writers' barrier in wr_enter(). */
-        if (gt.use_membarrier)
-                (void)syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-#if !defined(GTRACE_TSAN)
-        else
-                atomic_thread_fence(memory_order_seq_cst);
-#endif
-        struct timespec t0, now;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        gt_writers_barrier();
+        uint64_t deadline = gt_mono_ns() + (uint64_t)max_ms * 1000000u;
         /* The lists change only under threads_lock, which the crashed thread
          * may hold: read without it (as gt_seal_current does). */
         for (int list = 0; list < 2; list++)
@@ -315,13 +308,9 @@ static void crash_cut(uint64_t gen, unsigned max_ms)
                         uint64_t s = atomic_load_explicit(&t->seq, memory_order_seq_cst);
                         if (t == gt_self || !(s & 1))
                                 continue;
-                        while (atomic_load_explicit(&t->seq, memory_order_acquire) == s) {
-                                clock_gettime(CLOCK_MONOTONIC, &now);
-                                if ((now.tv_sec - t0.tv_sec) * 1000 +
-                                            (now.tv_nsec - t0.tv_nsec) / 1000000 >=
-                                    (long)max_ms)
+                        while (atomic_load_explicit(&t->seq, memory_order_acquire) == s)
+                                if (gt_mono_ns() >= deadline)
                                         return;
-                        }
                 }
 }
 
@@ -353,10 +342,10 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                 /* First stop the generation from being cut, flushed or
                  * pushed under our feet; then seal what the current one
                  * holds. */
-                bool adv_ok = advancer_freeze(500);
+                bool adv_ok = advancer_freeze(CRASH_HOLD_MS);
                 uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
                 if (adv_ok && sig_is_fatal(sig))
-                        crash_cut(gen, 100);
+                        crash_cut(gen, CRASH_CUT_MS);
                 size_t len = gt_seal_current(seal_buf, seal_cap, gen);
                 char reason[64] = "crash: ";
                 size_t rl = strlen(reason);
@@ -367,7 +356,7 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                  * between pushes: on the advance thread itself a push in
                  * progress never ends (no wait), elsewhere give a slow cycle
                  * a little more time. */
-                bool ring_ok = gt_ring_freeze(&gt.ring, adv_ok || gt_on_advancer ? 0 : 100);
+                bool ring_ok = gt_ring_freeze(&gt.ring, adv_ok || gt_on_advancer ? 0 : CRASH_RING_MS);
                 int sent = -ENOTCONN;
                 if (gt.daemon) {
                         /* Connected: gtraced has (nearly) everything but the

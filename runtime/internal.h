@@ -319,6 +319,9 @@ void gt_fibers_status(uint64_t gen);
 void gt_tasks_status(uint64_t gen);
 /* Wait until no thread can still write generation gen - 1 (invariant 3). */
 void gt_wait_writers(void);
+/* The advancer's half of the write-section barrier (wr_enter), which
+ * gt_wait_writers() starts with; async-signal-safe. */
+void gt_writers_barrier(void);
 void gt_fork_child_reset(void);
 
 /* advance.c: the status buffer writers (advancer only). */

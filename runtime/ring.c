@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "clock.h"
 #include "ring.h"
 
 struct gt_blob *gt_blob_new(uint64_t gen, size_t len)
@@ -86,18 +86,8 @@ bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
 bool gt_ring_freeze(struct gt_ring *r, unsigned max_ms)
 {
         atomic_store_explicit(&r->frozen, 1, memory_order_seq_cst);
-        struct timespec t0, now;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (;;) {
-                /* Acquire (seq_cst): the push's release of busy makes the
-                 * ring's contents visible. */
-                if (!atomic_load_explicit(&r->busy, memory_order_seq_cst))
-                        return true;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
-                    (long)max_ms)
-                        return false;
-        }
+        /* The push's release of busy makes the ring's contents visible. */
+        return gt_wait_clear(&r->busy, max_ms);
 }
 
 void gt_ring_thaw(struct gt_ring *r)

@@ -331,7 +331,7 @@ void gt_threads_done(void)
         pthread_mutex_unlock(&gt.threads_lock);
 }
 
-void gt_wait_writers(void)
+void gt_writers_barrier(void)
 {
         /* Pairs with the writers' barrier in wr_enter(): membarrier() makes
          * their compiler barriers full ones; without it, they and we both
@@ -342,6 +342,11 @@ void gt_wait_writers(void)
         else
                 atomic_thread_fence(memory_order_seq_cst);
 #endif
+}
+
+void gt_wait_writers(void)
+{
+        gt_writers_barrier();
         pthread_mutex_lock(&gt.threads_lock);
         for (int list = 0; list < 2; list++) {
                 for (struct gt_thread *t = list ? gt.exited : gt.threads; t; t = t->next) {
