@@ -484,14 +484,20 @@ static inline void copy_text(uint8_t *dst, const char *src, size_t len)
 }
 
 /* Marks e as used in gen through the thread's cache. */
+/* The thread's cache entry for the string at s.  Multiplicative hash of the
+ * whole pointer: the linker packs short literals a few bytes apart, so low
+ * bits alone would collide. */
+static inline struct gt_strcache *strcache_at(struct gt_thread *t, const char *s)
+{
+        return &t->strcache[((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) >>
+                            (64 - GT_STRCACHE_BITS)];
+}
+
 static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_t gen)
 {
         if (unlikely(!s))
                 s = "";
-        /* Multiplicative hash of the whole pointer: the linker packs short
-         * literals a few bytes apart, so low bits alone would collide. */
-        struct gt_strcache *c =
-                &t->strcache[((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) >> (64 - GT_STRCACHE_BITS)];
+        struct gt_strcache *c = strcache_at(t, s);
         struct gt_str *e = c->e;
         /* Same pointer is not enough: the caller may reuse a buffer. */
         if (likely(c->ptr == s && e && str_same(e, s))) {
@@ -613,12 +619,57 @@ drop:
  * first event the status handshake happens in here, and the event must not
  * carry a time older than the status the advancer may have written.
  */
-static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_t need)
+/* The current chunk of gen when it has need bytes free, else NULL: slot_room
+ * without its slow path (the fast paths take that test alone). */
+static inline struct gt_slot *slot_fast(struct gt_thread *t, uint64_t gen, size_t need)
 {
         struct gt_slot *s = &t->slot[gen & 1];
         if (likely(s->gen == gen && (size_t)(s->end - slot_pos(s)) >= need))
                 return s;
-        return slot_room_slow(t, gen, need);
+        return NULL;
+}
+
+static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_t need)
+{
+        struct gt_slot *s = slot_fast(t, gen, need);
+        return likely(s) ? s : slot_room_slow(t, gen, need);
+}
+
+/* The events of the fast paths, written the same way by their general
+ * paths: into s, which has room. */
+static inline void put_region_begin(struct gt_slot *s, uint64_t now, const struct gt_str *e)
+{
+        uint8_t *p = slot_pos(s);
+        *p++ = PROTO_EV_REGION_BEGIN;
+        p = put_u(p, ts_delta(s, now));
+        p = put_u(p, e->id);
+        ev_commit(s, p);
+}
+
+static inline void put_region_end(struct gt_slot *s, uint64_t now)
+{
+        uint8_t *p = slot_pos(s);
+        *p++ = PROTO_EV_REGION_END;
+        p = put_u(p, ts_delta(s, now));
+        ev_commit(s, p);
+}
+
+static inline void put_counter(struct gt_slot *s, uint64_t now, const struct gt_str *e,
+                               int64_t value)
+{
+        uint8_t *p = slot_pos(s);
+        *p++ = PROTO_EV_COUNTER;
+        p = put_u(p, ts_delta(s, now));
+        p = put_u(p, e->id);
+        p = put_u(p, proto_zigzag(value));
+        ev_commit(s, p);
+}
+
+/* The open region at depth, for status events. */
+static inline void region_open(struct gt_thread *t, uint32_t depth, struct gt_str *e, uint64_t now)
+{
+        atomic_store_explicit(&t->regions[depth].name, e, memory_order_relaxed);
+        atomic_store_explicit(&t->regions[depth].start, now, memory_order_relaxed);
 }
 
 /* ---- stacks ---------------------------------------------------------------- */
@@ -951,21 +1002,11 @@ void gt_tasks_status(uint64_t gen)
 /* The thread's cache entry for s, when it holds s marked for gen. */
 static inline struct gt_str *str_cached(struct gt_thread *t, const char *s, uint64_t gen)
 {
-        const struct gt_strcache *c =
-                &t->strcache[((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) >> (64 - GT_STRCACHE_BITS)];
+        const struct gt_strcache *c = strcache_at(t, s);
         struct gt_str *e = c->e;
         /* c->ptr is never NULL while c->e is set (str_get maps NULL to ""). */
         if (likely(c->ptr == s && e && c->gen == gen && str_same(e, s)))
                 return e;
-        return NULL;
-}
-
-/* The current chunk of gen has need bytes free (slot_room without its slow path). */
-static inline struct gt_slot *slot_fast(struct gt_thread *t, uint64_t gen, size_t need)
-{
-        struct gt_slot *s = &t->slot[gen & 1];
-        if (likely(s->gen == gen && (size_t)(s->end - slot_pos(s)) >= need))
-                return s;
         return NULL;
 }
 
@@ -989,15 +1030,9 @@ static __attribute__((noinline)) void region_begin_in(struct gt_thread *t, uint6
                 struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
                 struct gt_str *e = str_get(t, name, gen);
-                if (likely(s)) {
-                        uint8_t *p = slot_pos(s);
-                        *p++ = PROTO_EV_REGION_BEGIN;
-                        p = put_u(p, ts_delta(s, now));
-                        p = put_u(p, e->id);
-                        ev_commit(s, p);
-                }
-                atomic_store_explicit(&t->regions[depth].name, e, memory_order_relaxed);
-                atomic_store_explicit(&t->regions[depth].start, now, memory_order_relaxed);
+                if (likely(s))
+                        put_region_begin(s, now, e);
+                region_open(t, depth, e, now);
         } else {
                 /* Deeper than tracked: neither begin nor end is recorded. */
                 struct gt_slot *s = &t->slot[gen & 1];
@@ -1030,13 +1065,8 @@ GTRACE_API void gtrace_region_begin(const char *name)
         if (unlikely(depth >= GT_MAX_REGION_DEPTH || !s || !e || !clock_fast()))
                 return region_begin_in(t, gen, name);
         uint64_t now = gt_clock_now();
-        uint8_t *p = slot_pos(s);
-        *p++ = PROTO_EV_REGION_BEGIN;
-        p = put_u(p, ts_delta(s, now));
-        p = put_u(p, e->id);
-        ev_commit(s, p);
-        atomic_store_explicit(&t->regions[depth].name, e, memory_order_relaxed);
-        atomic_store_explicit(&t->regions[depth].start, now, memory_order_relaxed);
+        region_open(t, depth, e, now);
+        put_region_begin(s, now, e);
         atomic_store_explicit(&t->depth, depth + 1, memory_order_relaxed);
         wr_exit(t);
 }
@@ -1047,12 +1077,8 @@ static __attribute__((noinline)) void region_end_in(struct gt_thread *t, uint64_
         if (likely(depth > 0 && depth <= GT_MAX_REGION_DEPTH)) {
                 struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
-                if (likely(s)) {
-                        uint8_t *p = slot_pos(s);
-                        *p++ = PROTO_EV_REGION_END;
-                        p = put_u(p, ts_delta(s, now));
-                        ev_commit(s, p);
-                }
+                if (likely(s))
+                        put_region_end(s, now);
         }
         if (depth > 0)
                 atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
@@ -1077,11 +1103,7 @@ GTRACE_API void gtrace_region_end(void)
         struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
         if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !s || !clock_fast()))
                 return region_end_in(t, gen);
-        uint64_t now = gt_clock_now();
-        uint8_t *p = slot_pos(s);
-        *p++ = PROTO_EV_REGION_END;
-        p = put_u(p, ts_delta(s, now));
-        ev_commit(s, p);
+        put_region_end(s, gt_clock_now());
         atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
         wr_exit(t);
 }
@@ -1091,15 +1113,8 @@ static __attribute__((noinline)) void counter_in(struct gt_thread *t, uint64_t g
 {
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
         uint64_t now = gt_clock_now();
-        if (likely(s)) {
-                struct gt_str *e = str_get(t, name, gen);
-                uint8_t *p = slot_pos(s);
-                *p++ = PROTO_EV_COUNTER;
-                p = put_u(p, ts_delta(s, now));
-                p = put_u(p, e->id);
-                p = put_u(p, proto_zigzag(value));
-                ev_commit(s, p);
-        }
+        if (likely(s))
+                put_counter(s, now, str_get(t, name, gen), value);
         wr_exit(t);
 }
 
@@ -1122,12 +1137,7 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
         if (unlikely(!s || !e || !clock_fast()))
                 return counter_in(t, gen, name, value);
         uint64_t now = gt_clock_now();
-        uint8_t *p = slot_pos(s);
-        *p++ = PROTO_EV_COUNTER;
-        p = put_u(p, ts_delta(s, now));
-        p = put_u(p, e->id);
-        p = put_u(p, proto_zigzag(value));
-        ev_commit(s, p);
+        put_counter(s, now, e, value);
         wr_exit(t);
 }
 
