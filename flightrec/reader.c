@@ -1474,7 +1474,6 @@ static inline int rd_before(const struct fr_parser *r, uint32_t a, uint32_t b)
  * blob whose times span more takes the wide keys: the time in wk, the
  * thread in wi, compared with masks.
  */
-
 /* Replays ti's path to the root with its current key. */
 static inline void rd_tree_replay(struct fr_parser *r, uint32_t ti, int ready)
 {
