@@ -131,7 +131,7 @@ static int connected(void *ctx)
 
 START_TEST(test_daemon_sends_reused_blobs_intact)
 {
-        struct dh_daemon D;
+        struct dh_daemon D = {0};
         const char *extra[] = {"--generations", "6", NULL};
         dh_start_ok(&D, extra);
         struct gtrace_options o = {
