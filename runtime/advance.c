@@ -757,9 +757,104 @@ static void serve_dump(struct gt_dump_req *r)
 
 /* ---- the thread ------------------------------------------------------------------------ */
 
+/*
+ * The advance thread's file table.
+ *
+ * Threads of a process share one table of descriptors, and the kernel pays
+ * for that on every read, write, send, recv and epoll_wait: once a table has
+ * a second user, each descriptor it looks up is reference-counted for the
+ * duration of the call (two atomic operations), where a table with a single
+ * user is read as is.  A single-threaded server that starts gtrace would pay
+ * this on every system call for the sake of a thread that does a few calls
+ * a second: bench/run measured it at about 2% of a small HTTP request, more
+ * than everything else tracing costs.
+ *
+ * So the advance thread takes a table of its own (close_range with
+ * CLOSE_RANGE_UNSHARE: the kernel copies the table, then closes the range in
+ * the copy) and keeps in it only the wake-up eventfd.  The application's
+ * table is then single-user again, and its descriptors stay entirely its
+ * own: closing one closes the file, since the advance thread holds no copy
+ * of it (a reader waiting for EOF on a pipe sees it at once).  The sockets
+ * and dump files the advance thread opens from then on are in its table
+ * only: they never reach the application's children, and no descriptor of
+ * the application's can be closed in their name.  So the connection to
+ * gtraced is closed by the advance thread (gt_daemon_close), and a forked
+ * child, whose table is a copy of the application's, has nothing to close.
+ *
+ * Descriptors 0-2 of the private table point at /dev/null, so a socket never
+ * takes a number a stray write to stdout or stderr would reach (glibc's fatal
+ * messages write to fd 2).  AddressSanitizer builds keep the application's
+ * stderr instead, so a report from this thread is seen.  ThreadSanitizer
+ * builds keep the shared table: TSan models descriptors by number for the
+ * whole process, and two tables make it see races between unrelated files.
+ *
+ * Without close_range (Linux before 5.9, or a seccomp filter that refuses
+ * it), nothing changes and the table stays shared: correct, only slower.
+ * The copy costs what duplicating the table costs, once per start.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define KEEP_STDERR 1
+#else
+#define KEEP_STDERR 0
+#endif
+
+static int sys_close_range(unsigned first, unsigned last, unsigned flags)
+{
+#if defined(SYS_close_range)
+        return (int)syscall(SYS_close_range, first, last, flags);
+#else
+        (void)first, (void)last, (void)flags;
+        errno = ENOSYS;
+        return -1;
+#endif
+}
+
+static bool files_go_private(int keep_fd)
+{
+#if defined(GTRACE_TSAN)
+        (void)keep_fd;
+        return false;
+#endif
+        /* The descriptors to keep, ascending: at most stderr and the eventfd. */
+        unsigned keep[2];
+        size_t n = 0;
+        if (KEEP_STDERR && keep_fd != 2)
+                keep[n++] = 2;
+        if (keep_fd >= 0)
+                keep[n++] = (unsigned)keep_fd;
+        if (n == 2 && keep[0] > keep[1]) {
+                unsigned t = keep[0];
+                keep[0] = keep[1];
+                keep[1] = t;
+        }
+        /* Above the highest kept one first, unsharing: the kernel then
+         * copies only the descriptors below it. */
+        unsigned first = n ? keep[n - 1] + 1 : 0;
+        if (sys_close_range(first, ~0U, 1U << 1 /* CLOSE_RANGE_UNSHARE */) < 0)
+                return false;
+        unsigned lo = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (keep[i] > lo)
+                        (void)sys_close_range(lo, keep[i] - 1, 0);
+                lo = keep[i] + 1;
+        }
+        /* Fill 0-2 (open returns the lowest free number). */
+        for (;;) {
+                int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (fd < 0)
+                        break;
+                if (fd > 2) {
+                        close(fd);
+                        break;
+                }
+        }
+        return true;
+}
+
 static void *advancer_main(void *arg)
 {
         gt_on_advancer = true;
+        atomic_store(&gt.adv_files_private, files_go_private(gt.wake_fd));
         uint64_t period_ns = (uint64_t)gt.cfg.period_ms * 1000000ull;
         uint64_t next_cut = gt_mono_ns() + period_ns;
 
@@ -859,6 +954,9 @@ static void *advancer_main(void *arg)
                 reqs = r->next;
                 dump_local(r);
         }
+        /* The connection is in this thread's file table (files_go_private). */
+        if (gt.daemon)
+                gt_daemon_close(gt.daemon, &gt.ring);
         return NULL;
 }
 
@@ -1282,7 +1380,7 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
                 atomic_store(&gt.gen, 0);
                 gt_wait_writers();
                 gt_crash_uninstall();
-                gt_daemon_free(gt.daemon, &gt.ring);
+                gt_daemon_free(gt.daemon);
                 gt.daemon = NULL;
                 goto fail;
         }
@@ -1313,7 +1411,7 @@ GTRACE_API void gtrace_stop(void)
         pthread_join(gt.advancer, NULL);
         gt_crash_uninstall();
         if (gt.daemon) {
-                gt_daemon_free(gt.daemon, &gt.ring);
+                gt_daemon_free(gt.daemon);
                 gt.daemon = NULL;
         }
         gt_threads_done();

@@ -45,7 +45,7 @@
 #define DAEMON_SNDBUF (4 << 20)      /* asked for; the kernel may cap it */
 #define DAEMON_SMALLQ 16             /* queued FLUSH_DONE / DUMP_REQUEST / GOODBYE */
 #define DAEMON_MAX_FLUSH_IDS 16      /* FLUSH requests answered by one generation */
-#define DAEMON_FREE_WAIT_MS 500      /* gt_daemon_free(): bound on pushing the rest */
+#define DAEMON_FREE_WAIT_MS 500      /* gt_daemon_close(): bound on pushing the rest */
 #define DAEMON_RBUF 8192             /* > the largest daemon -> producer frame */
 #define DAEMON_SMALL_MAX (PROTO_HEADER_BYTES + PROTO_MAX_DUMP_REQUEST_BYTES)
 
@@ -491,7 +491,7 @@ int gt_daemon_request_dump(struct gt_daemon *d, uint64_t id, const char *reason)
         return queue_small(d, frame, (size_t)n, 0, true) ? 0 : -ENOBUFS;
 }
 
-void gt_daemon_free(struct gt_daemon *d, struct gt_ring *ring)
+void gt_daemon_close(struct gt_daemon *d, struct gt_ring *ring)
 {
         if (!d)
                 return;
@@ -521,6 +521,14 @@ void gt_daemon_free(struct gt_daemon *d, struct gt_ring *ring)
                 close(d->fd);
                 d->fd = -1;
         }
+        cur_release(d);
+        d->state = ST_DOWN;
+}
+
+void gt_daemon_free(struct gt_daemon *d)
+{
+        if (!d)
+                return;
         cur_release(d);
         free(d);
 }

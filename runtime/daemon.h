@@ -48,8 +48,12 @@ struct gt_daemon_events {
 
 /* No I/O happens here; the first connect is attempted by the first service call. */
 struct gt_daemon *gt_daemon_new(const char *socket_path, const struct gt_proc_info *info);
-/* Sends what fits of the unsent ring entries and GOODBYE (bounded wait), closes. */
-void gt_daemon_free(struct gt_daemon *d, struct gt_ring *ring);
+/* Sends what fits of the unsent ring entries and GOODBYE (bounded wait),
+ * then closes the connection.  On the thread that services d (the advance
+ * thread): the descriptor may be in that thread's file table only. */
+void gt_daemon_close(struct gt_daemon *d, struct gt_ring *ring);
+/* Frees d.  Closes nothing: gt_daemon_close() did, on the right thread. */
+void gt_daemon_free(struct gt_daemon *d);
 
 /* The descriptor to poll and the events wanted, or -1 when not connected;
  * *ret_timeout_ms is when the next reconnect attempt is due (-1: none). */

@@ -258,6 +258,9 @@ struct gt_state {
         atomic_int adv_busy;
         atomic_int adv_frozen;
         int wake_fd;                  /* eventfd */
+        /* The advance thread has a file table of its own (advance.c):
+         * its descriptors are not the application's. */
+        atomic_bool adv_files_private;
         pthread_mutex_t req_lock;
         pthread_cond_t req_cond;
         struct gt_dump_req *dump_reqs;

@@ -1535,8 +1535,11 @@ void gt_fork_child_reset(void)
                 short ev;
                 int to;
                 int fd = gt_daemon_pollfd(gt.daemon, &ev, &to);
-                if (fd >= 0)
-                        close(fd); /* the parent's connection, not ours */
+                /* The parent's connection, not ours; in our table only if
+                 * the advance thread shared the application's. */
+                if (fd >= 0 && !atomic_load_explicit(&gt.adv_files_private,
+                                                     memory_order_relaxed))
+                        close(fd);
                 inherited_daemon = gt.daemon;
                 gt.daemon = NULL;
         }

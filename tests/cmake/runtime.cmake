@@ -17,3 +17,10 @@ set_source_files_properties(unit/test-runtime-api.c PROPERTIES
   COMPILE_OPTIONS -fno-omit-frame-pointer)
 gtrace_check_test(test-runtime-delta SOURCES unit/test-runtime-delta.c TIMEOUT 60)
 gtrace_check_test(test-runtime-ring SOURCES unit/test-runtime-ring.c LIBS gtrace_static TIMEOUT 60)
+# The advance thread's own file table, against a real gtraced.  Not under
+# TSan, whose builds keep the table shared (runtime/advance.c says why).
+if(NOT GTRACE_SANITIZE MATCHES "thread")
+  gtrace_check_test(test-runtime-files SOURCES integration/test-runtime-files.c ${DAEMON_HARNESS}
+    LIBS gtrace_static gtrace_flightrec TIMEOUT 120)
+  add_dependencies(test-runtime-files gtraced)
+endif()
