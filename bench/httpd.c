@@ -25,8 +25,9 @@
  * "floor" (the timestamped thread-local append bench-emit calls the floor),
  * "rdtsc" (the cycle counter read alone) or "call" (an empty call).
  * Default "gtrace".
- * --idle-thread starts a thread that only sleeps: what any second thread
- * (gtrace's advance thread is one) costs a process that had only one.
+ * --idle-thread starts a thread that only sleeps, in a file table of its
+ * own as gtrace's advance thread: what any second thread costs a process
+ * that had only one (glibc leaves its single-threaded paths for good).
  *
  * --requests N makes a run of a fixed size for instruction counts: after W
  * requests (--warmup, default 0) the server zeroes callgrind's counters,
@@ -42,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <gtrace/gtrace.h>
@@ -342,6 +344,9 @@ static void on_connection(uv_stream_t *server, int status)
 
 static void *idle_main(void *arg)
 {
+        /* As gtrace's advance thread does (runtime/advance.c): a file table
+         * of its own, so the loop thread's stays single-user. */
+        (void)syscall(SYS_close_range, 0u, ~0u, 1u << 1 /* CLOSE_RANGE_UNSHARE */);
         for (;;)
                 pause();
         return NULL;
