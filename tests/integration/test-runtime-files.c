@@ -109,6 +109,16 @@ static void fill_low_fds(int n)
         }
 }
 
+/* Fails the test unless every descriptor points where it did. */
+static void expect_same_table(const struct fd_table *want, const struct fd_table *got,
+                              const char *when)
+{
+        for (int fd = 0; fd < MAX_FD; fd++)
+                ck_assert_msg(strcmp(want->target[fd], got->target[fd]) == 0,
+                              "fd %d was \"%s\", is \"%s\" %s", fd, want->target[fd],
+                              got->target[fd], when);
+}
+
 static int table_has(const struct fd_table *t, const char *target)
 {
         for (int fd = 0; fd < MAX_FD; fd++)
@@ -196,11 +206,28 @@ START_TEST(test_stop_and_fork_close_no_app_fd)
          * leaves our table exactly as it was before the start. */
         gtrace_stop();
         read_table(self_tid(), &got);
-        for (int fd = 0; fd < MAX_FD; fd++)
-                ck_assert_msg(strcmp(want.target[fd], got.target[fd]) == 0,
-                              "fd %d was \"%s\", is \"%s\" after gtrace_stop", fd,
-                              want.target[fd], got.target[fd]);
+        expect_same_table(&want, &got, "after gtrace_stop");
         dh_expect_proc(D.sock, getpid(), "exited", DH_GENS_AT_LEAST, 1, 10000);
+        dh_finish(&D);
+}
+END_TEST
+
+/* Every start makes a table for a new advance thread and every stop ends
+ * it: nothing accumulates in the application's table, and each connection
+ * ends with GOODBYE (the daemon lists the process as exited, not lost). */
+START_TEST(test_start_stop_cycles)
+{
+        dh_start_ok(&D, NULL);
+        fill_low_fds(16);
+        struct fd_table want, got;
+        read_table(self_tid(), &want);
+        for (int i = 0; i < 20; i++) {
+                start_connected();
+                gtrace_stop();
+                read_table(self_tid(), &got);
+                expect_same_table(&want, &got, "after a start and a stop");
+                dh_expect_proc(D.sock, getpid(), "exited", DH_GENS_AT_LEAST, 1, 10000);
+        }
         dh_finish(&D);
 }
 END_TEST
@@ -212,6 +239,7 @@ int main(void)
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_advancer_table_is_its_own);
         tcase_add_test(tc, test_stop_and_fork_close_no_app_fd);
+        tcase_add_test(tc, test_start_stop_cycles);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
