@@ -665,18 +665,14 @@ static void advance(bool next)
         atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
 }
 
-static void advance_cycle(bool next)
+/* Steps 2-4 of a cycle whose cut (step 1, at ref) is made: the status
+ * records of gen + 1 unless tracing stops, then gen assembled and pushed. */
+static void advance_finish(uint64_t gen, bool next, const struct gt_clock_ref *ref)
 {
-        uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_relaxed);
-        if (!gen)
-                return;
-        struct gt_clock_ref ref;
-        gt_clock_reference(&ref);
         uint64_t start = gen_start_units;
 
-        atomic_store_explicit(&gt.gen, next ? gen + 1 : 0, memory_order_seq_cst);
         gt_wait_writers();
-        gen_start_units = ref.units;
+        gen_start_units = ref->units;
         if (next) {
                 struct status_part *sp = status_for(gen + 1);
                 atomic_store(&status_busy, 1);
@@ -687,11 +683,32 @@ static void advance_cycle(bool next)
                 status_finish(sp);
                 atomic_store(&status_busy, 0);
         }
-        struct gt_blob *b = assemble(gen, &ref, start);
+        struct gt_blob *b = assemble(gen, ref, start);
         if (b) {
                 ring_push_blob(b);
                 atomic_fetch_add_explicit(&gt.generations, 1, memory_order_relaxed);
         }
+}
+
+static void advance_cycle(bool next)
+{
+        uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_relaxed);
+        if (!gen)
+                return;
+        /* A crash handler the process survived made the last cut itself
+         * (crash.c, crash_cut): the status records of the generation it
+         * started, and the flush of the one it ended, are still ours to do.
+         * Late is as good as on time: a thread or fiber that moved since
+         * has restated itself (its status_gen says so), and the records
+         * cover the rest. */
+        uint64_t cut = atomic_exchange_explicit(&gt.crash_cut_gen, 0, memory_order_acquire);
+        if (cut > 1 && cut == gen)
+                advance_finish(gen - 1, true, &gt.crash_cut_ref);
+
+        struct gt_clock_ref ref;
+        gt_clock_reference(&ref);
+        atomic_store_explicit(&gt.gen, next ? gen + 1 : 0, memory_order_seq_cst);
+        advance_finish(gen, next, &ref);
         atomic_store_explicit(&gt.kick, 0, memory_order_relaxed);
 }
 
@@ -1338,6 +1355,7 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
                 r = -ENOMEM;
                 goto fail;
         }
+        atomic_store(&gt.crash_cut_gen, 0);
         atomic_store(&gt.fresh, 0);
         atomic_store(&gt.free_head, 0);
         atomic_store(&gt.in_use, 0);

@@ -298,6 +298,7 @@ static bool advancer_freeze(unsigned max_ms)
  */
 static void crash_cut(uint64_t gen, unsigned max_ms)
 {
+        gt_clock_reference(&gt.crash_cut_ref);
         atomic_store_explicit(&gt.gen, gen + 1, memory_order_seq_cst);
         gt_writers_barrier();
         uint64_t deadline = gt_mono_ns() + (uint64_t)max_ms * 1000000u;
@@ -314,27 +315,6 @@ static void crash_cut(uint64_t gen, unsigned max_ms)
                 }
 }
 
-/*
- * Whether the process surely dies of sig after this handler: no handler of
- * the application's comes next (default or ignored: a fault re-executes and
- * the kernel forces the default; abort() raises again).  Only then may the
- * handler cut the generation, which leaves the next one without the
- * advancer's status records: a process that lives on keeps generations that
- * validate, at the cost of a best-effort seal.
- */
-static bool sig_is_fatal(int sig)
-{
-        for (size_t i = 0; i < NFATAL; i++) {
-                if (fatal_signals[i] != sig)
-                        continue;
-                const struct sigaction *old = &previous[i];
-                if (old->sa_flags & SA_SIGINFO)
-                        return old->sa_sigaction == NULL;
-                return old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN;
-        }
-        return false;
-}
-
 static void crash_handler(int sig, siginfo_t *info, void *uctx)
 {
         int saved_errno = errno;
@@ -344,7 +324,7 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                  * holds. */
                 bool adv_ok = advancer_freeze(CRASH_HOLD_MS);
                 uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
-                if (adv_ok && sig_is_fatal(sig))
+                if (adv_ok)
                         crash_cut(gen, CRASH_CUT_MS);
                 size_t len = gt_seal_current(seal_buf, seal_cap, gen);
                 char reason[64] = "crash: ";
@@ -379,7 +359,11 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                                                   NULL, 0);
                 }
                 /* A process that survives its signal (a handler of its own
-                 * recovers) keeps its flight recorder. */
+                 * recovers) keeps its flight recorder: the advance thread
+                 * finishes the cycle our cut began (the status records of
+                 * gen + 1, gen flushed into the ring) before its next one. */
+                if (adv_ok)
+                        atomic_store_explicit(&gt.crash_cut_gen, gen + 1, memory_order_release);
                 gt_ring_thaw(&gt.ring);
                 atomic_store_explicit(&gt.adv_frozen, 0, memory_order_release);
         }

@@ -257,6 +257,11 @@ struct gt_state {
          * then skips itself when adv_frozen is set.  All seq_cst. */
         atomic_int adv_busy;
         atomic_int adv_frozen;
+        /* A crash handler cut the generation while the advance thread was
+         * held (crash.c): the generation it started, and when it cut.  The
+         * advance thread finishes that cycle (advance.c, advance_cycle). */
+        _Atomic uint64_t crash_cut_gen;
+        struct gt_clock_ref crash_cut_ref;
         int wake_fd;                  /* eventfd */
         /* The advance thread has a file table of its own (advance.c):
          * its descriptors are not the application's. */

@@ -1521,6 +1521,7 @@ void gt_fork_child_reset(void)
         /* The parent's advance thread may have been mid-cycle. */
         atomic_store_explicit(&gt.adv_busy, 0, memory_order_relaxed);
         atomic_store_explicit(&gt.adv_frozen, 0, memory_order_relaxed);
+        atomic_store_explicit(&gt.crash_cut_gen, 0, memory_order_relaxed);
         pthread_mutex_init(&gt.threads_lock, NULL);
         pthread_mutex_init(&gt.req_lock, NULL);
         pthread_mutex_init(&gt.ring_lock, NULL);

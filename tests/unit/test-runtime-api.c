@@ -780,10 +780,11 @@ static void wait_generations(uint64_t n)
 
 /*
  * A process whose own handler recovers from the signal: gtrace leaves a
- * crash dump and chains to that handler.  It must not cut the generation
- * (that would leave the next one without the advancer's status records, and
- * a fiber run there would not validate), so everything the process traces
- * afterwards still validates.
+ * crash dump and chains to that handler.  The crash dump must validate (the
+ * handler cuts the generation it seals, so no thread's events are copied up
+ * to a different moment than another's), and so must everything the process
+ * traces afterwards (the advance thread finishes the cycle the handler cut:
+ * status records for the next generation, the cut one flushed).
  */
 START_TEST(test_crash_survived_keeps_tracing)
 {
@@ -822,6 +823,8 @@ START_TEST(test_crash_survived_keeps_tracing)
         DIR *d = opendir(dir);
         ck_assert_ptr_nonnull(d);
         int ndumps = 0, crash_seen = 0, after_seen = 0;
+        struct rt_summary crash = {0}, after = {0};
+        rt_watch[0] = "before the signal";
         for (struct dirent *e; (e = readdir(d)) != NULL;) {
                 size_t n = strlen(e->d_name);
                 if (n < 7 || strcmp(e->d_name + n - 7, ".gtrace") != 0 || e->d_name[0] == '.')
@@ -832,13 +835,28 @@ START_TEST(test_crash_survived_keeps_tracing)
                 int rc = rt_read_dump(path, &s);
                 ck_assert_msg(rc == 0, "%s: %s", path, s.err.msg);
                 ndumps++;
-                crash_seen += strcmp(s.last_log, "before the signal") == 0;
-                after_seen += strcmp(s.last_log, "after the signal") == 0;
+                if (strcmp(s.last_log, "before the signal") == 0) {
+                        crash_seen++;
+                        crash = s;
+                }
+                if (strcmp(s.last_log, "after the signal") == 0) {
+                        after_seen++;
+                        after = s;
+                }
         }
         closedir(d);
+        rt_watch[0] = NULL;
         ck_assert_int_eq(ndumps, 2);
         ck_assert_int_eq(crash_seen, 1);
         ck_assert_int_eq(after_seen, 1);
+        /* The generation the handler cut and sealed reached the ring too,
+         * and none was lost around it: the later dump holds every
+         * generation, that one included, and the log it ends with. */
+        ck_assert_uint_eq(after.gens_lost, 0);
+        ck_assert_uint_eq(after.generations, after.last_gen - after.first_gen + 1);
+        ck_assert_uint_le(after.first_gen, crash.last_gen);
+        ck_assert_uint_gt(after.last_gen, crash.last_gen);
+        ck_assert_uint_eq(after.logs_with[0], 1);
 }
 END_TEST
 
