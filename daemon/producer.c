@@ -152,9 +152,19 @@ int producer_generation(struct gd_conn *c, struct fr_genbuf *b)
                 return r;
         }
         struct gd_proc *p = c->proc;
-        p->gens_lost += b->gens_lost;
         log_debug("pid %" PRIu64 " (%s): generation %" PRIu64 ", %zu bytes", p->pid, p->command,
                   b->gen, b->len);
+        /* A process that lived on after a fatal signal sent the generation
+         * its crash handler sealed on a connection of its own, and now sends
+         * that generation again, finished, on its usual one: the later copy
+         * replaces the earlier, so no dump holds a generation twice. */
+        uint32_t n = fr_ring_count(p->ring);
+        struct fr_genbuf *last = n ? fr_ring_at(p->ring, n - 1) : NULL;
+        if (p->signo && last && last->gen == b->gen) {
+                p->gens_lost -= last->gens_lost;
+                fr_ring_drop_newest(p->ring);
+        }
+        p->gens_lost += b->gens_lost;
         fr_ring_push(p->ring, b);
         gd_server_status_changed(c->srv);
         return 0;

@@ -342,6 +342,22 @@ static void ring_evict_oldest(struct fr_ring *r)
         fr_genbuf_unref(b);
 }
 
+void fr_ring_drop_newest(struct fr_ring *r)
+{
+        if (!r->count)
+                return;
+        struct fr_rings *s = r->set;
+        uint32_t i = (r->head + r->count - 1) % s->limits.generations;
+        struct fr_genbuf *b = r->slots[i];
+        r->slots[i] = NULL;
+        r->count--;
+        r->bytes -= b->len;
+        r->owner->bytes -= b->len;
+        s->bytes -= b->len;
+        s->generations--;
+        fr_genbuf_unref(b);
+}
+
 void fr_ring_free(struct fr_ring *r)
 {
         if (!r)

@@ -15,7 +15,7 @@ add_executable(daemon-prog integration/daemon-prog.c)
 target_link_libraries(daemon-prog PRIVATE gtrace)
 gtrace_target(daemon-prog)
 gtrace_check_test(test-daemon-runtime SOURCES integration/test-daemon-runtime.c common/fault-harness.c ${DAEMON_HARNESS}
-  LIBS gtrace_flightrec LABELS concurrency TIMEOUT 240)
+  LIBS gtrace_flightrec gtrace_rtcheck LABELS concurrency TIMEOUT 240)
 add_dependencies(test-daemon-runtime gtraced daemon-prog)
 gtrace_check_test(test-daemon-systemd SOURCES integration/test-daemon-systemd.c ${DAEMON_HARNESS}
   LIBS gtrace_flightrec TIMEOUT 120)

@@ -7,8 +7,14 @@
  *   daemon-prog run N         N iterations of region/counter events, print elapsed ms
  *   daemon-prog dump MARKER   log MARKER, gtrace_dump(), print the path
  *   daemon-prog spin MS       emit events for MS milliseconds, print iterations done
+ *   daemon-prog survive MARKER  a segmentation fault its own handler recovers from
+ *                             (siglongjmp), then events, log MARKER, print "ready",
+ *                             block until stdin closes
  */
 #include <gtrace/gtrace.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,11 +52,26 @@ static void wait_connected(void)
         }
 }
 
+static sigjmp_buf survive_env;
+
+static void survive(int sig)
+{
+        (void)sig;
+        siglongjmp(survive_env, 1);
+}
+
 int main(int argc, char **argv)
 {
         if (argc < 3)
                 return 2;
         setvbuf(stdout, NULL, _IOLBF, 0);
+        /* Before gtrace_start(): gtrace's crash handler chains to it. */
+        if (strcmp(argv[1], "survive") == 0) {
+                struct sigaction sa = {.sa_handler = survive};
+                sigemptyset(&sa.sa_mask);
+                if (sigaction(SIGSEGV, &sa, NULL) != 0)
+                        return 4;
+        }
         if (gtrace_start(NULL) < 0)
                 return 3;
         const char *mode = argv[1];
@@ -78,6 +99,19 @@ int main(int argc, char **argv)
                 char path[4096];
                 int r = gtrace_dump("prog asked", path, sizeof(path));
                 printf("%d %s\n", r, r == 0 ? path : "-");
+        } else if (strcmp(mode, "survive") == 0) {
+                wait_connected();
+                some_events(100);
+                if (sigsetjmp(survive_env, 1) == 0) {
+                        gtrace_log("test", "before the fault");
+                        *(volatile int *)((uintptr_t)argc * 8) = 0; /* aligned, never mapped */
+                }
+                some_events(100);
+                gtrace_log("test", argv[2]);
+                printf("ready\n");
+                char c;
+                while (read(STDIN_FILENO, &c, 1) > 0)
+                        some_events(1);
         } else if (strcmp(mode, "spin") == 0) {
                 uint64_t end = now_ms() + (uint64_t)atoi(argv[2]);
                 unsigned long long n = 0;

@@ -20,6 +20,7 @@
 
 #include "daemon-harness.h"
 #include "fault-harness.h"
+#include "rt-check.h"
 
 static struct dh_daemon D;
 
@@ -164,6 +165,52 @@ START_TEST(test_crash_dump_has_last_events)
 }
 END_TEST
 
+static int gens_at_least(void *ctx)
+{
+        const long long *want = ctx;
+        json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
+        long long g = dh_int(dh_find_proc(l, (pid_t)want[0]), "generations");
+        json_decref(l);
+        return g >= want[1];
+}
+
+/*
+ * A process whose own handler recovers from SIGSEGV: gtraced gets the crash
+ * (its dump) and then the same process's later generations.  The generation
+ * the crash handler sealed arrives twice -- on the crash's own connection,
+ * then finished on the usual one -- and a later snapshot must hold it once.
+ */
+START_TEST(test_survived_crash_generations_once)
+{
+        dh_start_ok(&D, NULL);
+        struct dh_prog p;
+        char marker[64], line[64];
+        snprintf(marker, sizeof(marker), "lived-on-%d", (int)getpid());
+        prog_start(&p, "50", "survive", marker);
+        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
+        ck_assert(dh_wait_until(dump_exists, &p.pid, 10000));
+        check_dump(find_dump(p.pid), "before the fault");
+        json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
+        long long want[2] = {p.pid, dh_int(dh_find_proc(l, p.pid), "generations") + 3};
+        json_decref(l);
+        ck_assert(dh_wait_until(gens_at_least, want, 10000));
+        json_t *r = dh_snapshot_ok(D.sock, p.pid);
+        const char *path = dh_str(r, "path");
+        check_dump(path, marker);
+        ck_assert(dh_file_contains(path, "before the fault"));
+        struct rt_summary s;
+        ck_assert_msg(rt_read_dump(path, &s) == 0, "%s: %s", path, s.err.msg);
+        ck_assert_uint_eq(s.gens_lost, 0);
+        ck_assert_msg(s.generations == s.last_gen - s.first_gen + 1,
+                      "%llu generations from %llu to %llu: one is there twice",
+                      (unsigned long long)s.generations, (unsigned long long)s.first_gen,
+                      (unsigned long long)s.last_gen);
+        json_decref(r);
+        dh_prog_close(&p);
+        dh_finish(&D);
+}
+END_TEST
+
 START_TEST(test_stopped_process_snapshot_bounded)
 {
         const char *extra[] = {"--flush-timeout", "250", NULL};
@@ -260,6 +307,7 @@ static Suite *daemon_runtime_suite(void)
         tcase_set_timeout(failures, 90);
         tcase_add_test(failures, test_kill9_history_dumpable);
         tcase_add_test(failures, test_crash_dump_has_last_events);
+        tcase_add_test(failures, test_survived_crash_generations_once);
         tcase_add_test(failures, test_stopped_process_snapshot_bounded);
         tcase_add_test(failures, test_daemon_restart_producers_reconnect);
         tcase_add_test(failures, test_daemon_absent_full_speed);

@@ -85,6 +85,37 @@ START_TEST(test_retention_by_count)
 }
 END_TEST
 
+/* gtraced replaces a generation it gets twice (a survived crash): the
+ * newest goes, accounted everywhere, and the ring wraps on as before. */
+START_TEST(test_drop_newest)
+{
+        struct fr_limits l = {.generations = 3, .max_process_bytes = 1u << 30,
+                              .max_total_bytes = 1u << 30};
+        struct fr_rings *s = fr_rings_new(&l);
+        struct fr_ring *r = fr_ring_new(s, 1, 100);
+        fr_ring_drop_newest(r); /* empty: nothing happens */
+        ck_assert_uint_eq(fr_ring_count(r), 0);
+        for (uint64_t g = 1; g <= 4; g++)
+                fr_ring_push(r, blob(100 * g, g)); /* 2, 3, 4 held: head moved */
+        fr_ring_drop_newest(r);
+        ck_assert_int_eq(fr_rings_check(s), 0);
+        ck_assert_uint_eq(fr_ring_count(r), 2);
+        ck_assert_uint_eq(fr_ring_at(r, 1)->gen, 3);
+        ck_assert_uint_eq(fr_ring_bytes(r), 500);
+        ck_assert_uint_eq(fr_rings_bytes(s), 500);
+        ck_assert_uint_eq(fr_rings_generations(s), 2);
+        ck_assert_uint_eq(fr_ring_evicted(r), 1); /* generation 1 only */
+        fr_ring_push(r, blob(50, 4));
+        fr_ring_push(r, blob(60, 5));
+        ck_assert_int_eq(fr_rings_check(s), 0);
+        ck_assert_uint_eq(fr_ring_count(r), 3);
+        ck_assert_uint_eq(fr_ring_at(r, 0)->gen, 3);
+        ck_assert_uint_eq(fr_ring_at(r, 2)->gen, 5);
+        ck_assert_uint_eq(fr_ring_bytes(r), 410);
+        fr_rings_free(s);
+}
+END_TEST
+
 START_TEST(test_retention_by_bytes)
 {
         struct fr_limits l = {.generations = 100, .max_process_bytes = 1000,
@@ -272,6 +303,7 @@ static Suite *ring_suite(void)
         suite_add_tcase(s, scan);
         TCase *core = tcase_create("retention");
         tcase_add_test(core, test_retention_by_count);
+        tcase_add_test(core, test_drop_newest);
         tcase_add_test(core, test_retention_by_bytes);
         tcase_add_test(core, test_global_cap_fair);
         tcase_add_test(core, test_global_cap_keeps_newest);

@@ -102,6 +102,10 @@ struct fr_ring *fr_ring_find(const struct fr_rings *s, uint64_t pid, uint64_t st
  * bound holds again, here and across the set. */
 void fr_ring_push(struct fr_ring *r, struct fr_genbuf *b);
 
+/* Removes the newest generation, if any (not counted as evicted: the
+ * caller replaces it). */
+void fr_ring_drop_newest(struct fr_ring *r);
+
 uint64_t fr_ring_pid(const struct fr_ring *r);
 uint64_t fr_ring_start_time(const struct fr_ring *r);
 uint32_t fr_ring_count(const struct fr_ring *r);
