@@ -111,14 +111,17 @@
  *   advancer frees it once both slots are flushed.  Events the thread emits
  *   from later destructors are dropped.
  * - fork(): the child inherits a half-finished world (no advance thread,
- *   maybe a lock held mid-operation, the parent's socket).  It forgets all of
- *   it and restarts tracing lazily, with the parent's options, at its first
- *   event (gt_fork_child_reset).
+ *   maybe a lock held mid-operation; the parent's socket only if the
+ *   advance thread shared the application's file table, see advance.c).
+ *   It forgets all of it and restarts tracing lazily, with the parent's
+ *   options, at its first event (gt_fork_child_reset).
  * - Crash: the handler runs on the crashing thread while the others go on.
  *   It holds the advancer off first (no cut, flush or push until it is
- *   done; crash.c), then copies each thread's current chunks up to the
- *   cursor it reads, stopping at the chunk that was the tail: a consistent
- *   prefix of each thread's stream, as after a drop.
+ *   done; crash.c), cuts the generation itself, then copies each thread's
+ *   current chunks up to the cursor it reads, stopping at the chunk that
+ *   was the tail: a consistent prefix of each thread's stream, as after a
+ *   drop.  If the process lives on, the advancer finishes the cycle the
+ *   handler began (advance_cycle).
  */
 #include <errno.h>
 #include <linux/membarrier.h>
