@@ -301,18 +301,9 @@ static void crash_cut(uint64_t gen, unsigned max_ms)
         gt_clock_reference(&gt.crash_cut_ref);
         atomic_store_explicit(&gt.gen, gen + 1, memory_order_seq_cst);
         gt_writers_barrier();
-        uint64_t deadline = gt_mono_ns() + (uint64_t)max_ms * 1000000u;
         /* The lists change only under threads_lock, which the crashed thread
          * may hold: read without it (as gt_seal_current does). */
-        for (int list = 0; list < 2; list++)
-                for (struct gt_thread *t = list ? gt.exited : gt.threads; t; t = t->next) {
-                        uint64_t s = atomic_load_explicit(&t->seq, memory_order_seq_cst);
-                        if (t == gt_self || !(s & 1))
-                                continue;
-                        while (atomic_load_explicit(&t->seq, memory_order_acquire) == s)
-                                if (gt_mono_ns() >= deadline)
-                                        return;
-                }
+        (void)gt_wait_sections(gt_self, gt_mono_ns() + (uint64_t)max_ms * 1000000u);
 }
 
 static void crash_handler(int sig, siginfo_t *info, void *uctx)

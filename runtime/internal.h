@@ -330,6 +330,12 @@ void gt_wait_writers(void);
 /* The advancer's half of the write-section barrier (wr_enter), which
  * gt_wait_writers() starts with; async-signal-safe. */
 void gt_writers_barrier(void);
+/* The scan gt_wait_writers() makes after the barrier: waits until no thread
+ * but skip is inside the write section it was in when looked at.  With a
+ * deadline (gt_mono_ns; 0: none), false once it passes.  Walks the thread
+ * lists without gt.threads_lock: the caller holds it, or is the crash
+ * handler, whose thread may hold it.  Async-signal-safe. */
+bool gt_wait_sections(const struct gt_thread *skip, uint64_t deadline_ns);
 void gt_fork_child_reset(void);
 
 /* advance.c: the status buffer writers (advancer only). */

@@ -347,12 +347,12 @@ void gt_writers_barrier(void)
 #endif
 }
 
-void gt_wait_writers(void)
+bool gt_wait_sections(const struct gt_thread *skip, uint64_t deadline_ns)
 {
-        gt_writers_barrier();
-        pthread_mutex_lock(&gt.threads_lock);
         for (int list = 0; list < 2; list++) {
                 for (struct gt_thread *t = list ? gt.exited : gt.threads; t; t = t->next) {
+                        if (t == skip)
+                                continue;
                         uint64_t s = atomic_load_explicit(&t->seq, memory_order_seq_cst);
                         /* Odd: inside a write section that may have read the old
                          * generation.  Sections are a few hundred instructions;
@@ -360,11 +360,21 @@ void gt_wait_writers(void)
                         for (unsigned spins = 0;
                              (s & 1) && atomic_load_explicit(&t->seq, memory_order_acquire) == s;
                              spins++) {
+                                if (deadline_ns && gt_mono_ns() >= deadline_ns)
+                                        return false;
                                 if (spins > 64)
                                         sched_yield();
                         }
                 }
         }
+        return true;
+}
+
+void gt_wait_writers(void)
+{
+        gt_writers_barrier();
+        pthread_mutex_lock(&gt.threads_lock);
+        (void)gt_wait_sections(NULL, 0);
         pthread_mutex_unlock(&gt.threads_lock);
 }
 
