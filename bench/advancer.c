@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -85,19 +86,11 @@ static int advancer_tid(void)
         return tid;
 }
 
-/* CPU time of thread tid in ns (schedstat's first field), or 0. */
+/* CPU time of our thread tid in ns, or 0. */
 static uint64_t task_cpu_ns(int tid)
 {
-        char path[64];
-        unsigned long long v = 0;
-        snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return 0;
-        if (fscanf(f, "%llu", &v) != 1)
-                v = 0;
-        fclose(f);
-        return v;
+        int64_t v = bench_task_cpu_ns((long)getpid(), tid);
+        return v < 0 ? 0 : (uint64_t)v;
 }
 
 static uint64_t sink;

@@ -111,3 +111,16 @@ int bench_parse_size(const char *s, uint64_t *ret)
         *ret = (uint64_t)v << shift;
         return 0;
 }
+
+int64_t bench_task_cpu_ns(long pid, long tid)
+{
+        char path[96];
+        unsigned long long ns;
+        snprintf(path, sizeof(path), "/proc/%ld/task/%ld/schedstat", pid, tid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return -1;
+        int ok = fscanf(f, "%llu", &ns) == 1;
+        fclose(f);
+        return ok ? (int64_t)ns : -1;
+}

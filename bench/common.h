@@ -61,6 +61,10 @@ void bench_fmt_stat(char *buf, size_t len, const struct bench_stat *s, const cha
 void bench_row(const char *what, const char *result, const char *compared, const char *target,
                const char *met);
 
+/* CPU time in ns of thread tid of process pid so far (the first field of
+ * /proc/PID/task/TID/schedstat), or -1 when unreadable (it ended). */
+int64_t bench_task_cpu_ns(long pid, long tid);
+
 /* Parses "123", "64K", "8M", "1G" (binary multiples).  Returns 0 or -EINVAL. */
 int bench_parse_size(const char *s, uint64_t *ret);
 

@@ -264,15 +264,9 @@ static int64_t daemon_cpu_ns(uint64_t pid)
         for (struct dirent *e; (e = readdir(d)) != NULL;) {
                 if (e->d_name[0] == '.')
                         continue;
-                char file[384];
-                unsigned long long ns;
-                snprintf(file, sizeof(file), "%s/%s/schedstat", path, e->d_name);
-                FILE *f = fopen(file, "re");
-                if (!f)
-                        continue; /* the thread ended meanwhile */
-                if (fscanf(f, "%llu", &ns) == 1)
-                        sum += (int64_t)ns;
-                fclose(f);
+                int64_t ns = bench_task_cpu_ns((long)pid, atol(e->d_name));
+                if (ns >= 0) /* else the thread ended meanwhile */
+                        sum += ns;
         }
         closedir(d);
         return sum;
