@@ -496,7 +496,6 @@ static inline void copy_text(uint8_t *dst, const char *src, size_t len)
         }
 }
 
-/* Marks e as used in gen through the thread's cache. */
 /* The thread's cache entry for the string at s.  Multiplicative hash of the
  * whole pointer: the linker packs short literals a few bytes apart, so low
  * bits alone would collide. */
@@ -506,6 +505,7 @@ static inline struct gt_strcache *strcache_at(struct gt_thread *t, const char *s
                             (64 - GT_STRCACHE_BITS)];
 }
 
+/* The interned string s, marked as used in gen, through the thread's cache. */
 static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_t gen)
 {
         if (unlikely(!s))

@@ -675,6 +675,15 @@ static void assert_died_of(int status, int sig)
         ck_assert_int_eq(WTERMSIG(status), sig);
 }
 
+/* Waits until gtrace has finished n more generations. */
+static void wait_generations(uint64_t n)
+{
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        for (uint64_t until = st.generations + n; st.generations < until; gtrace_get_stats(&st))
+                usleep(500);
+}
+
 /* Emits until the process dies. */
 static void *emit_forever(void *arg)
 {
@@ -740,9 +749,7 @@ START_TEST(test_crash_while_the_ring_turns)
                                 _exit(21);
                         /* A few generations in the ring first, then a
                          * point in the advancer's cycle that varies by round. */
-                        for (struct gtrace_stats st = {0}; st.generations < 3;
-                             gtrace_get_stats(&st))
-                                usleep(500);
+                        wait_generations(3);
                         usleep((useconds_t)round * 130);
                         gtrace_log("fatal", "aborting now");
                         abort();
@@ -767,15 +774,6 @@ static void survive(int sig)
 {
         (void)sig;
         siglongjmp(survive_env, 1);
-}
-
-/* Waits until gtrace has finished n more generations. */
-static void wait_generations(uint64_t n)
-{
-        struct gtrace_stats st;
-        gtrace_get_stats(&st);
-        for (uint64_t until = st.generations + n; st.generations < until; gtrace_get_stats(&st))
-                usleep(500);
 }
 
 /*
