@@ -154,6 +154,14 @@ struct gd_proc {
         enum gd_proc_state state;
         int signo;             /* CRASH signal, 0 if none */
         int crash_dumped;      /* the automatic crash dump was started */
+        /* The automatic crash dump waits until everything the process sent
+         * is read (see gd_crash_schedule). */
+        int crash_pending;
+        char crash_reason[64];
+        uint64_t crash_deadline_ms; /* monotonic: dump then whatever is attached */
+        uint64_t quiet_since_ms;    /* monotonic: when its last connection went */
+        uint64_t handler_gone_ms;   /* monotonic: when the connection that sent
+                                       CRASH went (0: it has not) */
         unsigned nconns;       /* attached producer connections */
         struct gd_link conns;  /* those connections (gd_conn.proc_link) */
         struct gd_link flushing; /* dumps waiting for FLUSH_DONE (gd_dump.proc_link) */
@@ -186,6 +194,7 @@ struct gd_server {
         uv_timer_t watchdog_timer; /* WATCHDOG=1 at half the interval */
         uv_timer_t status_timer;   /* STATUS= at most once a second */
         uv_timer_t hello_timer;    /* drops connections that never say HELLO */
+        uv_timer_t crash_timer;    /* starts crash dumps that were waiting (gd_crash_*) */
         int notify;                /* NOTIFY_SOCKET is set */
         int status_dirty;
         struct fr_rings *rings;
@@ -296,6 +305,7 @@ struct gd_conn {
         uint64_t accepted_ms;     /* monotonic; for the HELLO deadline */
         struct gd_proc *proc;     /* producer role: its process */
         int saw_goodbye;
+        int sent_crash;           /* a crash handler's connection: it sent CRASH */
         int dispatching;          /* inside conn_process(): no re-entry */
         /* input */
         uint8_t rbuf[GD_CONN_RBUF_BYTES];
@@ -337,6 +347,23 @@ int producer_frame(struct gd_conn *c, const struct proto_header *h, const uint8_
 int producer_generation(struct gd_conn *c, struct fr_genbuf *b);
 /* The connection is going away (EOF, error, shutdown). */
 void producer_detach(struct gd_conn *c);
+/*
+ * The automatic dump of a crashed process.  A process that crashes may
+ * still have generations on their way on its other connections (queued in
+ * the socket, read after the crash handler's CRASH) and its crash handler
+ * sends what its own connection had not sent yet after the CRASH.  So the
+ * dump waits until no connection of the process has been left for
+ * GD_CRASH_QUIET_MS (a crash handler's connection may come in just after
+ * the old one ends), or the crash handler's connection has been gone that
+ * long (a process that lives on keeps its own), or GD_CRASH_WAIT_MS after
+ * the crash at most.  gd_crash_schedule() keeps the first reason unless a
+ * CRASH (signo) names the signal.
+ */
+#define GD_CRASH_QUIET_MS 100
+#define GD_CRASH_WAIT_MS 1500
+void gd_crash_schedule(struct gd_proc *p, const char *reason);
+/* Starts every waiting crash dump (gtraced is stopping). */
+void gd_crash_start_all(struct gd_server *s);
 
 struct gd_snap;
 

@@ -152,28 +152,25 @@ int producer_generation(struct gd_conn *c, struct fr_genbuf *b)
                 return r;
         }
         struct gd_proc *p = c->proc;
-        log_debug("pid %" PRIu64 " (%s): generation %" PRIu64 ", %zu bytes", p->pid, p->command,
-                  b->gen, b->len);
-        /* A process that lived on after a fatal signal sent the generation
-         * its crash handler sealed on a connection of its own, and now sends
-         * that generation again, finished, on its usual one: the later copy
-         * replaces the earlier, so no dump holds a generation twice. */
-        uint32_t n = fr_ring_count(p->ring);
-        struct fr_genbuf *last = n ? fr_ring_at(p->ring, n - 1) : NULL;
-        if (p->signo && last && last->gen == b->gen) {
-                p->gens_lost -= last->gens_lost;
-                fr_ring_drop_newest(p->ring);
+        log_debug("pid %" PRIu64 " (%s): generation %" PRIu64 ", %zu bytes, connection %" PRIu64,
+                  p->pid, p->command, b->gen, b->len, c->id);
+        /* Around a crash the generations of a process come on two
+         * connections, out of order, and some twice (the one its crash
+         * handler sealed comes again, finished, if the process lives on):
+         * the ring puts each in its place and keeps one copy. */
+        uint64_t replaced_lost, lost = b->gens_lost;
+        switch (fr_ring_put(p->ring, b, &replaced_lost)) {
+        case FR_PUT_REPLACED: p->gens_lost += lost - replaced_lost; break;
+        case FR_PUT_DUPLICATE: break;
+        default: p->gens_lost += lost; break;
         }
-        p->gens_lost += b->gens_lost;
-        fr_ring_push(p->ring, b);
         gd_server_status_changed(c->srv);
         return 0;
 }
 
-static void crash_dump(struct gd_proc *p, const char *reason)
+static void crash_dump_start(struct gd_proc *p)
 {
-        if (p->crash_dumped)
-                return;
+        p->crash_pending = 0;
         p->crash_dumped = 1;
         if (fr_ring_count(p->ring) == 0) {
                 log_info("pid %" PRIu64 " (%s): no generation held, nothing to dump", p->pid,
@@ -186,8 +183,66 @@ static void crash_dump(struct gd_proc *p, const char *reason)
                                 p->pid, p->command);
                 return;
         }
-        (void)gd_dump_start(snap, p, "crash", reason, GD_FLUSH_NO, -1);
+        (void)gd_dump_start(snap, p, "crash", p->crash_reason, GD_FLUSH_NO, -1);
         gd_snap_launched(snap);
+}
+
+/* Starts the waiting crash dumps that are due; runs until none waits. */
+static void on_crash_timer(uv_timer_t *t)
+{
+        struct gd_server *s = t->data;
+        uint64_t now = gd_now_mono_ms();
+        int waiting = 0;
+        struct gd_link *l, *tmp;
+        gd_list_for_each_safe(l, tmp, &s->procs)
+        {
+                struct gd_proc *p = gd_container_of(l, struct gd_proc, link);
+                if (!p->crash_pending)
+                        continue;
+                if (now >= p->crash_deadline_ms ||
+                    (!p->nconns && now - p->quiet_since_ms >= GD_CRASH_QUIET_MS) ||
+                    (p->handler_gone_ms && now - p->handler_gone_ms >= GD_CRASH_QUIET_MS))
+                        crash_dump_start(p);
+                else
+                        waiting = 1;
+        }
+        if (!waiting)
+                uv_timer_stop(t);
+}
+
+void gd_crash_schedule(struct gd_proc *p, const char *reason)
+{
+        struct gd_server *s = p->srv;
+        if (p->crash_dumped)
+                return;
+        if (!p->crash_pending || p->signo)
+                snprintf(p->crash_reason, sizeof(p->crash_reason), "%s", reason);
+        if (p->crash_pending)
+                return;
+        p->crash_pending = 1;
+        p->crash_deadline_ms = gd_now_mono_ms() + GD_CRASH_WAIT_MS;
+        if (!p->nconns)
+                p->quiet_since_ms = gd_now_mono_ms();
+        if (s->stopping) {
+                crash_dump_start(p);
+                return;
+        }
+        if (!uv_is_active((uv_handle_t *)&s->crash_timer)) {
+                s->crash_timer.data = s;
+                uv_timer_start(&s->crash_timer, on_crash_timer, GD_CRASH_QUIET_MS / 4,
+                               GD_CRASH_QUIET_MS / 4);
+        }
+}
+
+void gd_crash_start_all(struct gd_server *s)
+{
+        struct gd_link *l, *tmp;
+        gd_list_for_each_safe(l, tmp, &s->procs)
+        {
+                struct gd_proc *p = gd_container_of(l, struct gd_proc, link);
+                if (p->crash_pending)
+                        crash_dump_start(p);
+        }
 }
 
 int producer_frame(struct gd_conn *c, const struct proto_header *h, const uint8_t *payload)
@@ -230,10 +285,11 @@ int producer_frame(struct gd_conn *c, const struct proto_header *h, const uint8_
                         break;
                 p->signo = (int)m.signo;
                 p->state = GD_PROC_CRASHED;
+                c->sent_crash = 1;
                 char reason[64];
                 snprintf(reason, sizeof(reason), "crashed: %s", gd_signal_name(p->signo));
                 log_warning("pid %" PRIu64 " (%s) %s", p->pid, p->command, reason);
-                crash_dump(p, reason);
+                gd_crash_schedule(p, reason);
                 gd_server_status_changed(c->srv);
                 return 0;
         }
@@ -255,8 +311,11 @@ void producer_detach(struct gd_conn *c)
         gd_list_remove(&c->proc_link);
         p->nconns--;
         c->proc = NULL;
+        if (c->sent_crash)
+                p->handler_gone_ms = gd_now_mono_ms();
         if (c->srv->stopping || p->nconns > 0)
                 return;
+        p->quiet_since_ms = gd_now_mono_ms();
         if (p->signo) {
                 p->state = GD_PROC_CRASHED;
         } else if (c->saw_goodbye) {
@@ -268,7 +327,7 @@ void producer_detach(struct gd_conn *c)
                 log_warning("pid %" PRIu64 " (%s): connection lost without goodbye; treating "
                             "it as crashed",
                             p->pid, p->command);
-                crash_dump(p, "connection lost without goodbye");
+                gd_crash_schedule(p, "connection lost without goodbye");
         }
         gd_dump_flush_abandon(p);
         gd_proc_ended(p);

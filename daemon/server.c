@@ -167,7 +167,8 @@ static struct gd_proc *oldest_ended(struct gd_server *s, uid_t uid, int all_uids
         gd_list_for_each_safe(l, t, &s->procs)
         {
                 struct gd_proc *p = gd_container_of(l, struct gd_proc, link);
-                if (p->state == GD_PROC_LIVE || p->nconns || (!all_uids && p->uid != uid))
+                if (p->state == GD_PROC_LIVE || p->nconns || p->crash_pending ||
+                    (!all_uids && p->uid != uid))
                         continue;
                 if (!oldest || p->ended_mono_ms < oldest->ended_mono_ms)
                         oldest = p;
@@ -297,7 +298,7 @@ static void on_retain_timer(uv_timer_t *t)
         gd_list_for_each_safe(l, tmp, &s->procs)
         {
                 struct gd_proc *p = gd_container_of(l, struct gd_proc, link);
-                if (p->state == GD_PROC_LIVE || p->nconns)
+                if (p->state == GD_PROC_LIVE || p->nconns || p->crash_pending)
                         continue;
                 if (now - p->ended_mono_ms >= keep) {
                         log_info("Forgetting pid %" PRIu64 " (%s): %s %u s ago", p->pid,
@@ -628,8 +629,8 @@ int gd_server_init(struct gd_server *s, uv_loop_t *loop, const struct gd_config 
                 sigs[i]->data = s;
         }
         uv_timer_t *timers[] = {&s->retain_timer, &s->flush_timer, &s->watchdog_timer,
-                                &s->status_timer, &s->hello_timer};
-        for (size_t i = 0; i < 5; i++) {
+                                &s->status_timer, &s->hello_timer, &s->crash_timer};
+        for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
                 uv_timer_init(loop, timers[i]);
                 timers[i]->data = s;
         }
@@ -729,8 +730,10 @@ void gd_server_stop(struct gd_server *s)
                 (void)sd_notify(0, "STOPPING=1");
         for (size_t i = 0; i < s->nlisteners; i++)
                 close_handle((uv_handle_t *)&s->listeners[i].poll);
-        /* Pending flushes cannot complete once producers are gone: write now. */
+        /* Pending flushes cannot complete once producers are gone: write now;
+         * so do crash dumps still waiting for a process's last generations. */
         gd_dump_stop(s);
+        gd_crash_start_all(s);
         struct gd_link *l, *t;
         gd_list_for_each_safe(l, t, &s->conns)
         {
@@ -751,6 +754,7 @@ void gd_server_stop(struct gd_server *s)
         close_handle((uv_handle_t *)&s->watchdog_timer);
         close_handle((uv_handle_t *)&s->status_timer);
         close_handle((uv_handle_t *)&s->hello_timer);
+        close_handle((uv_handle_t *)&s->crash_timer);
 }
 
 void gd_server_done(struct gd_server *s)

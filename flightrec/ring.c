@@ -103,14 +103,15 @@ static int scan_fail(char *err, size_t err_len, size_t off, const char *what)
         return -EBADMSG;
 }
 
-/* Wall-clock ns of clock-unit time t per a CLOCK record; 0 if unusable. */
-static uint64_t clock_wall(const uint64_t *clk, uint64_t t)
+/* The ns of clock-unit time t on the clock whose reading at ref was base
+ * (CLOCK record: wall_ns or mono_ns); 0 if unusable. */
+static uint64_t clock_at(const uint64_t *clk, uint64_t base, uint64_t t)
 {
-        uint64_t freq = clk[0], ref = clk[1], wall = clk[3];
+        uint64_t freq = clk[0], ref = clk[1];
         if (!freq)
                 return 0;
         __int128 d = (__int128)t - (__int128)ref;
-        __int128 ns = (__int128)wall + d * 1000000000 / (__int128)freq;
+        __int128 ns = (__int128)base + d * 1000000000 / (__int128)freq;
         return ns < 0 || ns > (__int128)UINT64_MAX ? 0 : (uint64_t)ns;
 }
 
@@ -120,7 +121,8 @@ int fr_genbuf_scan(struct fr_genbuf *b, char *err, size_t err_len)
         uint64_t clk[6] = {0};
         int have_clock = 0, ended = 0;
 
-        b->gen = b->pid = b->first_wall_ns = b->last_wall_ns = 0;
+        b->gen = b->pid = b->first_wall_ns = b->last_wall_ns = b->first_mono_ns = 0;
+        b->first_clock = 0;
         b->events_lost = b->gens_lost = 0;
         while (p < end) {
                 size_t off = (size_t)(p - b->data);
@@ -171,8 +173,10 @@ int fr_genbuf_scan(struct fr_genbuf *b, char *err, size_t err_len)
         if (!ended)
                 return scan_fail(err, err_len, b->len, "no END_OF_GENERATION");
         if (have_clock) {
-                b->first_wall_ns = clock_wall(clk, clk[4]);
-                b->last_wall_ns = clock_wall(clk, clk[5]);
+                b->first_wall_ns = clock_at(clk, clk[3], clk[4]);
+                b->last_wall_ns = clock_at(clk, clk[3], clk[5]);
+                b->first_mono_ns = clock_at(clk, clk[2], clk[4]);
+                b->first_clock = clk[4];
         }
         return 0;
 }
@@ -342,22 +346,6 @@ static void ring_evict_oldest(struct fr_ring *r)
         fr_genbuf_unref(b);
 }
 
-void fr_ring_drop_newest(struct fr_ring *r)
-{
-        if (!r->count)
-                return;
-        struct fr_rings *s = r->set;
-        uint32_t i = (r->head + r->count - 1) % s->limits.generations;
-        struct fr_genbuf *b = r->slots[i];
-        r->slots[i] = NULL;
-        r->count--;
-        r->bytes -= b->len;
-        r->owner->bytes -= b->len;
-        s->bytes -= b->len;
-        s->generations--;
-        fr_genbuf_unref(b);
-}
-
 void fr_ring_free(struct fr_ring *r)
 {
         if (!r)
@@ -453,6 +441,85 @@ void fr_ring_push(struct fr_ring *r, struct fr_genbuf *b)
         if (l->max_owner_bytes)
                 evict_to(r, &r->owner->bytes, l->max_owner_bytes, r->owner);
         evict_to(r, &s->bytes, l->max_total_bytes, NULL);
+}
+
+/* Slot of the i-th held generation (0 = oldest). */
+static uint32_t ring_slot(const struct fr_ring *r, uint32_t i)
+{
+        return (r->head + i) % r->set->limits.generations;
+}
+
+static int same_generation(const struct fr_genbuf *a, const struct fr_genbuf *b)
+{
+        return a->gen == b->gen && a->first_clock == b->first_clock && a->first_mono_ns &&
+               b->first_mono_ns;
+}
+
+enum fr_put fr_ring_put(struct fr_ring *r, struct fr_genbuf *b, uint64_t *ret_gens_lost)
+{
+        struct fr_rings *s = r->set;
+        const struct fr_limits *l = &s->limits;
+        uint32_t i = r->count;
+
+        *ret_gens_lost = 0;
+        /* Where b starts among what is held, from the newest back: nearly
+         * always after the newest, at once.  b goes after every generation
+         * that started no later than it, and after one without a start time. */
+        while (b->first_mono_ns && i > 0) {
+                struct fr_genbuf *o = r->slots[ring_slot(r, i - 1)];
+                if (same_generation(o, b)) {
+                        /* Two copies of one generation: keep the larger,
+                         * which holds every event of the smaller. */
+                        if (b->len < o->len) {
+                                fr_genbuf_unref(b);
+                                return FR_PUT_DUPLICATE;
+                        }
+                        *ret_gens_lost = o->gens_lost;
+                        r->slots[ring_slot(r, i - 1)] = b;
+                        r->bytes += b->len - o->len;
+                        r->owner->bytes += b->len - o->len;
+                        s->bytes += b->len - o->len;
+                        fr_genbuf_unref(o);
+                        while (r->count > 1 && r->bytes > l->max_process_bytes)
+                                ring_evict_oldest(r);
+                        if (l->max_owner_bytes)
+                                evict_to(r, &r->owner->bytes, l->max_owner_bytes, r->owner);
+                        evict_to(r, &s->bytes, l->max_total_bytes, NULL);
+                        return FR_PUT_REPLACED;
+                }
+                if (!o->first_mono_ns || o->first_mono_ns <= b->first_mono_ns)
+                        break;
+                i--;
+        }
+        if (i == r->count) {
+                fr_ring_push(r, b);
+                return FR_PUT_ADDED;
+        }
+        /* Older than some held generation: room first, then move the newer
+         * ones up a place.  Older than all and no room: it would be the
+         * next to go, so it goes now. */
+        while (r->count > 0 &&
+               (r->count == l->generations || r->bytes + b->len > l->max_process_bytes)) {
+                if (i == 0) {
+                        r->evicted++;
+                        fr_genbuf_unref(b);
+                        return FR_PUT_ADDED;
+                }
+                ring_evict_oldest(r);
+                i--;
+        }
+        for (uint32_t k = r->count; k > i; k--)
+                r->slots[ring_slot(r, k)] = r->slots[ring_slot(r, k - 1)];
+        r->slots[ring_slot(r, i)] = b;
+        r->count++;
+        r->bytes += b->len;
+        r->owner->bytes += b->len;
+        s->bytes += b->len;
+        s->generations++;
+        if (l->max_owner_bytes)
+                evict_to(r, &r->owner->bytes, l->max_owner_bytes, r->owner);
+        evict_to(r, &s->bytes, l->max_total_bytes, NULL);
+        return FR_PUT_ADDED;
 }
 
 int fr_ring_set_owner(struct fr_ring *r, uint32_t owner)

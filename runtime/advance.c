@@ -130,7 +130,14 @@ struct status_part {
 static struct status_part status[2];
 /* Set while the advancer writes status records (the crash handler skips them then). */
 static atomic_int status_busy;
-static uint64_t gen_start_units; /* clock units when the current generation began */
+/* Clock units when the current generation began; written by the advance
+ * thread, read by the crash handler too (gt_gen_start_units). */
+static _Atomic uint64_t gen_start_units;
+
+uint64_t gt_gen_start_units(void)
+{
+        return atomic_load_explicit(&gen_start_units, memory_order_relaxed);
+}
 
 static struct status_part *status_for(uint64_t gen)
 {
@@ -148,7 +155,7 @@ static void status_reset(struct status_part *sp, uint64_t gen)
         sp->ntids = 0;
         /* Status events are "as of the generation's start": the time read
          * just before the switch, older than any event of the generation. */
-        sp->base = gen_start_units;
+        sp->base = atomic_load_explicit(&gen_start_units, memory_order_relaxed);
 }
 
 static void status_add_tid(struct status_part *sp, uint64_t tid, struct gt_str *name)
@@ -669,10 +676,10 @@ static void advance(bool next)
  * records of gen + 1 unless tracing stops, then gen assembled and pushed. */
 static void advance_finish(uint64_t gen, bool next, const struct gt_clock_ref *ref)
 {
-        uint64_t start = gen_start_units;
+        uint64_t start = atomic_load_explicit(&gen_start_units, memory_order_relaxed);
 
         gt_wait_writers();
-        gen_start_units = ref->units;
+        atomic_store_explicit(&gen_start_units, ref->units, memory_order_relaxed);
         if (next) {
                 struct status_part *sp = status_for(gen + 1);
                 atomic_store(&status_busy, 1);
@@ -1385,7 +1392,7 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
         if (!(cfg.flags & GTRACE_F_NO_CRASH_HANDLER))
                 gt_crash_install();
 
-        gen_start_units = gt_clock_now();
+        atomic_store_explicit(&gen_start_units, gt_clock_now(), memory_order_relaxed);
         atomic_store_explicit(&gt.gen, 1, memory_order_seq_cst);
 
         /* The advance thread takes no signals: they belong to the application. */

@@ -34,7 +34,7 @@ static struct sigaction previous[NFATAL];
 static bool installed;
 static atomic_int crashing;
 static uint8_t *seal_buf;
-#define CRASH_MAX_IOV 1025 /* the ring (at most 1024) and the sealed generation */
+#define CRASH_MAX_IOV 1025 /* the ring (at most 1024) and a partly sent generation */
 static struct iovec crash_iov[CRASH_MAX_IOV];
 static size_t seal_cap;
 
@@ -119,7 +119,7 @@ static uint64_t count_events(const uint8_t *p, const uint8_t *end)
         return n;
 }
 
-size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen)
+size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen, bool held)
 {
         struct sbuf b = {.p = buf, .cap = cap};
         uint64_t nbatches = 0, nevents = 0, lost = 0;
@@ -139,8 +139,30 @@ size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen)
         ref.freq = gt_clock.source == GT_CLOCK_MONOTONIC || dn == 0
                            ? 1000000000u
                            : (uint64_t)((double)du * 1e9 / (double)dn);
+        /* The generation's own start (the advance thread is held, or the
+         * value is at worst the next one's): gtraced knows a copy of gen
+         * it also gets finished by its number and start. */
+        uint64_t start = gt_gen_start_units();
+        if (!start || start > ref.units)
+                start = ref.units;
         uint8_t head[128];
-        sb_raw(&b, head, gt_encode_generation_header(head, gen, &ref, ref.units));
+        sb_raw(&b, head, gt_encode_generation_header(head, gen, &ref, start));
+        /* Generations the ring dropped that no generation has reported yet
+         * (the next one the advancer assembles would): said here, or a dump
+         * of a process that dies would show them missing, unexplained.  A
+         * process that lives on reports them again in the finished copy,
+         * which gtraced keeps instead of this one.  Read only with the
+         * advance thread held: it changes them under its lock. */
+        if (held) {
+                uint64_t dropped = gt.ring.gens_dropped +
+                                   atomic_load_explicit(&gt.ring.frozen_dropped,
+                                                        memory_order_relaxed);
+                if (dropped) {
+                        sb_u8(&b, PROTO_EV_GENS_LOST);
+                        sb_uv(&b, dropped);
+                        sb_uv(&b, gt.ring.bytes_dropped);
+                }
+        }
 
         /* The threads' lists may be mid-update on another thread: try the
          * lock, and walk them anyway if it is held (we are dying; a torn
@@ -317,7 +339,7 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                 uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
                 if (adv_ok)
                         crash_cut(gen, CRASH_CUT_MS);
-                size_t len = gt_seal_current(seal_buf, seal_cap, gen);
+                size_t len = gt_seal_current(seal_buf, seal_cap, gen, adv_ok);
                 char reason[64] = "crash: ";
                 size_t rl = strlen(reason);
                 const char *name = signal_name(sig);
@@ -330,19 +352,28 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                 bool ring_ok = gt_ring_freeze(&gt.ring, adv_ok || gt_on_advancer ? 0 : CRASH_RING_MS);
                 int sent = -ENOTCONN;
                 if (gt.daemon) {
-                        /* Connected: gtraced has (nearly) everything but the
-                         * sealed generation.  Not connected: it has none of
-                         * the ring, so that goes first. */
+                        /* After the sealed generation, what gtraced may not
+                         * have, newest first.  Connected: the generation the
+                         * connection is in the middle of (gtraced drops a cut
+                         * frame; the sending state is still only with the
+                         * advance thread held) and the ring's unsent ones.
+                         * Not connected: the whole ring.  gtraced keeps one
+                         * copy of a generation it gets twice. */
                         size_t n = 0;
-                        if (!gt_daemon_connected(gt.daemon) && ring_ok)
-                                for (uint32_t i = 0; n < CRASH_MAX_IOV - 1; i++) {
-                                        struct gt_blob *b = gt_ring_at(&gt.ring, i);
-                                        if (!b)
-                                                break;
-                                        crash_iov[n++] = (struct iovec){b->data, b->len};
-                                }
-                        crash_iov[n++] = (struct iovec){seal_buf, len};
-                        sent = gt_daemon_crash(gt.daemon, sig, crash_iov, n, 1000);
+                        uint32_t count = ring_ok ? gt.ring.count : 0, from = 0;
+                        if (gt_daemon_connected(gt.daemon))
+                                from = gt.ring.unsent < count ? count - (uint32_t)gt.ring.unsent
+                                                              : 0;
+                        for (uint32_t i = count; i > from && n < CRASH_MAX_IOV - 1; i--) {
+                                struct gt_blob *b = gt_ring_at(&gt.ring, i - 1);
+                                crash_iov[n++] = (struct iovec){b->data, b->len};
+                        }
+                        struct gt_blob *partial =
+                                adv_ok && !gt_on_advancer ? gt_daemon_partial(gt.daemon) : NULL;
+                        if (partial && n < CRASH_MAX_IOV - 1)
+                                crash_iov[n++] = (struct iovec){partial->data, partial->len};
+                        struct iovec sealed = {seal_buf, len};
+                        sent = gt_daemon_crash(gt.daemon, sig, &sealed, crash_iov, n, 1000);
                 }
                 if (sent < 0 && ring_ok) {
                         struct iovec iov = {seal_buf, len};

@@ -144,6 +144,13 @@ int gt_daemon_connected(const struct gt_daemon *d)
         return d && d->state == ST_UP;
 }
 
+struct gt_blob *gt_daemon_partial(const struct gt_daemon *d)
+{
+        if (!d || d->state != ST_UP || !d->cur_active || !d->cur_blob || d->cur_off >= d->cur_len)
+                return NULL;
+        return d->cur_blob;
+}
+
 /* ---- connection lifecycle --------------------------------------------------- */
 
 static void cur_release(struct gt_daemon *d)
@@ -557,8 +564,19 @@ static bool crash_send(int fd, const void *buf, size_t len, uint64_t deadline)
         return true;
 }
 
-int gt_daemon_crash(struct gt_daemon *d, int signo, const struct iovec *gens, size_t ngens,
-                    int timeout_ms)
+/* One GENERATION frame; false when it cannot be sent in time. */
+static bool crash_send_gen(int fd, const struct iovec *g, uint64_t max, uint64_t deadline)
+{
+        if (!g->iov_len || g->iov_len > max)
+                return true; /* gtraced would refuse it: skip */
+        uint8_t hdr[PROTO_HEADER_BYTES];
+        proto_header_put(hdr, PROTO_MSG_GENERATION, (uint32_t)g->iov_len);
+        return crash_send(fd, hdr, sizeof(hdr), deadline) &&
+               crash_send(fd, g->iov_base, g->iov_len, deadline);
+}
+
+int gt_daemon_crash(struct gt_daemon *d, int signo, const struct iovec *sealed,
+                    const struct iovec *backlog, size_t nbacklog, int timeout_ms)
 {
         int ret = -ENOTCONN;
         if (!d)
@@ -604,20 +622,17 @@ int gt_daemon_crash(struct gt_daemon *d, int signo, const struct iovec *gens, si
                 (void)poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000));
         }
         uint64_t max = d->max_generation ? d->max_generation : PROTO_MAX_GENERATION_BYTES;
-        for (size_t i = 0; i < ngens; i++) {
-                if (!gens[i].iov_len || gens[i].iov_len > max)
-                        continue;
-                uint8_t hdr[PROTO_HEADER_BYTES];
-                proto_header_put(hdr, PROTO_MSG_GENERATION, (uint32_t)gens[i].iov_len);
-                if (!crash_send(fd, hdr, sizeof(hdr), deadline) ||
-                    !crash_send(fd, gens[i].iov_base, gens[i].iov_len, deadline))
-                        goto out_close;
-        }
+        if (!crash_send_gen(fd, sealed, max, deadline))
+                goto out_close;
         uint8_t frame[PROTO_HEADER_BYTES + PROTO_MAX_SMALL_BYTES];
         struct proto_crash c = {.signo = (uint32_t)signo};
         ssize_t n = proto_encode_crash(frame, sizeof(frame), &c);
-        if (n > 0 && crash_send(fd, frame, (size_t)n, deadline))
-                ret = 0;
+        if (n <= 0 || !crash_send(fd, frame, (size_t)n, deadline))
+                goto out_close;
+        ret = 0;
+        for (size_t i = 0; i < nbacklog; i++)
+                if (!crash_send_gen(fd, &backlog[i], max, deadline))
+                        break;
 out_close:
         close(fd);
 out:

@@ -72,11 +72,20 @@ void gt_daemon_flush_done(struct gt_daemon *d, uint64_t flush_id, uint64_t gen);
  * gt_daemon_service() with the same id.  -ENOTCONN if not connected. */
 int gt_daemon_request_dump(struct gt_daemon *d, uint64_t id, const char *reason);
 
-/* From the fatal-signal handler, on a connection of its own: push the given
- * generation blobs in order (the sealed current one last) and a CRASH notice
- * with the signal, waiting at most timeout_ms in total.  Returns 0 once the
- * CRASH notice is sent, -errno otherwise (then the caller dumps locally). */
-int gt_daemon_crash(struct gt_daemon *d, int signo, const struct iovec *gens, size_t ngens,
-                    int timeout_ms);
+/*
+ * From the fatal-signal handler, on a connection of its own: the sealed
+ * current generation, a CRASH notice with the signal, then the backlog
+ * blobs in the order given, waiting at most timeout_ms in total.  Most
+ * valuable first: if time runs out, what was sent is kept (gtraced puts
+ * each generation in its place by its start time).  Returns 0 once the
+ * CRASH notice is sent, -errno otherwise (then the caller dumps locally).
+ */
+int gt_daemon_crash(struct gt_daemon *d, int signo, const struct iovec *sealed,
+                    const struct iovec *backlog, size_t nbacklog, int timeout_ms);
+
+/* The generation blob the connection is in the middle of sending, if any:
+ * gtraced drops a frame cut short, so a crash handler that can read this
+ * safely (the advance thread held) sends it again whole.  NULL otherwise. */
+struct gt_blob *gt_daemon_partial(const struct gt_daemon *d);
 
 #endif

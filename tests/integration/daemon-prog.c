@@ -10,6 +10,9 @@
  *   daemon-prog survive MARKER  a segmentation fault its own handler recovers from
  *                             (siglongjmp), then events, log MARKER, print "ready",
  *                             block until stdin closes
+ *   daemon-prog flood MARKER  print "connected", wait for a line on stdin, emit
+ *                             events as fast as it can for 800 ms, log MARKER,
+ *                             print "crashing", then a segmentation fault
  */
 #include <gtrace/gtrace.h>
 #include <setjmp.h>
@@ -112,6 +115,18 @@ int main(int argc, char **argv)
                 char c;
                 while (read(STDIN_FILENO, &c, 1) > 0)
                         some_events(1);
+        } else if (strcmp(mode, "flood") == 0) {
+                wait_connected();
+                printf("connected\n");
+                char go[16];
+                if (!fgets(go, sizeof(go), stdin))
+                        return 5;
+                uint64_t end = now_ms() + 800;
+                while (now_ms() < end)
+                        some_events(100);
+                gtrace_log("test", argv[2]);
+                printf("crashing\n");
+                *(volatile int *)((uintptr_t)argc * 8) = 0; /* aligned, never mapped */
         } else if (strcmp(mode, "spin") == 0) {
                 uint64_t end = now_ms() + (uint64_t)atoi(argv[2]);
                 unsigned long long n = 0;

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "daemon-harness.h"
+#include "flightrec/reader.h"
+#include "flightrec/ring.h"
 #include "fault-harness.h"
 #include "rt-check.h"
 
@@ -211,6 +213,89 @@ START_TEST(test_survived_crash_generations_once)
 }
 END_TEST
 
+/* Each generation of a dump in file order: its number and GENS_LOST count. */
+static size_t dump_generations(const char *path, uint64_t *gen, uint64_t *gens_lost, size_t cap)
+{
+        struct fr_dump *d;
+        struct fr_error err;
+        const uint8_t *blob;
+        size_t len, n = 0;
+        uint64_t off;
+        int r;
+
+        ck_assert_msg(fr_dump_open(path, &d, &err) == 0, "%s: %s", path, err.msg);
+        while ((r = fr_dump_next(d, &blob, &len, &off, &err)) == 1) {
+                struct fr_genbuf *b = fr_genbuf_new(len);
+                ck_assert_ptr_nonnull(b);
+                memcpy(b->data, blob, len);
+                ck_assert_int_eq(fr_genbuf_scan(b, NULL, 0), 0);
+                ck_assert_uint_lt(n, cap);
+                gen[n] = b->gen;
+                gens_lost[n++] = b->gens_lost;
+                fr_genbuf_unref(b);
+        }
+        ck_assert_msg(r == 0, "%s: %s", path, err.msg);
+        fr_dump_free(d);
+        return n;
+}
+
+/*
+ * A crash while gtraced lags: the process's connection has generations
+ * queued in the socket, more wait unsent in its ring, one is half written.
+ * The crash dump must still hold them all, once each and in order: the
+ * handler sends what the connection had not, gtraced waits for the queued
+ * ones before it dumps, and puts every generation in its place.  Any gap
+ * must be one the process reported dropping (its ring is bounded), but one:
+ * the frame cut short when the advance thread could not be held.
+ */
+START_TEST(test_crash_while_daemon_lags)
+{
+        const char *extra[] = {"--generations",     "200", "--max-process-bytes", "1G",
+                               "--max-total-bytes", "2G",  NULL};
+        dh_start_ok(&D, extra);
+        struct dh_prog p;
+        char marker[64], line[64];
+        snprintf(marker, sizeof(marker), "flooded-%d", (int)getpid());
+        prog_start(&p, "50", "flood", marker);
+        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
+        ck_assert_str_eq(line, "connected");
+        ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+        ck_assert_int_eq(write(p.in, "go\n", 3), 3);
+        int r = dh_prog_line(&p, line, sizeof(line), 20000);
+        /* Resume gtraced within the handler's wait for it (one second). */
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+        ck_assert_int_eq(r, 0);
+        ck_assert_str_eq(line, "crashing");
+        ck_assert(dh_wait_until(dump_exists, &p.pid, 20000));
+        const char *path = find_dump(p.pid);
+        check_dump(path, marker);
+
+        static uint64_t gen[4096], lost[4096];
+        size_t n = dump_generations(path, gen, lost, 4096);
+        ck_assert_uint_ge(n, 2);
+        /* A drop is reported by the next generation the process makes,
+         * which may come after later ones still in its ring: count totals. */
+        uint64_t reported = lost[0], missing;
+        for (size_t i = 1; i < n; i++) {
+                ck_assert_msg(gen[i] > gen[i - 1], "generation %llu after %llu in the dump",
+                              (unsigned long long)gen[i], (unsigned long long)gen[i - 1]);
+                reported += lost[i];
+        }
+        ck_assert_msg(gen[0] == 1, "the dump starts at generation %llu",
+                      (unsigned long long)gen[0]);
+        missing = gen[n - 1] - n;
+        uint64_t unexplained = missing > reported ? missing - reported : 0;
+        ck_assert_msg(unexplained <= 1,
+                      "%llu generations between 1 and %llu missing, not reported dropped "
+                      "(%zu in the dump)",
+                      (unsigned long long)unexplained, (unsigned long long)gen[n - 1], n);
+        dh_prog_close(&p);
+        dh_finish(&D);
+}
+END_TEST
+
 START_TEST(test_stopped_process_snapshot_bounded)
 {
         const char *extra[] = {"--flush-timeout", "250", NULL};
@@ -308,6 +393,7 @@ static Suite *daemon_runtime_suite(void)
         tcase_add_test(failures, test_kill9_history_dumpable);
         tcase_add_test(failures, test_crash_dump_has_last_events);
         tcase_add_test(failures, test_survived_crash_generations_once);
+        tcase_add_test(failures, test_crash_while_daemon_lags);
         tcase_add_test(failures, test_stopped_process_snapshot_bounded);
         tcase_add_test(failures, test_daemon_restart_producers_reconnect);
         tcase_add_test(failures, test_daemon_absent_full_speed);

@@ -34,6 +34,8 @@ START_TEST(test_scan_summary)
         struct fr_genbuf *b = blob(1000, 9);
         ck_assert_uint_eq(b->first_wall_ns, 1700000009000000000ull);
         ck_assert_uint_eq(b->last_wall_ns, 1700000009000001000ull);
+        ck_assert_uint_eq(b->first_mono_ns, 1000); /* mono_ns at ref, and start == ref */
+        ck_assert_uint_eq(b->first_clock, 1000);
         ck_assert_uint_eq(b->events_lost, 0);
         fr_genbuf_unref(b);
 }
@@ -85,33 +87,105 @@ START_TEST(test_retention_by_count)
 }
 END_TEST
 
-/* gtraced replaces a generation it gets twice (a survived crash): the
- * newest goes, accounted everywhere, and the ring wraps on as before. */
-START_TEST(test_drop_newest)
+/* A blob of generation gen that started at mono_ns on CLOCK_MONOTONIC. */
+static struct fr_genbuf *blob_at(size_t len, uint64_t gen, uint64_t mono_ns)
 {
-        struct fr_limits l = {.generations = 3, .max_process_bytes = 1u << 30,
+        struct fr_genbuf *b = blob(len, gen);
+        b->first_mono_ns = mono_ns; /* as fr_genbuf_scan would have read them */
+        b->first_clock = mono_ns * 3;
+        return b;
+}
+
+static void expect_gens(const struct fr_ring *r, const uint64_t *gens, uint32_t n)
+{
+        ck_assert_uint_eq(fr_ring_count(r), n);
+        for (uint32_t i = 0; i < n; i++)
+                ck_assert_msg(fr_ring_at(r, i)->gen == gens[i], "slot %u holds %llu, not %llu", i,
+                              (unsigned long long)fr_ring_at(r, i)->gen,
+                              (unsigned long long)gens[i]);
+}
+
+/* Around a crash a process's generations reach gtraced out of order and
+ * twice: each goes where its start time puts it, the larger copy of one
+ * stays, and every total follows. */
+START_TEST(test_put_orders_and_dedupes)
+{
+        struct fr_limits l = {.generations = 5, .max_process_bytes = 1u << 30,
                               .max_total_bytes = 1u << 30};
         struct fr_rings *s = fr_rings_new(&l);
         struct fr_ring *r = fr_ring_new(s, 1, 100);
-        fr_ring_drop_newest(r); /* empty: nothing happens */
-        ck_assert_uint_eq(fr_ring_count(r), 0);
-        for (uint64_t g = 1; g <= 4; g++)
-                fr_ring_push(r, blob(100 * g, g)); /* 2, 3, 4 held: head moved */
-        fr_ring_drop_newest(r);
+        uint64_t lost;
+
+        /* The sealed generation 5 first, then 3 and 4 from the other
+         * connection, which still had them queued. */
+        ck_assert_int_eq(fr_ring_put(r, blob_at(100, 2, 2000), &lost), FR_PUT_ADDED);
+        ck_assert_int_eq(fr_ring_put(r, blob_at(100, 5, 5000), &lost), FR_PUT_ADDED);
+        ck_assert_int_eq(fr_ring_put(r, blob_at(100, 3, 3000), &lost), FR_PUT_ADDED);
+        ck_assert_int_eq(fr_ring_put(r, blob_at(100, 4, 4000), &lost), FR_PUT_ADDED);
+        expect_gens(r, (const uint64_t[]){2, 3, 4, 5}, 4);
         ck_assert_int_eq(fr_rings_check(s), 0);
-        ck_assert_uint_eq(fr_ring_count(r), 2);
-        ck_assert_uint_eq(fr_ring_at(r, 1)->gen, 3);
-        ck_assert_uint_eq(fr_ring_bytes(r), 500);
-        ck_assert_uint_eq(fr_rings_bytes(s), 500);
-        ck_assert_uint_eq(fr_rings_generations(s), 2);
-        ck_assert_uint_eq(fr_ring_evicted(r), 1); /* generation 1 only */
-        fr_ring_push(r, blob(50, 4));
-        fr_ring_push(r, blob(60, 5));
+
+        /* 5 again, finished (larger): it takes the sealed copy's place.  Its
+         * clock anchor differs, so its start converts a few ns apart: the
+         * start in clock units says it is the same generation. */
+        struct fr_genbuf *fin = blob_at(150, 5, 5000);
+        fin->first_mono_ns = 4997;
+        fin->gens_lost = 1;
+        ck_assert_int_eq(fr_ring_put(r, fin, &lost), FR_PUT_REPLACED);
+        ck_assert_uint_eq(lost, 0);
+        ck_assert_ptr_eq(fr_ring_at(r, 3), fin);
+        ck_assert_uint_eq(fr_ring_bytes(r), 450);
+        ck_assert_uint_eq(fr_rings_bytes(s), 450);
+        ck_assert_uint_eq(fr_rings_generations(s), 4);
+        /* A smaller copy of 3 is dropped; the one held stays. */
+        struct fr_genbuf *three = fr_ring_at(r, 1);
+        ck_assert_int_eq(fr_ring_put(r, blob_at(60, 3, 3000), &lost), FR_PUT_DUPLICATE);
+        ck_assert_ptr_eq(fr_ring_at(r, 1), three);
+        /* The replaced copy's gens_lost is handed back. */
+        ck_assert_int_eq(fr_ring_put(r, blob_at(150, 5, 5000), &lost), FR_PUT_REPLACED);
+        ck_assert_uint_eq(lost, 1);
         ck_assert_int_eq(fr_rings_check(s), 0);
-        ck_assert_uint_eq(fr_ring_count(r), 3);
-        ck_assert_uint_eq(fr_ring_at(r, 0)->gen, 3);
-        ck_assert_uint_eq(fr_ring_at(r, 2)->gen, 5);
-        ck_assert_uint_eq(fr_ring_bytes(r), 410);
+
+        /* Another generation 3 of a later start (the tracer restarted and
+         * numbers from 1 again) is not a copy: it goes last. */
+        ck_assert_int_eq(fr_ring_put(r, blob_at(100, 3, 9000), &lost), FR_PUT_ADDED);
+        expect_gens(r, (const uint64_t[]){2, 3, 4, 5, 3}, 5);
+        ck_assert_uint_eq(fr_ring_evicted(r), 0);
+
+        /* Full: an older one makes room by evicting the oldest, 2... */
+        ck_assert_int_eq(fr_ring_put(r, blob_at(100, 1, 2500), &lost), FR_PUT_ADDED);
+        expect_gens(r, (const uint64_t[]){1, 3, 4, 5, 3}, 5);
+        ck_assert_uint_eq(fr_ring_evicted(r), 1);
+        /* ...and one older than everything held is the next to go: it goes. */
+        ck_assert_int_eq(fr_ring_put(r, blob_at(100, 9, 100), &lost), FR_PUT_ADDED);
+        expect_gens(r, (const uint64_t[]){1, 3, 4, 5, 3}, 5);
+        ck_assert_uint_eq(fr_ring_evicted(r), 2);
+        ck_assert_int_eq(fr_rings_check(s), 0);
+
+        /* Without start times (an old producer): appended, as by push. */
+        ck_assert_int_eq(fr_ring_put(r, blob_at(100, 7, 0), &lost), FR_PUT_ADDED);
+        ck_assert_int_eq(fr_ring_put(r, blob_at(100, 6, 8000), &lost), FR_PUT_ADDED);
+        expect_gens(r, (const uint64_t[]){4, 5, 3, 7, 6}, 5);
+        ck_assert_int_eq(fr_rings_check(s), 0);
+        fr_rings_free(s);
+}
+END_TEST
+
+/* The byte bounds hold after a larger copy replaces a smaller one. */
+START_TEST(test_put_replace_keeps_bounds)
+{
+        struct fr_limits l = {.generations = 8, .max_process_bytes = 1000,
+                              .max_total_bytes = 1u << 30};
+        struct fr_rings *s = fr_rings_new(&l);
+        struct fr_ring *r = fr_ring_new(s, 1, 100);
+        uint64_t lost;
+        for (uint64_t g = 1; g <= 3; g++)
+                fr_ring_put(r, blob_at(300, g, g * 1000), &lost);
+        ck_assert_int_eq(fr_ring_put(r, blob_at(500, 3, 3000), &lost), FR_PUT_REPLACED);
+        expect_gens(r, (const uint64_t[]){2, 3}, 2);
+        ck_assert_uint_eq(fr_ring_bytes(r), 800);
+        ck_assert_uint_eq(fr_ring_evicted(r), 1);
+        ck_assert_int_eq(fr_rings_check(s), 0);
         fr_rings_free(s);
 }
 END_TEST
@@ -303,7 +377,8 @@ static Suite *ring_suite(void)
         suite_add_tcase(s, scan);
         TCase *core = tcase_create("retention");
         tcase_add_test(core, test_retention_by_count);
-        tcase_add_test(core, test_drop_newest);
+        tcase_add_test(core, test_put_orders_and_dedupes);
+        tcase_add_test(core, test_put_replace_keeps_bounds);
         tcase_add_test(core, test_retention_by_bytes);
         tcase_add_test(core, test_global_cap_fair);
         tcase_add_test(core, test_global_cap_keeps_newest);

@@ -40,6 +40,8 @@ struct fr_genbuf {
         uint64_t pid;           /* as the producer wrote it */
         uint64_t first_wall_ns; /* generation start, wall clock (0 if unknown) */
         uint64_t last_wall_ns;  /* generation end, wall clock (0 if unknown) */
+        uint64_t first_mono_ns; /* generation start, CLOCK_MONOTONIC (0 if unknown) */
+        uint64_t first_clock;   /* generation start, trace clock units, as recorded */
         uint64_t events_lost;   /* END_OF_GENERATION lost total */
         uint64_t gens_lost;     /* GENS_LOST count (0 if absent) */
         size_t len;
@@ -102,9 +104,25 @@ struct fr_ring *fr_ring_find(const struct fr_rings *s, uint64_t pid, uint64_t st
  * bound holds again, here and across the set. */
 void fr_ring_push(struct fr_ring *r, struct fr_genbuf *b);
 
-/* Removes the newest generation, if any (not counted as evicted: the
- * caller replaces it). */
-void fr_ring_drop_newest(struct fr_ring *r);
+/*
+ * fr_ring_push for generations that may come out of order or twice, as a
+ * process's generations do around a crash: the one its crash handler
+ * sealed and what its own connection still had queued arrive on two
+ * connections, and a process that lives on sends the sealed one again,
+ * finished.  b goes where its start time (first_mono_ns, monotonic for the
+ * whole life of a process, across restarts of its tracer) puts it: after
+ * every held generation that started no later; a held generation with b's
+ * number and start (first_clock: two copies convert it to CLOCK_MONOTONIC
+ * from their own clock anchors, a few ns apart) is the same one, and the
+ * larger copy stays.  The ring takes the caller's reference either way.
+ * FR_PUT_REPLACED: b took the place of a copy, whose gens_lost is stored in
+ * *ret_gens_lost (0 otherwise); FR_PUT_DUPLICATE: b was the smaller copy
+ * and is dropped.  A generation older than everything held in a full ring
+ * is dropped too, counted as evicted (FR_PUT_ADDED).  Bounds as for
+ * fr_ring_push.
+ */
+enum fr_put { FR_PUT_ADDED, FR_PUT_REPLACED, FR_PUT_DUPLICATE };
+enum fr_put fr_ring_put(struct fr_ring *r, struct fr_genbuf *b, uint64_t *ret_gens_lost);
 
 uint64_t fr_ring_pid(const struct fr_ring *r);
 uint64_t fr_ring_start_time(const struct fr_ring *r);
