@@ -756,13 +756,26 @@ static void dump_local(struct gt_dump_req *r)
         dump_complete(r, ret, ret < 0 ? NULL : path);
 }
 
-/* The daemon connection mutates the ring (marks entries sent). */
+/* The daemon connection mutates the ring (marks entries sent).  A crash
+ * handler holds it off as it does a cycle (advance): it reads the frame the
+ * connection is in the middle of, to send it again whole, and that frame's
+ * blob may go when the send completes.  Held off, it waits a little rather
+ * than spin on a writable socket. */
 static void daemon_service(struct gt_daemon_events *ev)
 {
-        pthread_mutex_lock(&gt.ring_lock);
-        gt_daemon_service(gt.daemon, &gt.ring, ev);
-        atomic_store_explicit(&gt.generations_sent, gt.ring.sent_total, memory_order_relaxed);
-        pthread_mutex_unlock(&gt.ring_lock);
+        atomic_store_explicit(&gt.adv_busy, 1, memory_order_seq_cst);
+        if (!atomic_load_explicit(&gt.adv_frozen, memory_order_seq_cst)) {
+                pthread_mutex_lock(&gt.ring_lock);
+                gt_daemon_service(gt.daemon, &gt.ring, ev);
+                atomic_store_explicit(&gt.generations_sent, gt.ring.sent_total,
+                                      memory_order_relaxed);
+                pthread_mutex_unlock(&gt.ring_lock);
+                atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
+                return;
+        }
+        atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
 }
 
 static void serve_dump(struct gt_dump_req *r)
@@ -978,9 +991,14 @@ static void *advancer_main(void *arg)
                 reqs = r->next;
                 dump_local(r);
         }
-        /* The connection is in this thread's file table (files_go_private). */
-        if (gt.daemon)
+        /* The connection is in this thread's file table (files_go_private).
+         * Busy meanwhile, as in daemon_service (a crash handler then leaves
+         * the frame in flight alone). */
+        if (gt.daemon) {
+                atomic_store_explicit(&gt.adv_busy, 1, memory_order_seq_cst);
                 gt_daemon_close(gt.daemon, &gt.ring);
+                atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
+        }
         return NULL;
 }
 
