@@ -1357,6 +1357,7 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
                 !(mb && strcmp(mb, "0") == 0) &&
                 syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 #endif
+        gt_str_fixed_init();
         r = gt_strtab_init(cfg.max_strings, cfg.string_bytes, cfg.max_stacks, cfg.stack_bytes);
         if (r < 0)
                 goto out;

@@ -76,6 +76,12 @@ struct gt_stack {
         uint64_t pcs[];
 };
 
+/* Is s in a read-only segment of the program itself (a string literal of
+ * the executable, never unmapped and never rewritten)?  Such a string is
+ * the one the thread's cache saw under the same pointer, with no need to
+ * compare the text.  Ranges read at the first gtrace_start(). */
+bool gt_str_fixed(const char *s);
+void gt_str_fixed_init(void);
 int gt_strtab_init(uint32_t max_strings, uint64_t bytes, uint32_t max_stacks,
                    uint64_t stack_bytes);
 void gt_strtab_done(void);
@@ -128,6 +134,7 @@ struct gt_strcache {
         const char *ptr;
         struct gt_str *e;
         uint64_t gen; /* generation e was last marked for */
+        bool fixed;   /* ptr is in the program's read-only data (gt_str_fixed) */
 };
 
 struct gt_fiber;

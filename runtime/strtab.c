@@ -23,11 +23,59 @@
  * only its text is lost, and gtrace_get_stats() / the trace show it.
  */
 #include <errno.h>
+#include <link.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "internal.h"
+
+/* ---- the program's read-only data ---------------------------------------------- */
+
+#define FIXED_MAX 8
+static struct {
+        uintptr_t lo, hi;
+} fixed[FIXED_MAX];
+static unsigned nfixed;
+
+/* The first object dl_iterate_phdr reports is the program itself, which
+ * stays mapped for the life of the process; libraries can be unloaded (and
+ * their addresses reused), so their strings keep the compare. */
+static int fixed_add(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+        (void)size;
+        (void)ctx;
+        for (unsigned i = 0; i < info->dlpi_phnum && nfixed < FIXED_MAX; i++) {
+                const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+                if (ph->p_type != PT_LOAD || (ph->p_flags & PF_W) || !ph->p_memsz)
+                        continue;
+                fixed[nfixed].lo = info->dlpi_addr + ph->p_vaddr;
+                fixed[nfixed].hi = fixed[nfixed].lo + ph->p_memsz;
+                nfixed++;
+        }
+        return 1; /* the program only */
+}
+
+static void fixed_scan(void)
+{
+        (void)dl_iterate_phdr(fixed_add, NULL);
+}
+
+void gt_str_fixed_init(void)
+{
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        (void)pthread_once(&once, fixed_scan);
+}
+
+bool gt_str_fixed(const char *s)
+{
+        uintptr_t a = (uintptr_t)s;
+        for (unsigned i = 0; i < nfixed; i++)
+                if (a >= fixed[i].lo && a < fixed[i].hi)
+                        return true;
+        return false;
+}
 
 struct table {
         _Atomic(void *) *slots;

@@ -512,8 +512,9 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
                 s = "";
         struct gt_strcache *c = strcache_at(t, s);
         struct gt_str *e = c->e;
-        /* Same pointer is not enough: the caller may reuse a buffer. */
-        if (likely(c->ptr == s && e && str_same(e, s))) {
+        /* Same pointer is not enough: the caller may reuse a buffer (but
+         * not the program's own read-only data). */
+        if (likely(c->ptr == s && e && (c->fixed || str_same(e, s)))) {
                 if (unlikely(c->gen != gen)) {
                         gt_str_mark(e, gen);
                         c->gen = gen;
@@ -525,6 +526,7 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
         c->ptr = s;
         c->e = e;
         c->gen = gen;
+        c->fixed = gt_str_fixed(s);
         return e;
 }
 
@@ -1018,7 +1020,7 @@ static inline struct gt_str *str_cached(struct gt_thread *t, const char *s, uint
         const struct gt_strcache *c = strcache_at(t, s);
         struct gt_str *e = c->e;
         /* c->ptr is never NULL while c->e is set (str_get maps NULL to ""). */
-        if (likely(c->ptr == s && e && c->gen == gen && str_same(e, s)))
+        if (likely(c->ptr == s && e && c->gen == gen && (c->fixed || str_same(e, s))))
                 return e;
         return NULL;
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -316,6 +317,80 @@ START_TEST(test_log_text_every_length)
         gtrace_stop();
         ck_assert_uint_eq(RT_COUNT(&s, LOG), 91);
         ck_assert_uint_eq(s.log_text_hash, want);
+}
+END_TEST
+
+/* Region names, in the order their REGION_BEGIN events were read. */
+struct names {
+        char text[8][32];
+        unsigned n;
+};
+
+static int on_region(void *ctx, const struct fr_generation *g, const struct fr_event *ev)
+{
+        struct names *nm = ctx;
+        (void)g;
+        if (ev->type == PROTO_EV_REGION_BEGIN && nm->n < 8 && ev->str[1])
+                snprintf(nm->text[nm->n++], sizeof(nm->text[0]), "%s", ev->str[1]);
+        return 0;
+}
+
+/* gt_str_fixed() is the runtime's own (internal.h). */
+bool gt_str_fixed(const char *s);
+
+/*
+ * A thread's string cache knows a name by its pointer.  A buffer the caller
+ * rewrites keeps its pointer and changes its text: the cache compares the
+ * text, unless the pointer is into the program's read-only data, which
+ * nothing rewrites (and whose texts skip the compare).
+ */
+START_TEST(test_string_cache_rewritten_buffer)
+{
+        static const char ro[] = "read-only";
+        static char rw[] = "writable";
+        char stack[16] = "on-stack";
+        char *heap = strdup("on-heap");
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        ck_assert(gt_str_fixed("a literal"));
+        ck_assert(gt_str_fixed(ro));
+        ck_assert(!gt_str_fixed(rw));
+        ck_assert(!gt_str_fixed(stack));
+        ck_assert(!gt_str_fixed(heap));
+        ck_assert(!gt_str_fixed(NULL));
+
+        gtrace_region_begin(stack);
+        gtrace_region_end();
+        gtrace_counter(stack, 1); /* the other fast path, same cache entry */
+        strcpy(stack, "rewritten");
+        gtrace_region_begin(stack);
+        gtrace_region_end();
+        strcpy(heap, "heap-2");
+        gtrace_region_begin(heap);
+        gtrace_region_end();
+        gtrace_region_begin(ro);
+        gtrace_region_begin(ro);
+        gtrace_region_end();
+        gtrace_region_end();
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("names", path, sizeof(path)), 0);
+        gtrace_stop();
+        free(heap);
+
+        struct fr_dump *d;
+        struct fr_error err;
+        struct names nm = {0};
+        struct fr_callbacks cb = {.event = on_region};
+        ck_assert_int_eq(fr_dump_open(path, &d, &err), 0);
+        ck_assert_msg(fr_dump_parse(d, &cb, &nm, &err) == 0, "%s", err.msg);
+        fr_dump_free(d);
+        ck_assert_uint_eq(nm.n, 5);
+        ck_assert_str_eq(nm.text[0], "on-stack");
+        ck_assert_str_eq(nm.text[1], "rewritten");
+        ck_assert_str_eq(nm.text[2], "heap-2");
+        ck_assert_str_eq(nm.text[3], "read-only");
+        ck_assert_str_eq(nm.text[4], "read-only");
 }
 END_TEST
 
@@ -961,6 +1036,7 @@ int main(void)
         tcase_add_test(core, test_stack_depth_cap);
         tcase_add_test(core, test_regress_stats_generations_lost_stays);
         tcase_add_test(core, test_log_text_every_length);
+        tcase_add_test(core, test_string_cache_rewritten_buffer);
         tcase_add_test(core, test_table_bounds_are_options);
         tcase_add_test(core, test_table_bounds_checked);
 #if defined(__x86_64__)
