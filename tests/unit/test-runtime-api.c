@@ -363,10 +363,10 @@ START_TEST(test_string_cache_rewritten_buffer)
         gtrace_region_begin(stack);
         gtrace_region_end();
         gtrace_counter(stack, 1); /* the other fast path, same cache entry */
-        strcpy(stack, "rewritten");
+        snprintf(stack, sizeof(stack), "rewritten");
         gtrace_region_begin(stack);
         gtrace_region_end();
-        strcpy(heap, "heap-2");
+        snprintf(heap, strlen(heap) + 1, "heap-2");
         gtrace_region_begin(heap);
         gtrace_region_end();
         gtrace_region_begin(ro);
