@@ -423,6 +423,22 @@ static void evict_to(struct fr_ring *r, const uint64_t *held, uint64_t bound,
         }
 }
 
+/* r holds len more bytes in gens more generations: the totals, then the
+ * owner and global bounds again. */
+static void ring_grew(struct fr_ring *r, uint64_t len, uint32_t gens)
+{
+        struct fr_rings *s = r->set;
+        const struct fr_limits *l = &s->limits;
+
+        r->bytes += len;
+        r->owner->bytes += len;
+        s->bytes += len;
+        s->generations += gens;
+        if (l->max_owner_bytes)
+                evict_to(r, &r->owner->bytes, l->max_owner_bytes, r->owner);
+        evict_to(r, &s->bytes, l->max_total_bytes, NULL);
+}
+
 void fr_ring_push(struct fr_ring *r, struct fr_genbuf *b)
 {
         struct fr_rings *s = r->set;
@@ -433,14 +449,7 @@ void fr_ring_push(struct fr_ring *r, struct fr_genbuf *b)
                 ring_evict_oldest(r);
         r->slots[(r->head + r->count) % l->generations] = b;
         r->count++;
-        r->bytes += b->len;
-        r->owner->bytes += b->len;
-        s->bytes += b->len;
-        s->generations++;
-
-        if (l->max_owner_bytes)
-                evict_to(r, &r->owner->bytes, l->max_owner_bytes, r->owner);
-        evict_to(r, &s->bytes, l->max_total_bytes, NULL);
+        ring_grew(r, b->len, 1);
 }
 
 /* Slot of the i-th held generation (0 = oldest). */
@@ -476,15 +485,10 @@ enum fr_put fr_ring_put(struct fr_ring *r, struct fr_genbuf *b, uint64_t *ret_ge
                         }
                         *ret_gens_lost = o->gens_lost;
                         r->slots[ring_slot(r, i - 1)] = b;
-                        r->bytes += b->len - o->len;
-                        r->owner->bytes += b->len - o->len;
-                        s->bytes += b->len - o->len;
-                        fr_genbuf_unref(o);
-                        while (r->count > 1 && r->bytes > l->max_process_bytes)
+                        while (r->count > 1 && r->bytes + b->len - o->len > l->max_process_bytes)
                                 ring_evict_oldest(r);
-                        if (l->max_owner_bytes)
-                                evict_to(r, &r->owner->bytes, l->max_owner_bytes, r->owner);
-                        evict_to(r, &s->bytes, l->max_total_bytes, NULL);
+                        ring_grew(r, b->len - o->len, 0);
+                        fr_genbuf_unref(o);
                         return FR_PUT_REPLACED;
                 }
                 if (!o->first_mono_ns || o->first_mono_ns <= b->first_mono_ns)
@@ -512,13 +516,7 @@ enum fr_put fr_ring_put(struct fr_ring *r, struct fr_genbuf *b, uint64_t *ret_ge
                 r->slots[ring_slot(r, k)] = r->slots[ring_slot(r, k - 1)];
         r->slots[ring_slot(r, i)] = b;
         r->count++;
-        r->bytes += b->len;
-        r->owner->bytes += b->len;
-        s->bytes += b->len;
-        s->generations++;
-        if (l->max_owner_bytes)
-                evict_to(r, &r->owner->bytes, l->max_owner_bytes, r->owner);
-        evict_to(r, &s->bytes, l->max_total_bytes, NULL);
+        ring_grew(r, b->len, 1);
         return FR_PUT_ADDED;
 }
 

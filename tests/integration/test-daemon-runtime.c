@@ -245,8 +245,12 @@ static size_t dump_generations(const char *path, uint64_t *gen, uint64_t *gens_l
  * The crash dump must still hold them all, once each and in order: the
  * handler sends what the connection had not, gtraced waits for the queued
  * ones before it dumps, and puts every generation in its place.  Any gap
- * must be one the process reported dropping (its ring is bounded), but one:
- * the frame cut short when the advance thread could not be held.
+ * must be one the process reported dropping (its ring is bounded), but
+ * two: when the handler cannot hold the advance thread (a cycle longer
+ * than 500 ms, on a loaded machine) the frame in flight is not sent again,
+ * and the generation that cycle finishes is dropped by the frozen ring
+ * with the drops it would have reported.  Without the handler's backlog
+ * or gtraced's wait, 3 to 10 are missing here.
  */
 START_TEST(test_crash_while_daemon_lags)
 {
@@ -287,7 +291,7 @@ START_TEST(test_crash_while_daemon_lags)
                       (unsigned long long)gen[0]);
         missing = gen[n - 1] - n;
         uint64_t unexplained = missing > reported ? missing - reported : 0;
-        ck_assert_msg(unexplained <= 1,
+        ck_assert_msg(unexplained <= 2,
                       "%llu generations between 1 and %llu missing, not reported dropped "
                       "(%zu in the dump)",
                       (unsigned long long)unexplained, (unsigned long long)gen[n - 1], n);
