@@ -131,6 +131,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#if defined(__SSE2__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define GT_TEXT32 1 /* see text32_load */
+#include <emmintrin.h>
+#else
+#define GT_TEXT32 0
+#endif
+
 #include "internal.h"
 #include "tsdelta.h"
 #include "proto/event.h"
@@ -1156,13 +1163,87 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
         wr_exit(t);
 }
 
+/*
+ * A short log text's length and bytes in one pass: text32_load() reads the
+ * 32 bytes at s into two vector registers and finds the NUL in them;
+ * text32_store() writes the same registers into the buffer (past the text
+ * the bytes are garbage no event covers: the caller has room for 32).
+ * SHORT_TEXT_NONE when the text is 32 bytes or longer, or when the 32 bytes
+ * would cross into the next page (which the text may not reach: the load
+ * could fault).  Sanitizers would flag the bytes read past the NUL: they
+ * take strnlen and copy_text, as every longer text does.
+ */
+#define SHORT_TEXT 32
+#define SHORT_TEXT_NONE ((size_t)-1)
+#if GT_TEXT32
+struct text32 {
+        __m128i a, b;
+};
+
+static inline size_t text32_load(struct text32 *v, const char *s)
+{
+        if (((uintptr_t)s & 4095) > 4096 - SHORT_TEXT)
+                return SHORT_TEXT_NONE;
+        v->a = _mm_loadu_si128((const __m128i *)(const void *)s);
+        v->b = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
+        __m128i z = _mm_setzero_si128();
+        uint32_t nul = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v->a, z)) |
+                       (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v->b, z)) << 16;
+        return nul ? (size_t)__builtin_ctz(nul) : SHORT_TEXT_NONE;
+}
+
+static inline void text32_store(uint8_t *dst, const struct text32 *v)
+{
+        _mm_storeu_si128((__m128i *)(void *)dst, v->a);
+        _mm_storeu_si128((__m128i *)(void *)(dst + 16), v->b);
+}
+#else
+struct text32 {
+        char unused;
+};
+
+static inline size_t text32_load(struct text32 *v, const char *s)
+{
+        (void)v;
+        (void)s;
+        return SHORT_TEXT_NONE;
+}
+
+static inline void text32_store(uint8_t *dst, const struct text32 *v)
+{
+        (void)dst;
+        (void)v;
+}
+#endif
+
 GTRACE_API void gtrace_log(const char *category, const char *message)
 {
         EV_ENTER(t, gen);
         if (!message)
                 message = "";
-        size_t len = strnlen(message, GT_MAX_LOG_BYTES);
-        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len);
+        /* The common case: a short text (its length takes one byte) and
+         * room for it in the current chunk. */
+        struct text32 v;
+        size_t len = text32_load(&v, message);
+        struct gt_slot *s;
+        if (likely(len != SHORT_TEXT_NONE) &&
+            likely((s = slot_fast(t, gen, GT_MAX_EVENT_BYTES + SHORT_TEXT)) != NULL)) {
+                uint64_t now = gt_clock_now();
+                struct gt_str *e = str_get(t, category, gen);
+                uint8_t *p = slot_pos(s);
+                *p++ = PROTO_EV_LOG;
+                p = put_u(p, ts_delta(s, now));
+                p = put_u(p, e->id);
+                *p++ = (uint8_t)len;
+                text32_store(p, &v); /* before the capture's call: v stays in registers */
+                p += len;
+                p = put_u(p, stack_id(t, GTRACE_KIND_LOG, gen));
+                ev_commit(s, p);
+                wr_exit(t);
+                return;
+        }
+        len = strnlen(message, GT_MAX_LOG_BYTES);
+        s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len);
         uint64_t now = gt_clock_now();
         if (likely(s)) {
                 struct gt_str *e = str_get(t, category, gen);

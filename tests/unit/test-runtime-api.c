@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -316,6 +317,51 @@ START_TEST(test_log_text_every_length)
         struct rt_summary s = dump_and_read("lengths");
         gtrace_stop();
         ck_assert_uint_eq(RT_COUNT(&s, LOG), 91);
+        ck_assert_uint_eq(s.log_text_hash, want);
+}
+END_TEST
+
+/* Short log texts are read 32 bytes at a time: a text that ends just
+ * before an unmapped page must be read without touching it, and every
+ * length around the 32-byte cut must come out whole. */
+START_TEST(test_log_text_at_page_end)
+{
+        long page = sysconf(_SC_PAGESIZE);
+        char *map = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ck_assert_ptr_ne(map, MAP_FAILED);
+        ck_assert_int_eq(mprotect(map + page, (size_t)page, PROT_NONE), 0);
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        o.flags |= GTRACE_F_NO_STACKS;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        uint64_t want = RT_TEXT_HASH_INIT;
+        unsigned n = 0;
+        for (size_t len = 0; len <= 40; len++) {
+                /* The NUL is the page's last byte, then one byte earlier. */
+                for (size_t gap = 0; gap <= 1; gap++) {
+                        char *text = map + page - 1 - gap - len;
+                        for (size_t i = 0; i < len; i++)
+                                text[i] = (char)('a' + (i + len) % 26);
+                        text[len] = '\0';
+                        gtrace_log("edge", text);
+                        want = rt_text_hash(want, text, len);
+                        n++;
+                }
+        }
+        /* And texts in the middle of a page, around the cut. */
+        for (size_t len = 28; len <= 36; len++) {
+                char *text = map + 100;
+                memset(text, 'm', len);
+                text[len] = '\0';
+                gtrace_log("middle", text);
+                want = rt_text_hash(want, text, len);
+                n++;
+        }
+        struct rt_summary s = dump_and_read("page end");
+        gtrace_stop();
+        munmap(map, (size_t)page * 2);
+        ck_assert_uint_eq(RT_COUNT(&s, LOG), n);
         ck_assert_uint_eq(s.log_text_hash, want);
 }
 END_TEST
@@ -1037,6 +1083,7 @@ int main(void)
         tcase_add_test(core, test_regress_stats_generations_lost_stays);
         tcase_add_test(core, test_log_text_every_length);
         tcase_add_test(core, test_string_cache_rewritten_buffer);
+        tcase_add_test(core, test_log_text_at_page_end);
         tcase_add_test(core, test_table_bounds_are_options);
         tcase_add_test(core, test_table_bounds_checked);
 #if defined(__x86_64__)
