@@ -158,6 +158,14 @@ int producer_generation(struct gd_conn *c, struct fr_genbuf *b)
          * connections, out of order, and some twice (the one its crash
          * handler sealed comes again, finished, if the process lives on):
          * the ring puts each in its place and keeps one copy. */
+        /* A process that survived its signal: once its crash dump is out,
+         * what it goes on sending on its own connection says it is live. */
+        if (p->state == GD_PROC_CRASHED && p->crash_dumped && !c->sent_crash) {
+                p->state = GD_PROC_LIVE;
+                log_info("pid %" PRIu64 " (%s) lives on after %s", p->pid, p->command,
+                         gd_signal_name(p->signo));
+                gd_server_status_changed(c->srv);
+        }
         uint64_t replaced_lost, lost = b->gens_lost;
         switch (fr_ring_put(p->ring, b, &replaced_lost)) {
         case FR_PUT_REPLACED: p->gens_lost += lost - replaced_lost; break;
@@ -316,7 +324,7 @@ void producer_detach(struct gd_conn *c)
         if (c->srv->stopping || p->nconns > 0)
                 return;
         p->quiet_since_ms = gd_now_mono_ms();
-        if (p->signo) {
+        if (p->signo && !(c->saw_goodbye && p->state == GD_PROC_LIVE)) {
                 p->state = GD_PROC_CRASHED;
         } else if (c->saw_goodbye) {
                 p->state = GD_PROC_EXITED;

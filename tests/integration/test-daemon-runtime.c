@@ -208,7 +208,10 @@ START_TEST(test_survived_crash_generations_once)
                       (unsigned long long)s.generations, (unsigned long long)s.first_gen,
                       (unsigned long long)s.last_gen);
         json_decref(r);
+        /* It lives on, and says so; then it ends cleanly. */
+        wait_proc(p.pid, "live", 1);
         dh_prog_close(&p);
+        wait_proc(p.pid, "exited", 1);
         dh_finish(&D);
 }
 END_TEST
