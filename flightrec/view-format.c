@@ -196,12 +196,17 @@ void fr_clockconv_init(struct fr_clockconv *cv, const struct fr_clock *c)
         cv->c = *c;
         cv->mult = 0;
         cv->dmax = 0;
+        cv->inl = 0;
         if (c->freq == 0)
                 return;
         cv->mult = ((unsigned __int128)1000000000u << 64) / c->freq;
         /* d * mult must fit 128 bits, which also keeps the quotient below 2^64. */
         unsigned __int128 lim = ~(unsigned __int128)0 / (cv->mult ? cv->mult : 1);
         cv->dmax = lim > ((unsigned __int128)1 << 62) ? (uint64_t)1 << 62 : (uint64_t)lim;
+        /* fr_clockconv_mono_inline's 64-bit correction: (q + 1) * freq and
+         * d * 1e9 must not overflow. */
+        uint64_t inl = (UINT64_MAX - c->freq) / 1000000000u;
+        cv->inl = inl < cv->dmax ? inl : cv->dmax;
 }
 
 static int64_t conv(const struct fr_clockconv *cv, uint64_t anchor, uint64_t t, int wall)

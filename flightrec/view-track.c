@@ -116,7 +116,6 @@ struct fr_track {
         uint64_t gen_index; /* generations begun, 1-based */
         int64_t gen_start_ns;
         struct fr_clockconv conv; /* the current generation's clock */
-        uint64_t clock_fast;      /* clock_mono()'s inline path: |t - ref| below this */
         /* Threads by the low bits of their id: events of several threads
          * interleave finely, and a hit here is a branch that predicts well,
          * where "same thread as the last event" did not. */
@@ -321,44 +320,9 @@ int64_t fr_track_ns(const struct fr_generation *g, uint64_t t)
         return fr_clock_mono_ns(&g->clock, t);
 }
 
-/*
- * Every event's time is converted, so the common case is inlined here:
- * exactly fr_clockconv_mono() (view-format.c has the reasoning) for times
- * less than tr->clock_fast clock units from the generation's anchor
- * (seconds to minutes: d * 1e9 + freq must fit 64 bits), where the
- * reciprocal multiply splits into two 64-bit ones and the correction is
- * exact in 64 bits; the rest, and results beyond int64_t, take the
- * out-of-line path.
- */
-static void clock_fast_init(struct fr_track *tr)
-{
-        const struct fr_clockconv *cv = &tr->conv;
-        uint64_t lim = 0;
-
-        if (cv->c.freq != 0)
-                lim = (UINT64_MAX - cv->c.freq) / 1000000000u;
-        tr->clock_fast = lim < cv->dmax ? lim : cv->dmax;
-}
-
 static inline int64_t clock_mono(const struct fr_track *tr, uint64_t t)
 {
-        const struct fr_clockconv *cv = &tr->conv;
-        const struct fr_clock *c = &cv->c;
-        uint64_t d = t >= c->ref ? t - c->ref : c->ref - t;
-
-        if (__builtin_expect(d < tr->clock_fast, 1)) {
-                uint64_t mh = (uint64_t)(cv->mult >> 64), ml = (uint64_t)cv->mult;
-                uint64_t q = d * mh + (uint64_t)(((unsigned __int128)d * ml) >> 64);
-                if ((q + 1) * c->freq <= d * 1000000000u)
-                        q++;
-                if (t >= c->ref) {
-                        if (c->mono_ns <= INT64_MAX && q <= (uint64_t)INT64_MAX - c->mono_ns)
-                                return (int64_t)(c->mono_ns + q);
-                } else if (c->mono_ns <= INT64_MAX && q <= INT64_MAX) {
-                        return (int64_t)c->mono_ns - (int64_t)q;
-                }
-        }
-        return fr_clockconv_mono(cv, t);
+        return fr_clockconv_mono_inline(&tr->conv, t);
 }
 
 int64_t fr_track_time(const struct fr_track *tr, uint64_t t)
@@ -763,7 +727,6 @@ int fr_track_generation_begin(struct fr_track *tr, const struct fr_generation *g
 {
         tr->gen_index++;
         fr_clockconv_init(&tr->conv, &g->clock);
-        clock_fast_init(tr);
         tr->gen_start_ns = fr_track_time(tr, g->clock.start);
         /* The reader's strings of the last generation are gone. */
         name_cache_clear(tr);

@@ -157,10 +157,38 @@ struct fr_clockconv {
         struct fr_clock c;
         unsigned __int128 mult; /* floor(1e9 * 2^64 / freq) */
         uint64_t dmax;          /* |t - ref| below this takes the fast path */
+        uint64_t inl;           /* |t - ref| below this: fr_clockconv_mono_inline's own path */
 };
 void fr_clockconv_init(struct fr_clockconv *cv, const struct fr_clock *c);
 int64_t fr_clockconv_mono(const struct fr_clockconv *cv, uint64_t t);
 int64_t fr_clockconv_wall(const struct fr_clockconv *cv, uint64_t t);
+
+/*
+ * fr_clockconv_mono() for every event of a generation: its common case
+ * inline, exactly the same result.  Times less than cv->inl clock units from
+ * the anchor (seconds to minutes: d * 1e9 + freq must fit 64 bits) split the
+ * reciprocal multiply into two 64-bit ones and correct it exactly in 64
+ * bits; the rest, and results beyond int64_t, take the out-of-line path.
+ */
+static inline int64_t fr_clockconv_mono_inline(const struct fr_clockconv *cv, uint64_t t)
+{
+        const struct fr_clock *c = &cv->c;
+        uint64_t d = t >= c->ref ? t - c->ref : c->ref - t;
+
+        if (__builtin_expect(d < cv->inl, 1)) {
+                uint64_t mh = (uint64_t)(cv->mult >> 64), ml = (uint64_t)cv->mult;
+                uint64_t q = d * mh + (uint64_t)(((unsigned __int128)d * ml) >> 64);
+                if ((q + 1) * c->freq <= d * 1000000000u)
+                        q++;
+                if (t >= c->ref) {
+                        if (c->mono_ns <= INT64_MAX && q <= (uint64_t)INT64_MAX - c->mono_ns)
+                                return (int64_t)(c->mono_ns + q);
+                } else if (c->mono_ns <= INT64_MAX && q <= INT64_MAX) {
+                        return (int64_t)c->mono_ns - (int64_t)q;
+                }
+        }
+        return fr_clockconv_mono(cv, t);
+}
 
 /* The current generation's time of t, and the time of the last event given
  * to fr_track_event() (both monotonic ns). */
