@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "flightrec/reader.h"
+#include "flightrec/view.h"
 #include "fralloc.h"
 #include "proto/varint.h"
 
@@ -550,7 +551,9 @@ enum { PR_BEGIN = 1, PR_EVENT, PR_END, PR_ERROR, PR_DONE };
  * Records are sequences of 64-bit words; the first is a head, kind |
  * type << 8 | pos << 32.  An event record is
  *   [0] head: PR_EVENT, its type, pos: its offset - the generation's
- *   [1] tid   [2] time   then arguments 1..nargs-1, then the pointers of its
+ *   [1] tid   [2] time   [3] time on CLOCK_MONOTONIC (converted here, on the
+ *   reading thread: the consumer has the more work)   then arguments
+ *   1..nargs-1, then the pointers of its
  *   string arguments and of its bytes arguments (at most PR_MAX_PTRS of
  *   each, in argument order): words[type] words in all;
  * the rest are a struct pr_gen (PR_BEGIN, PR_END, with the slot in pos) or
@@ -558,12 +561,12 @@ enum { PR_BEGIN = 1, PR_EVENT, PR_END, PR_ERROR, PR_DONE };
  * to code that copies exactly that type's words (pr_pack, pr_unpack): on
  * the consumer, the export's bottleneck, 45 instructions per event with
  * the loop and the call, against 83 for the table-driven copy (callgrind,
- * bench-export's 8 MB dump); about 45 bytes per event in the queue.
+ * bench-export's 8 MB dump); about 53 bytes per event in the queue.
  * (Queueing the struct fr_event itself, 240 bytes, costs the reader more in
  * cache misses than it saves the consumer in instructions.)
  */
 #define PR_MAX_PTRS 2
-#define PR_ARGS (3)                               /* first argument word */
+#define PR_ARGS (4)                               /* first argument word */
 #define PR_STRS (PR_ARGS + PROTO_MAX_ARGS - 1)    /* first string pointer */
 #define PR_BYTES (PR_STRS + PR_MAX_PTRS)           /* first bytes pointer */
 #define PR_EVENT_WORDS (PR_BYTES + PR_MAX_PTRS) /* the most an event writes */
@@ -641,6 +644,7 @@ struct dr_pipe {
         struct dr_slot slots[2];
         struct fr_dump *d;
         /* the reader's own */
+        struct fr_clockconv conv; /* the current generation's clock */
         struct dr_chunk *cur;
         unsigned cur_slot;
         struct fr_error err;
@@ -723,7 +727,9 @@ static int pr_put_gen(struct dr_pipe *pp, unsigned kind, const struct fr_generat
 
 static int pr_on_begin(void *ctx, const struct fr_generation *g)
 {
-        return pr_put_gen(ctx, PR_BEGIN, g);
+        struct dr_pipe *pp = ctx;
+        fr_clockconv_init(&pp->conv, &g->clock);
+        return pr_put_gen(pp, PR_BEGIN, g);
 }
 
 static int pr_on_end(void *ctx, const struct fr_generation *g)
@@ -732,15 +738,17 @@ static int pr_on_end(void *ctx, const struct fr_generation *g)
 }
 
 /* Any type, from the run-time table (pp->types); returns the words written. */
-static size_t pr_pack_any(const struct dr_pipe *pp, uint64_t *w, const struct fr_event *ev)
+static size_t pr_pack_any(const struct dr_pipe *pp, uint64_t *w, const struct fr_event *ev,
+                          int64_t mono)
 {
         const struct pr_type *t = &pp->types[ev->type];
 
         w[1] = ev->tid;
         w[2] = ev->time;
+        w[3] = (uint64_t)mono;
         for (unsigned i = 1; i < PROTO_MAX_ARGS; i++)
-                w[2 + i] = ev->args[i];
-        w += 2 + t->nargs;
+                w[3 + i] = ev->args[i];
+        w += 3 + t->nargs;
         w[0] = (uint64_t)(uintptr_t)ev->str[t->sarg[0]];
         w[1] = (uint64_t)(uintptr_t)ev->str[t->sarg[1]];
         w += t->nstr;
@@ -751,13 +759,14 @@ static size_t pr_pack_any(const struct dr_pipe *pp, uint64_t *w, const struct fr
 
 /* The same for a type known at compile time: exactly its words. */
 static inline __attribute__((always_inline)) size_t pr_pack(uint64_t *w, const struct fr_event *ev,
-                                                            const uint8_t type)
+                                                            int64_t mono, const uint8_t type)
 {
         const struct pr_kinds *k = &pr_kinds[type];
-        size_t n = 3;
+        size_t n = 4;
 
         w[1] = ev->tid;
         w[2] = ev->time;
+        w[3] = (uint64_t)mono;
 #pragma GCC unroll 8
         for (unsigned i = 1; i < k->nargs; i++)
                 w[n++] = ev->args[i];
@@ -774,7 +783,7 @@ static inline __attribute__((always_inline)) size_t pr_pack(uint64_t *w, const s
 
 #define PR_PACK_CASE_(name, code, where, doc, ...)                                                 \
         case code:                                                                                 \
-                n = where == 'S' ? pr_pack_any(pp, w, ev) : pr_pack(w, ev, code);                  \
+                n = where == 'S' ? pr_pack_any(pp, w, ev, mono) : pr_pack(w, ev, mono, code);      \
                 break;
 #define PR_NOARG_(kind, name)
 
@@ -785,10 +794,12 @@ pr_put_event(struct dr_pipe *pp, const struct fr_generation *g, const struct fr_
         uint64_t *w = (uint64_t *)(void *)(c->data + c->len);
         size_t n;
 
+        int64_t mono = fr_clockconv_mono_inline(&pp->conv, ev->time);
+
         w[0] = pr_head(PR_EVENT, ev->type, (uint32_t)(ev->offset - g->offset));
         switch (ev->type) {
                 PROTO_EVENTS(PR_PACK_CASE_, PR_NOARG_)
-        default: n = pr_pack_any(pp, w, ev); break;
+        default: n = pr_pack_any(pp, w, ev, mono); break;
         }
         c->len += n * sizeof(uint64_t);
 }
@@ -924,17 +935,18 @@ static inline const struct fr_event *pipe_event(struct dr_pipe *pp, const uint8_
         ev->offset = g->offset + (w[0] >> 32);
         ev->tid = w[1];
         ev->time = ev->args[0] = w[2];
+        ev->mono_ns = (int64_t)w[3];
         /* Exactly the type's arguments (the rest of ev->args stays 0). */
         switch (t->nargs) {
-        case 7: ev->args[6] = w[8]; /* fall through */
-        case 6: ev->args[5] = w[7]; /* fall through */
-        case 5: ev->args[4] = w[6]; /* fall through */
-        case 4: ev->args[3] = w[5]; /* fall through */
-        case 3: ev->args[2] = w[4]; /* fall through */
-        case 2: ev->args[1] = w[3]; /* fall through */
+        case 7: ev->args[6] = w[9]; /* fall through */
+        case 6: ev->args[5] = w[8]; /* fall through */
+        case 5: ev->args[4] = w[7]; /* fall through */
+        case 4: ev->args[3] = w[6]; /* fall through */
+        case 3: ev->args[2] = w[5]; /* fall through */
+        case 2: ev->args[1] = w[4]; /* fall through */
         default: break;
         }
-        w += 2 + t->nargs;
+        w += 3 + t->nargs;
         ev->str[t->sarg[0]] = (const char *)(uintptr_t)w[0];
         ev->str[t->sarg[1]] = (const char *)(uintptr_t)w[1];
         w += t->nstr;
@@ -954,11 +966,12 @@ pr_unpack(struct dr_pipe *pp, const uint8_t **pp_p, const struct fr_generation *
         const struct pr_kinds *k = &pr_kinds[type];
         const uint64_t *w = (const uint64_t *)(const void *)*pp_p;
         struct fr_event *ev = &pp->evs[type];
-        size_t n = 3;
+        size_t n = 4;
 
         ev->offset = g->offset + (w[0] >> 32);
         ev->tid = w[1];
         ev->time = ev->args[0] = w[2];
+        ev->mono_ns = (int64_t)w[3];
 #pragma GCC unroll 8
         for (unsigned i = 1; i < k->nargs; i++)
                 ev->args[i] = w[n++];
@@ -1133,8 +1146,9 @@ int fr_dump_parse_threaded(struct fr_dump *d, uint64_t min_bytes, const struct f
                 t->nargs = spec ? spec->nargs : 1;
                 t->nstr = (uint8_t)ns;
                 pp->evs[c].type = (uint8_t)c;
+                pp->evs[c].mono_ok = 1;
                 pp->evs[c].spec = spec;
-                t->words = (uint8_t)(2 + t->nargs + ns + nb);
+                t->words = (uint8_t)(3 + t->nargs + ns + nb);
         }
         if (!d->parser)
                 d->parser = fr_parser_new();

@@ -758,6 +758,7 @@ static inline __attribute__((always_inline)) int rd_event(struct fr_parser *r,
                 ev->spec = r->plan[type].spec;
                 ev->tid = r->th[thread].tid;
                 ev->offset = r->base + off;
+                ev->mono_ok = 0;
                 memset(ev->args, 0, sizeof(ev->args));
                 memset(ev->str, 0, sizeof(ev->str));
                 memset(ev->bytes, 0, sizeof(ev->bytes));

@@ -968,7 +968,7 @@ static int on_fiber_event(struct fr_track *tr, const struct fr_generation *g,
 
 int fr_track_event(struct fr_track *tr, const struct fr_generation *g, const struct fr_event *ev)
 {
-        int64_t now = clock_mono(tr, ev->time);
+        int64_t now = ev->mono_ok ? ev->mono_ns : clock_mono(tr, ev->time);
         struct fr_track_thread *t = NULL;
         struct fr_track_task *k;
         struct fr_track_fiber *f;

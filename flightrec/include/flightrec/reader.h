@@ -76,6 +76,11 @@ struct fr_event {
         const char *str[PROTO_MAX_ARGS];      /* PA_STR args resolved (NULL for id 0) */
         const uint8_t *bytes[PROTO_MAX_ARGS]; /* PA_BYTES args: the data (args[i] bytes long,
                                                  not NUL-terminated) */
+        /* time on CLOCK_MONOTONIC, when mono_ok: fr_dump_parse_threaded()
+         * converts it on its reading thread (the callbacks' thread then has
+         * less to do); otherwise 0, and fr_track_event() converts it. */
+        int64_t mono_ns;
+        uint8_t mono_ok;
 };
 
 struct fr_callbacks {
