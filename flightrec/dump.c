@@ -26,6 +26,7 @@
 
 #include "flightrec/reader.h"
 #include "flightrec/view.h"
+#include "event-kinds.h"
 #include "fralloc.h"
 #include "proto/varint.h"
 
@@ -599,22 +600,12 @@ struct pr_type {
 #define PR_UNUSED (PROTO_MAX_ARGS - 1)
 
 /*
- * The same, known at compile time: each event type's argument kinds from
- * the event table.  pr_pack() and pr_unpack(), always inlined with a
- * constant type, unroll into straight-line copies of exactly the type's
- * words; a switch on the type picks one (PR_DISPATCH).  The table-driven
- * code above remains for a type the switch does not list.
+ * The same, known at compile time (fr_kinds, event-kinds.h): pr_pack() and
+ * pr_unpack(), always inlined with a constant type, unroll into
+ * straight-line copies of exactly the type's words, and a switch on the
+ * type picks one.  The table-driven code above remains for a type the
+ * switch does not list.
  */
-struct pr_kinds {
-        uint8_t nargs;
-        uint8_t kind[PROTO_MAX_ARGS];
-};
-#define PR_KIND_A_(kind, name) kind,
-#define PR_KIND_X_(name, code, where, doc, ...)                                                    \
-        [code] = {sizeof((const uint8_t[]){__VA_ARGS__}), {__VA_ARGS__}},
-static const struct pr_kinds pr_kinds[256] = {PROTO_EVENTS(PR_KIND_X_, PR_KIND_A_)};
-#undef PR_KIND_X_
-#undef PR_KIND_A_
 
 #define PR_MAX (sizeof(struct pr_error) > PR_EVENT_BYTES ? sizeof(struct pr_error) : PR_EVENT_BYTES)
 
@@ -761,7 +752,7 @@ static size_t pr_pack_any(const struct dr_pipe *pp, uint64_t *w, const struct fr
 static inline __attribute__((always_inline)) size_t pr_pack(uint64_t *w, const struct fr_event *ev,
                                                             int64_t mono, const uint8_t type)
 {
-        const struct pr_kinds *k = &pr_kinds[type];
+        const struct fr_kinds *k = &fr_kinds[type];
         size_t n = 4;
 
         w[1] = ev->tid;
@@ -963,7 +954,7 @@ static inline __attribute__((always_inline)) const struct fr_event *
 pr_unpack(struct dr_pipe *pp, const uint8_t **pp_p, const struct fr_generation *g,
           const uint8_t type)
 {
-        const struct pr_kinds *k = &pr_kinds[type];
+        const struct fr_kinds *k = &fr_kinds[type];
         const uint64_t *w = (const uint64_t *)(const void *)*pp_p;
         struct fr_event *ev = &pp->evs[type];
         size_t n = 4;

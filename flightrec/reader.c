@@ -66,6 +66,7 @@
 #include <string.h>
 
 #include "flightrec/reader.h"
+#include "event-kinds.h"
 #include "fralloc.h"
 #include "proto/varint.h"
 
@@ -629,22 +630,9 @@ static inline int rd_stack_defined(const struct fr_parser *r, uint64_t id)
         return rd_map_get(&r->stkmap, id) != RD_NONE;
 }
 
-/*
- * What each event type's arguments are, from the event table: decoding an
- * event of a type known at compile time (rd_decode below, always inlined
- * with a constant type) then unrolls into straight-line code per type.
- */
-struct rd_kinds {
-        uint8_t nargs;
-        uint8_t kind[PROTO_MAX_ARGS];
-};
-
-#define RD_KIND_A_(kind, name) kind,
-#define RD_KIND_X_(name, code, where, doc, ...)                                                    \
-        [code] = {sizeof((const uint8_t[]){__VA_ARGS__}), {__VA_ARGS__}},
-static const struct rd_kinds rd_kinds[256] = {PROTO_EVENTS(RD_KIND_X_, RD_KIND_A_)};
-#undef RD_KIND_X_
-#undef RD_KIND_A_
+/* What each event type's arguments are: rd_decode below, always inlined
+ * with a constant type, unrolls into straight-line code per type
+ * (event-kinds.h). */
 
 /*
  * Decodes the batch event at *pp, of the given type (a constant).  *time is
@@ -658,7 +646,7 @@ static inline __attribute__((always_inline)) int
 rd_decode(struct fr_parser *r, const uint8_t **pp, const uint8_t *end, uint64_t *time,
           uint32_t thread, struct fr_event *ev, const int check, const uint8_t type)
 {
-        const struct rd_kinds *k = &rd_kinds[type];
+        const struct fr_kinds *k = &fr_kinds[type];
         const uint8_t *p = *pp;
         uint32_t off = (uint32_t)(p - r->blob);
         uint64_t *a = ev->args;
