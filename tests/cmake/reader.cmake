@@ -55,8 +55,8 @@ foreach(fz fuzz-generation fuzz-dump)
     endif()
     add_executable(${fz} fuzz/${fz}.c
       ${PROJECT_SOURCE_DIR}/flightrec/reader.c ${PROJECT_SOURCE_DIR}/flightrec/dump.c
-      ${PROJECT_SOURCE_DIR}/flightrec/fralloc.c ${PROJECT_SOURCE_DIR}/protocol/event.c
-      ${PROJECT_SOURCE_DIR}/protocol/varint.c)
+      ${PROJECT_SOURCE_DIR}/flightrec/fralloc.c ${PROJECT_SOURCE_DIR}/flightrec/view-format.c
+      ${PROJECT_SOURCE_DIR}/protocol/event.c ${PROJECT_SOURCE_DIR}/protocol/varint.c)
     target_include_directories(${fz} PRIVATE ${PROJECT_SOURCE_DIR}/flightrec/include
       ${PROJECT_SOURCE_DIR}/protocol/include)
     target_compile_options(${fz} PRIVATE -fsanitize=fuzzer)
