@@ -600,6 +600,12 @@ static void child_main(int ctl, const char *sock, const char *command, int flags
                         close(fd);
                         _exit(0);
                 }
+                case 'k': { /* CRASH, and the connection stays open */
+                        struct proto_crash cr = {.signo = c.arg};
+                        n = proto_encode_crash(frame, sizeof(frame), &cr);
+                        status = dh_send_all(fd, frame, (size_t)n) < 0;
+                        break;
+                }
                 case 'x': (void)!write(ctl, &status, 1); _exit(0);
                 case 'd': {
                         static struct proto_dump_request dr;

@@ -157,7 +157,8 @@ int dh_producer_spawn_as(struct dh_producer *p, const char *sock, const char *co
                          int flags, uid_t uid);
 /*
  * Commands: 'g' send a generation of arg bytes; 'q' GOODBYE and exit;
- * 'c' CRASH(arg) and exit; 'x' exit without a word; 'd' DUMP_REQUEST, the
+ * 'c' CRASH(arg) and exit; 'k' CRASH(arg), the connection kept open;
+ * 'x' exit without a word; 'd' DUMP_REQUEST, the
  * reply's result and text come back in reply.  Returns the child's status
  * byte (0 ok) or -errno.
  */

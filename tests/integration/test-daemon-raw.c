@@ -136,6 +136,36 @@ START_TEST(test_crash_and_lost_connection)
 }
 END_TEST
 
+/*
+ * A crash dump waits for what the process may still send (its connection
+ * here stays open after CRASH, as a survivor's does); gtraced stopping
+ * meanwhile writes it rather than dropping it.
+ */
+START_TEST(test_pending_crash_dump_written_at_stop)
+{
+        dh_start_ok(&D, NULL);
+        struct dh_producer a;
+        ck_assert_int_eq(dh_producer_spawn(&a, D.sock, "crasher", 0), 0);
+        ck_assert_int_eq(dh_producer_cmd(&a, 'g', 300, NULL, 0), 0);
+        wait_proc(a.pid, "live", 1);
+        ck_assert_int_eq(dh_producer_cmd(&a, 'k', SIGSEGV, NULL, 0), 0);
+        wait_proc(a.pid, "crashed", 1);
+        /* Still waiting (for 1.5 s: the connection that sent CRASH is
+         * open), unless this machine was slower than that since CRASH. */
+        int before = dh_count_dumps(D.dumps);
+        ck_assert_int_le(before, 1);
+        ck_assert_int_eq(dh_stop(&D), 0);
+        ck_assert_int_eq(dh_count_dumps(D.dumps), 1);
+        char path[512];
+        ck_assert_ptr_nonnull(dh_find_dump(D.dumps, a.pid, path, sizeof(path)));
+        unsigned gens;
+        ck_assert_int_eq(dh_dump_check(path, &gens, NULL), 0);
+        ck_assert_uint_eq(gens, 1);
+        dh_producer_wait(&a); /* it leaves when gtraced closes its connection */
+        dh_cleanup(&D);       /* stopped already, cleanly (above) */
+}
+END_TEST
+
 START_TEST(test_retention_count)
 {
         const char *extra[] = {"--generations", "3", NULL};
@@ -626,6 +656,7 @@ static Suite *daemon_raw_suite(void)
         tcase_add_test(core, test_ingest_list_snapshot);
         tcase_add_test(core, test_flush_timeout);
         tcase_add_test(core, test_crash_and_lost_connection);
+        tcase_add_test(core, test_pending_crash_dump_written_at_stop);
         tcase_add_test(core, test_dump_request_and_sigusr1);
         tcase_add_test(core, test_snapshot_into_passed_fd);
         tcase_add_test(core, test_retain_exited);
