@@ -554,23 +554,22 @@ enum { PR_BEGIN = 1, PR_EVENT, PR_END, PR_ERROR, PR_DONE };
  *   [0] head: PR_EVENT, its type, pos: its offset - the generation's
  *   [1] tid   [2] time   [3] time on CLOCK_MONOTONIC (converted here, on the
  *   reading thread: the consumer has the more work)   then arguments
- *   1..nargs-1, then the pointers of its
- *   string arguments and of its bytes arguments (at most PR_MAX_PTRS of
- *   each, in argument order): words[type] words in all;
+ *   1..nargs-1, then the pointers of its string arguments and of its bytes
+ *   arguments, in argument order;
  * the rest are a struct pr_gen (PR_BEGIN, PR_END, with the slot in pos) or
  * a struct pr_error (PR_ERROR, PR_DONE).  Each side switches on the type
- * to code that copies exactly that type's words (pr_pack, pr_unpack): on
- * the consumer, the export's bottleneck, 45 instructions per event with
- * the loop and the call, against 83 for the table-driven copy (callgrind,
- * bench-export's 8 MB dump); about 53 bytes per event in the queue.
+ * to code that copies exactly that type's words (pr_pack, pr_unpack, with
+ * the type's argument kinds from event-kinds.h): on the consumer, the
+ * export's bottleneck, 45 instructions per event with the loop and the
+ * call, against 83 for a copy driven by a per-type table at run time
+ * (callgrind, bench-export's 8 MB dump); about 53 bytes per event in the
+ * queue.
  * (Queueing the struct fr_event itself, 240 bytes, costs the reader more in
  * cache misses than it saves the consumer in instructions.)
  */
-#define PR_MAX_PTRS 2
-#define PR_ARGS (4)                               /* first argument word */
-#define PR_STRS (PR_ARGS + PROTO_MAX_ARGS - 1)    /* first string pointer */
-#define PR_BYTES (PR_STRS + PR_MAX_PTRS)           /* first bytes pointer */
-#define PR_EVENT_WORDS (PR_BYTES + PR_MAX_PTRS) /* the most an event writes */
+/* The most an event writes: the four words, then each argument but the
+ * first, and a pointer for each but the first at most. */
+#define PR_EVENT_WORDS (4 + 2 * (PROTO_MAX_ARGS - 1))
 #define PR_EVENT_BYTES (PR_EVENT_WORDS * sizeof(uint64_t))
 
 static inline uint64_t pr_head(unsigned kind, unsigned type, uint32_t pos)
@@ -589,24 +588,6 @@ struct pr_error {
         struct fr_error err;
 };
 
-/* How each event type is recorded.  Unused entries of sarg and barg name
- * the last slot, which no event uses (rows have fewer than PROTO_MAX_ARGS
- * arguments) and which therefore stays NULL. */
-struct pr_type {
-        uint8_t sarg[PR_MAX_PTRS], barg[PR_MAX_PTRS]; /* which arguments are pointers */
-        uint8_t nargs, nstr, words;
-        const struct proto_event_spec *spec;
-};
-#define PR_UNUSED (PROTO_MAX_ARGS - 1)
-
-/*
- * The same, known at compile time (fr_kinds, event-kinds.h): pr_pack() and
- * pr_unpack(), always inlined with a constant type, unroll into
- * straight-line copies of exactly the type's words, and a switch on the
- * type picks one.  The table-driven code above remains for a type the
- * switch does not list.
- */
-
 #define PR_MAX (sizeof(struct pr_error) > PR_EVENT_BYTES ? sizeof(struct pr_error) : PR_EVENT_BYTES)
 
 struct dr_chunk {
@@ -623,7 +604,7 @@ struct dr_slot {
 };
 
 struct dr_pipe {
-        /* The consumer's own (see pipe_event). */
+        /* The consumer's own (see pr_unpack). */
         struct fr_event evs[256];
         pthread_mutex_t lock;
         pthread_cond_t reader_cond;   /* a chunk came back, a slot was freed, cancel */
@@ -639,7 +620,6 @@ struct dr_pipe {
         struct dr_chunk *cur;
         unsigned cur_slot;
         struct fr_error err;
-        struct pr_type types[256];
 };
 
 /* Queues the chunk being filled, if it holds anything.  Under no lock. */
@@ -728,27 +708,8 @@ static int pr_on_end(void *ctx, const struct fr_generation *g)
         return pr_put_gen(ctx, PR_END, g);
 }
 
-/* Any type, from the run-time table (pp->types); returns the words written. */
-static size_t pr_pack_any(const struct dr_pipe *pp, uint64_t *w, const struct fr_event *ev,
-                          int64_t mono)
-{
-        const struct pr_type *t = &pp->types[ev->type];
-
-        w[1] = ev->tid;
-        w[2] = ev->time;
-        w[3] = (uint64_t)mono;
-        for (unsigned i = 1; i < PROTO_MAX_ARGS; i++)
-                w[3 + i] = ev->args[i];
-        w += 3 + t->nargs;
-        w[0] = (uint64_t)(uintptr_t)ev->str[t->sarg[0]];
-        w[1] = (uint64_t)(uintptr_t)ev->str[t->sarg[1]];
-        w += t->nstr;
-        w[0] = (uint64_t)(uintptr_t)ev->bytes[t->barg[0]];
-        w[1] = (uint64_t)(uintptr_t)ev->bytes[t->barg[1]];
-        return t->words;
-}
-
-/* The same for a type known at compile time: exactly its words. */
+/* An event's record, exactly its type's words; returns how many.  Always
+ * inlined: with a constant type, straight-line code for that type. */
 static inline __attribute__((always_inline)) size_t pr_pack(uint64_t *w, const struct fr_event *ev,
                                                             int64_t mono, const uint8_t type)
 {
@@ -774,7 +735,7 @@ static inline __attribute__((always_inline)) size_t pr_pack(uint64_t *w, const s
 
 #define PR_PACK_CASE_(name, code, where, doc, ...)                                                 \
         case code:                                                                                 \
-                n = where == 'S' ? pr_pack_any(pp, w, ev, mono) : pr_pack(w, ev, mono, code);      \
+                n = pr_pack(w, ev, mono, code);                                                    \
                 break;
 #define PR_NOARG_(kind, name)
 
@@ -790,7 +751,7 @@ pr_put_event(struct dr_pipe *pp, const struct fr_generation *g, const struct fr_
         w[0] = pr_head(PR_EVENT, ev->type, (uint32_t)(ev->offset - g->offset));
         switch (ev->type) {
                 PROTO_EVENTS(PR_PACK_CASE_, PR_NOARG_)
-        default: n = pr_pack_any(pp, w, ev, mono); break;
+        default: n = pr_pack(w, ev, mono, ev->type); break; /* none: the parser rejects them */
         }
         c->len += n * sizeof(uint64_t);
 }
@@ -909,47 +870,11 @@ static void *pipe_reader(void *arg)
 }
 
 /*
- * Rebuilds an event from its record.  The consumer keeps one struct
- * fr_event per type (evs), so only what changes from one event of a type
- * to the next is written: the slots a type does not use stay 0 for good.
- * A type with fewer pointers than PR_MAX_PTRS writes its spare copies into
- * slot PR_UNUSED, put back to NULL at the end.
+ * Rebuilds an event from its record (as pr_pack, always inlined).  The
+ * consumer keeps one struct fr_event per type (evs), so only what changes
+ * from one event of a type to the next is written: the slots a type does
+ * not use stay 0 for good.
  */
-static inline const struct fr_event *pipe_event(struct dr_pipe *pp, const uint8_t **pp_p,
-                                                const struct fr_generation *g)
-{
-        const uint64_t *w = (const uint64_t *)(const void *)*pp_p;
-        unsigned type = (uint8_t)(w[0] >> 8);
-        const struct pr_type *t = &pp->types[type];
-        struct fr_event *ev = &pp->evs[type];
-
-        ev->offset = g->offset + (w[0] >> 32);
-        ev->tid = w[1];
-        ev->time = ev->args[0] = w[2];
-        ev->mono_ns = (int64_t)w[3];
-        /* Exactly the type's arguments (the rest of ev->args stays 0). */
-        switch (t->nargs) {
-        case 7: ev->args[6] = w[9]; /* fall through */
-        case 6: ev->args[5] = w[8]; /* fall through */
-        case 5: ev->args[4] = w[7]; /* fall through */
-        case 4: ev->args[3] = w[6]; /* fall through */
-        case 3: ev->args[2] = w[5]; /* fall through */
-        case 2: ev->args[1] = w[4]; /* fall through */
-        default: break;
-        }
-        w += 3 + t->nargs;
-        ev->str[t->sarg[0]] = (const char *)(uintptr_t)w[0];
-        ev->str[t->sarg[1]] = (const char *)(uintptr_t)w[1];
-        w += t->nstr;
-        ev->bytes[t->barg[0]] = (const uint8_t *)(uintptr_t)w[0];
-        ev->bytes[t->barg[1]] = (const uint8_t *)(uintptr_t)w[1];
-        ev->str[PR_UNUSED] = NULL;
-        ev->bytes[PR_UNUSED] = NULL;
-        *pp_p += t->words * sizeof(uint64_t);
-        return ev;
-}
-
-/* pipe_event() for a type known at compile time. */
 static inline __attribute__((always_inline)) const struct fr_event *
 pr_unpack(struct dr_pipe *pp, const uint8_t **pp_p, const struct fr_generation *g,
           const uint8_t type)
@@ -979,7 +904,7 @@ pr_unpack(struct dr_pipe *pp, const uint8_t **pp_p, const struct fr_generation *
 }
 
 #define PR_UNPACK_CASE_(name, code, where, doc, ...)                                               \
-        case code: ev = where == 'S' ? pipe_event(pp, &p, g) : pr_unpack(pp, &p, g, code); break;
+        case code: ev = pr_unpack(pp, &p, g, code); break;
 
 /* The consumer's side: the next chunk, or NULL once the reader has exited
  * without a last record (it had no memory for it). */
@@ -1044,7 +969,7 @@ static int pipe_consume(struct dr_pipe *pp, const struct fr_callbacks *cb, void 
                         case PR_EVENT:
                                 switch ((uint8_t)(head >> 8)) {
                                         PROTO_EVENTS(PR_UNPACK_CASE_, PR_NOARG_)
-                                default: ev = pipe_event(pp, &p, g); break;
+                                default: ev = pr_unpack(pp, &p, g, (uint8_t)(head >> 8)); break;
                                 }
                                 if (on_event)
                                         rc = on_event(ctx, g, ev);
@@ -1112,34 +1037,9 @@ int fr_dump_parse_threaded(struct fr_dump *d, uint64_t min_bytes, const struct f
         pp->d = d;
         pp->queue_tail = &pp->queue;
         for (unsigned c = 0; c < 256; c++) {
-                const struct proto_event_spec *spec = proto_event_spec((uint8_t)c);
-                struct pr_type *t = &pp->types[c];
-                unsigned ns = 0, nb = 0;
-                t->spec = spec;
-                t->sarg[0] = t->sarg[1] = t->barg[0] = t->barg[1] = PR_UNUSED;
-                _Static_assert(PR_UNUSED == 7, "pipe_event copies up to 7 arguments");
-                if (spec && spec->nargs > PR_UNUSED) {
-                        fr_free(pp); /* the table outgrew this layout */
-                        return fr_dump_parse(d, cb, ctx, ret_err);
-                }
-                for (unsigned i = 0; spec && i < spec->nargs; i++) {
-                        unsigned kind = spec->args[i].kind;
-                        if ((kind == PA_STR && ns == PR_MAX_PTRS) ||
-                            (kind == PA_BYTES && nb == PR_MAX_PTRS)) {
-                                fr_free(pp);
-                                return fr_dump_parse(d, cb, ctx, ret_err);
-                        }
-                        if (kind == PA_STR)
-                                t->sarg[ns++] = (uint8_t)i;
-                        else if (kind == PA_BYTES)
-                                t->barg[nb++] = (uint8_t)i;
-                }
-                t->nargs = spec ? spec->nargs : 1;
-                t->nstr = (uint8_t)ns;
                 pp->evs[c].type = (uint8_t)c;
+                pp->evs[c].spec = proto_event_spec((uint8_t)c);
                 pp->evs[c].mono_ok = 1;
-                pp->evs[c].spec = spec;
-                t->words = (uint8_t)(3 + t->nargs + ns + nb);
         }
         if (!d->parser)
                 d->parser = fr_parser_new();
