@@ -538,7 +538,7 @@ static int cmp_tid(const void *a, const void *b)
 }
 
 size_t gt_encode_generation_header(uint8_t *p0, uint64_t gen, const struct gt_clock_ref *ref,
-                                   uint64_t start)
+                                   uint64_t start, uint64_t lost_gens, uint64_t lost_bytes)
 {
         uint8_t *p = p0;
         *p++ = PROTO_EV_GENERATION;
@@ -552,6 +552,11 @@ size_t gt_encode_generation_header(uint8_t *p0, uint64_t gen, const struct gt_cl
         p = proto_put_uvarint(p, ref->wall_ns);
         p = proto_put_uvarint(p, start);
         p = proto_put_uvarint(p, ref->units > start ? ref->units : start);
+        if (lost_gens) {
+                *p++ = PROTO_EV_GENS_LOST;
+                p = proto_put_uvarint(p, lost_gens);
+                p = proto_put_uvarint(p, lost_bytes);
+        }
         return (size_t)(p - p0);
 }
 
@@ -573,19 +578,15 @@ static struct gt_blob *assemble(uint64_t gen, const struct gt_clock_ref *ref, ui
         if (sp->gen != gen)
                 status_reset(sp, gen); /* none were written (first generation) */
 
-        if (gb_reserve(head, 128))
-                head->len = gt_encode_generation_header(head->p, gen, ref, start);
         pthread_mutex_lock(&gt.ring_lock);
         lost_gens = gt_ring_take_dropped(&gt.ring, &lost_bytes);
         /* gtrace_get_stats() counts every loss since the start: the ring's
          * count only holds the ones no generation has recorded yet. */
         atomic_fetch_add_explicit(&gt.generations_lost, lost_gens, memory_order_relaxed);
         pthread_mutex_unlock(&gt.ring_lock);
-        if (lost_gens) {
-                gb_u8(head, PROTO_EV_GENS_LOST);
-                gb_uv(head, lost_gens);
-                gb_uv(head, lost_bytes);
-        }
+        if (gb_reserve(head, GT_GEN_HEADER_MAX))
+                head->len = gt_encode_generation_header(head->p, gen, ref, start, lost_gens,
+                                                        lost_bytes);
         gt_str_foreach(gen, put_string, head);
         gt_stack_foreach(gen, put_stack, head);
 

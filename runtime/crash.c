@@ -145,24 +145,17 @@ size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen, bool held)
         uint64_t start = gt_gen_start_units();
         if (!start || start > ref.units)
                 start = ref.units;
-        uint8_t head[128];
-        sb_raw(&b, head, gt_encode_generation_header(head, gen, &ref, start));
         /* Generations the ring dropped that no generation has reported yet
          * (the next one the advancer assembles would): said here, or a dump
          * of a process that dies would show them missing, unexplained.  A
          * process that lives on reports them again in the finished copy,
          * which gtraced keeps instead of this one.  Read only with the
          * advance thread held: it changes them under its lock. */
-        if (held) {
-                uint64_t dropped = gt.ring.gens_dropped +
-                                   atomic_load_explicit(&gt.ring.frozen_dropped,
-                                                        memory_order_relaxed);
-                if (dropped) {
-                        sb_u8(&b, PROTO_EV_GENS_LOST);
-                        sb_uv(&b, dropped);
-                        sb_uv(&b, gt.ring.bytes_dropped);
-                }
-        }
+        uint64_t dropped_bytes = 0;
+        uint64_t dropped = held ? gt_ring_dropped(&gt.ring, &dropped_bytes) : 0;
+        uint8_t head[GT_GEN_HEADER_MAX];
+        sb_raw(&b, head,
+               gt_encode_generation_header(head, gen, &ref, start, dropped, dropped_bytes));
 
         /* The threads' lists may be mid-update on another thread: try the
          * lock, and walk them anyway if it is held (we are dying; a torn

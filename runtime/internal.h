@@ -374,7 +374,10 @@ size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen, bool held);
 uint64_t gt_gen_start_units(void);
 
 /* advance.c */
+/* GENERATION and CLOCK, and GENS_LOST when lost_gens; at most
+ * GT_GEN_HEADER_MAX bytes. */
+#define GT_GEN_HEADER_MAX 128
 size_t gt_encode_generation_header(uint8_t *p, uint64_t gen, const struct gt_clock_ref *ref,
-                                   uint64_t start);
+                                   uint64_t start, uint64_t lost_gens, uint64_t lost_bytes);
 
 #endif

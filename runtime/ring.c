@@ -113,6 +113,13 @@ void gt_ring_mark_sent(struct gt_ring *r)
         }
 }
 
+uint64_t gt_ring_dropped(const struct gt_ring *r, uint64_t *ret_bytes)
+{
+        if (ret_bytes)
+                *ret_bytes = r->bytes_dropped;
+        return r->gens_dropped + atomic_load_explicit(&r->frozen_dropped, memory_order_relaxed);
+}
+
 uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes)
 {
         uint64_t n = r->gens_dropped;

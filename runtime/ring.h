@@ -77,5 +77,9 @@ void gt_ring_mark_sent(struct gt_ring *r);
 
 /* Generations dropped unsent since the last call (and their bytes); resets. */
 uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes);
+/* The same without the reset (the crash handler, which reports them in the
+ * generation it seals and lets the advancer report them again if the
+ * process lives on). */
+uint64_t gt_ring_dropped(const struct gt_ring *r, uint64_t *ret_bytes);
 
 #endif
