@@ -1216,28 +1216,35 @@ static inline void text32_store(uint8_t *dst, const struct text32 *v)
 }
 #endif
 
+/* A LOG event up to its text, which goes at the pointer returned, then
+ * the stack id: both of gtrace_log's ways write it so. */
+static inline uint8_t *put_log_head(struct gt_slot *s, uint64_t now, const struct gt_str *e,
+                                    size_t len)
+{
+        uint8_t *p = slot_pos(s);
+        *p++ = PROTO_EV_LOG;
+        p = put_u(p, ts_delta(s, now));
+        p = put_u(p, e->id);
+        return put_u(p, len);
+}
+
 GTRACE_API void gtrace_log(const char *category, const char *message)
 {
         EV_ENTER(t, gen);
         if (!message)
                 message = "";
-        /* The common case: a short text (its length takes one byte) and
-         * room for it in the current chunk. */
+        /* The common case: a short text and room for it in the current
+         * chunk.  The text is stored before the stack capture's call: v
+         * stays in registers. */
         struct text32 v;
         size_t len = text32_load(&v, message);
         struct gt_slot *s;
         if (likely(len != SHORT_TEXT_NONE) &&
             likely((s = slot_fast(t, gen, GT_MAX_EVENT_BYTES + SHORT_TEXT)) != NULL)) {
                 uint64_t now = gt_clock_now();
-                struct gt_str *e = str_get(t, category, gen);
-                uint8_t *p = slot_pos(s);
-                *p++ = PROTO_EV_LOG;
-                p = put_u(p, ts_delta(s, now));
-                p = put_u(p, e->id);
-                *p++ = (uint8_t)len;
-                text32_store(p, &v); /* before the capture's call: v stays in registers */
-                p += len;
-                p = put_u(p, stack_id(t, GTRACE_KIND_LOG, gen));
+                uint8_t *p = put_log_head(s, now, str_get(t, category, gen), len);
+                text32_store(p, &v);
+                p = put_u(p + len, stack_id(t, GTRACE_KIND_LOG, gen));
                 ev_commit(s, p);
                 wr_exit(t);
                 return;
@@ -1246,16 +1253,9 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
         s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len);
         uint64_t now = gt_clock_now();
         if (likely(s)) {
-                struct gt_str *e = str_get(t, category, gen);
-                uint64_t stk = stack_id(t, GTRACE_KIND_LOG, gen);
-                uint8_t *p = slot_pos(s);
-                *p++ = PROTO_EV_LOG;
-                p = put_u(p, ts_delta(s, now));
-                p = put_u(p, e->id);
-                p = put_u(p, len);
+                uint8_t *p = put_log_head(s, now, str_get(t, category, gen), len);
                 copy_text(p, message, len);
-                p += len;
-                p = put_u(p, stk);
+                p = put_u(p + len, stack_id(t, GTRACE_KIND_LOG, gen));
                 ev_commit(s, p);
         }
         wr_exit(t);
