@@ -31,6 +31,7 @@ enum opt_id {
         OPT_MAX_TOTAL_BYTES,
         OPT_RETAIN_EXITED,
         OPT_FLUSH_TIMEOUT,
+        OPT_CRASH_WAIT,
         OPT_MAX_CONNECTIONS,
         OPT_MAX_PROCESSES,
         OPT_HELLO_TIMEOUT,
@@ -66,6 +67,9 @@ static const struct opt_def opts[] = {
         [OPT_FLUSH_TIMEOUT] = {"flush-timeout", "MS",
                                "wait this long for a process to flush before a snapshot "
                                "(default 250)"},
+        [OPT_CRASH_WAIT] = {"crash-wait", "MS",
+                            "wait at most this long for a crashed process's last generations "
+                            "before its crash dump (default 1500)"},
         [OPT_MAX_CONNECTIONS] = {"max-connections", "N",
                                  "connections accepted at once (default 1024)"},
         [OPT_MAX_PROCESSES] = {"max-processes", "N", "processes held at once (default 4096)"},
@@ -198,6 +202,11 @@ static int apply(struct gd_config *c, enum opt_id id, const char *v, char *err, 
         case OPT_FLUSH_TIMEOUT:
                 r = parse_uint(v, 0, 60000, &u);
                 c->flush_timeout_ms = (uint32_t)u;
+                expect = "a number of milliseconds from 0 to 60000";
+                break;
+        case OPT_CRASH_WAIT:
+                r = parse_uint(v, 0, 60000, &u);
+                c->crash_wait_ms = (uint32_t)u;
                 expect = "a number of milliseconds from 0 to 60000";
                 break;
         case OPT_MAX_CONNECTIONS:
@@ -360,6 +369,7 @@ int gd_config_parse(struct gd_config *c, int argc, char **argv)
                 .max_total_bytes = GD_DEFAULT_MAX_TOTAL_BYTES,
                 .retain_exited_s = GD_DEFAULT_RETAIN_EXITED_S,
                 .flush_timeout_ms = GD_DEFAULT_FLUSH_TIMEOUT_MS,
+                .crash_wait_ms = GD_DEFAULT_CRASH_WAIT_MS,
                 .max_connections = GD_DEFAULT_MAX_CONNECTIONS,
                 .max_processes = GD_DEFAULT_MAX_PROCESSES,
                 .hello_timeout_ms = GD_DEFAULT_HELLO_TIMEOUT_MS,

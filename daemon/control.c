@@ -114,6 +114,7 @@ static void do_status(struct gd_conn *c)
         set_int(lim, "max_generation_bytes", s->max_generation);
         set_int(lim, "retain_exited_s", cfg->retain_exited_s);
         set_int(lim, "flush_timeout_ms", cfg->flush_timeout_ms);
+        set_int(lim, "crash_wait_ms", cfg->crash_wait_ms);
         set_int(lim, "max_connections", cfg->max_connections);
         set_int(lim, "max_processes", cfg->max_processes);
         set_int(lim, "hello_timeout_ms", cfg->hello_timeout_ms);

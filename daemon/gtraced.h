@@ -84,6 +84,7 @@ struct gd_config {
         uint64_t max_total_bytes;
         uint32_t retain_exited_s;
         uint32_t flush_timeout_ms;
+        uint32_t crash_wait_ms;     /* a crash dump waits at most this (gd_crash_schedule) */
         uint32_t max_connections;
         uint32_t max_processes;
         uint32_t hello_timeout_ms;  /* a connection must say HELLO within this */
@@ -98,6 +99,7 @@ struct gd_config {
 #define GD_DEFAULT_MAX_TOTAL_BYTES (1ull << 30)
 #define GD_DEFAULT_RETAIN_EXITED_S 600u
 #define GD_DEFAULT_FLUSH_TIMEOUT_MS 250u
+#define GD_DEFAULT_CRASH_WAIT_MS 1500u
 #define GD_DEFAULT_MAX_CONNECTIONS 1024u
 #define GD_DEFAULT_MAX_PROCESSES 4096u
 #define GD_DEFAULT_HELLO_TIMEOUT_MS 5000u
@@ -355,12 +357,12 @@ void producer_detach(struct gd_conn *c);
  * dump waits until no connection of the process has been left for
  * GD_CRASH_QUIET_MS (a crash handler's connection may come in just after
  * the old one ends), or the crash handler's connection has been gone that
- * long (a process that lives on keeps its own), or GD_CRASH_WAIT_MS after
- * the crash at most.  gd_crash_schedule() keeps the first reason unless a
- * CRASH (signo) names the signal.
+ * long (a process that lives on keeps its own), or `--crash-wait` after
+ * the crash at most (the quiet time is never longer; 0 dumps at once).
+ * gd_crash_schedule() keeps the first reason unless a CRASH (signo) names
+ * the signal.
  */
 #define GD_CRASH_QUIET_MS 100
-#define GD_CRASH_WAIT_MS 1500
 void gd_crash_schedule(struct gd_proc *p, const char *reason);
 /* Starts every waiting crash dump (gtraced is stopping). */
 void gd_crash_start_all(struct gd_server *s);

@@ -195,11 +195,18 @@ static void crash_dump_start(struct gd_proc *p)
         gd_snap_launched(snap);
 }
 
+static uint64_t crash_quiet_ms(const struct gd_server *s)
+{
+        return s->cfg->crash_wait_ms < GD_CRASH_QUIET_MS ? s->cfg->crash_wait_ms
+                                                         : GD_CRASH_QUIET_MS;
+}
+
 /* Starts the waiting crash dumps that are due; runs until none waits. */
 static void on_crash_timer(uv_timer_t *t)
 {
         struct gd_server *s = t->data;
         uint64_t now = gd_now_mono_ms();
+        uint64_t quiet = crash_quiet_ms(s);
         int waiting = 0;
         struct gd_link *l, *tmp;
         gd_list_for_each_safe(l, tmp, &s->procs)
@@ -208,8 +215,8 @@ static void on_crash_timer(uv_timer_t *t)
                 if (!p->crash_pending)
                         continue;
                 if (now >= p->crash_deadline_ms ||
-                    (!p->nconns && now - p->quiet_since_ms >= GD_CRASH_QUIET_MS) ||
-                    (p->handler_gone_ms && now - p->handler_gone_ms >= GD_CRASH_QUIET_MS))
+                    (!p->nconns && now - p->quiet_since_ms >= quiet) ||
+                    (p->handler_gone_ms && now - p->handler_gone_ms >= quiet))
                         crash_dump_start(p);
                 else
                         waiting = 1;
@@ -228,17 +235,17 @@ void gd_crash_schedule(struct gd_proc *p, const char *reason)
         if (p->crash_pending)
                 return;
         p->crash_pending = 1;
-        p->crash_deadline_ms = gd_now_mono_ms() + GD_CRASH_WAIT_MS;
+        p->crash_deadline_ms = gd_now_mono_ms() + s->cfg->crash_wait_ms;
         if (!p->nconns)
                 p->quiet_since_ms = gd_now_mono_ms();
-        if (s->stopping) {
+        if (s->stopping || !s->cfg->crash_wait_ms) {
                 crash_dump_start(p);
                 return;
         }
         if (!uv_is_active((uv_handle_t *)&s->crash_timer)) {
                 s->crash_timer.data = s;
-                uv_timer_start(&s->crash_timer, on_crash_timer, GD_CRASH_QUIET_MS / 4,
-                               GD_CRASH_QUIET_MS / 4);
+                uint64_t tick = crash_quiet_ms(s) / 4 ? crash_quiet_ms(s) / 4 : 1;
+                uv_timer_start(&s->crash_timer, on_crash_timer, tick, tick);
         }
 }
 

@@ -111,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (c.generations < 1 || c.generations > GD_MAX_GENERATIONS ||
                     c.max_process_bytes < 4096 || c.max_total_bytes < 4096 ||
                     c.max_uid_bytes < 4096 || c.max_connections < 1 || c.max_processes < 1 ||
-                    c.max_uid_processes < 1 || c.flush_timeout_ms > 60000 ||
+                    c.max_uid_processes < 1 || c.flush_timeout_ms > 60000 || c.crash_wait_ms > 60000 ||
                     c.hello_timeout_ms < 100 || !c.socket_path || !c.dump_dir)
                         abort();
         } else if (r != 1 && r != -EINVAL && r != -ENOMEM) {

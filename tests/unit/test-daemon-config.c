@@ -51,25 +51,29 @@ START_TEST(test_flags)
         ck_assert_uint_eq(c.max_total_bytes, GD_DEFAULT_MAX_TOTAL_BYTES);
         ck_assert_uint_eq(c.retain_exited_s, 600);
         ck_assert_uint_eq(c.flush_timeout_ms, 250);
+        ck_assert_uint_eq(c.crash_wait_ms, 1500);
         ck_assert_str_eq(c.socket_path, "/tmp/x.sock");
         gd_config_done(&c);
 
         const char *set[] = {"--socket", "/tmp/x.sock", "--dump-dir", "/tmp/d",
                              "--generations", "7", "--max-process-bytes", "1M",
                              "--max-total-bytes", "3G", "--retain-exited", "0",
-                             "--flush-timeout", "1000", "--log-level", "debug", NULL};
+                             "--flush-timeout", "1000", "--crash-wait", "0",
+                             "--log-level", "debug", NULL};
         ck_assert_int_eq(parse(&c, set), 0);
         ck_assert_uint_eq(c.generations, 7);
         ck_assert_uint_eq(c.max_process_bytes, 1u << 20);
         ck_assert_uint_eq(c.max_total_bytes, 3ull << 30);
         ck_assert_uint_eq(c.retain_exited_s, 0);
         ck_assert_uint_eq(c.flush_timeout_ms, 1000);
+        ck_assert_uint_eq(c.crash_wait_ms, 0);
         ck_assert_int_eq(c.log_level, LOG_DEBUG);
         gd_config_done(&c);
 
         const char *const bad[][3] = {
                 {"--generations", "0", NULL},       {"--generations", "100001", NULL},
                 {"--max-total-bytes", "1K", NULL},  {"--flush-timeout", "60001", NULL},
+                {"--crash-wait", "60001", NULL},
                 {"--log-level", "loud", NULL},      {"--nope", NULL, NULL},
                 {"--generations", NULL, NULL},      {"stray", NULL, NULL},
         };
