@@ -760,8 +760,7 @@ static void dump_local(struct gt_dump_req *r)
 /* The daemon connection mutates the ring (marks entries sent).  A crash
  * handler holds it off as it does a cycle (advance): it reads the frame the
  * connection is in the middle of, to send it again whole, and that frame's
- * blob may go when the send completes.  Held off, it waits a little rather
- * than spin on a writable socket. */
+ * blob may go when the send completes. */
 static void daemon_service(struct gt_daemon_events *ev)
 {
         atomic_store_explicit(&gt.adv_busy, 1, memory_order_seq_cst);
@@ -771,12 +770,8 @@ static void daemon_service(struct gt_daemon_events *ev)
                 atomic_store_explicit(&gt.generations_sent, gt.ring.sent_total,
                                       memory_order_relaxed);
                 pthread_mutex_unlock(&gt.ring_lock);
-                atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
-                return;
         }
         atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
 }
 
 static void serve_dump(struct gt_dump_req *r)
@@ -900,7 +895,10 @@ static void *advancer_main(void *arg)
                 struct pollfd pfd[2] = {{.fd = gt.wake_fd, .events = POLLIN}, {.fd = -1}};
                 uint64_t now = gt_mono_ns();
                 int timeout = now >= next_cut ? 0 : (int)((next_cut - now + 999999) / 1000000);
-                if (gt.daemon) {
+                /* Held by a crash handler, the connection is not ours to
+                 * serve (daemon_service): its socket waking us would only
+                 * spin the loop.  The handler wakes us when it lets go. */
+                if (gt.daemon && !atomic_load_explicit(&gt.adv_frozen, memory_order_acquire)) {
                         short events = 0;
                         int dto = -1;
                         pfd[1].fd = gt_daemon_pollfd(gt.daemon, &events, &dto);

@@ -381,6 +381,7 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                         atomic_store_explicit(&gt.crash_cut_gen, gen + 1, memory_order_release);
                 gt_ring_thaw(&gt.ring);
                 atomic_store_explicit(&gt.adv_frozen, 0, memory_order_release);
+                gt_advance_wake(); /* it left the connection alone meanwhile */
         }
         errno = saved_errno;
         chain(sig, info, uctx);
