@@ -171,8 +171,8 @@ static void status_add_tid(struct status_part *sp, uint64_t tid, struct gt_str *
         sp->tids[sp->ntids++] = (struct tid_name){tid, name};
 }
 
-void gt_status_thread(uint64_t gen, uint64_t tid, struct gt_str *tname, struct gt_fiber *fiber,
-                      struct gt_str *sys, uint64_t sys_start, const struct gt_region *regions,
+void gt_status_thread(uint64_t gen, uint64_t tid, struct gt_str *tname, uint64_t fiber,
+                      struct gt_str *fiber_name, struct gt_str *sys, uint64_t sys_start, const struct gt_region *regions,
                       uint32_t depth)
 {
         struct status_part *sp = status_for(gen);
@@ -183,7 +183,7 @@ void gt_status_thread(uint64_t gen, uint64_t tid, struct gt_str *tname, struct g
                 gt_str_mark(sys, gen);
         gb_u8(&ev, PROTO_EV_THREAD_STATUS);
         gb_uv(&ev, 0);
-        gb_uv(&ev, fiber ? atomic_load_explicit(&fiber->id, memory_order_relaxed) : 0);
+        gb_uv(&ev, fiber);
         gb_uv(&ev, sys ? sys->id : 0);
         gb_uv(&ev, sys ? sys_start : 0);
         n++;
@@ -197,13 +197,12 @@ void gt_status_thread(uint64_t gen, uint64_t tid, struct gt_str *tname, struct g
                 n++;
         }
         if (fiber) {
-                struct gt_str *fname = atomic_load_explicit(&fiber->name, memory_order_relaxed);
-                gt_str_mark(fname, gen);
+                gt_str_mark(fiber_name, gen);
                 gb_u8(&ev, PROTO_EV_FIBER_STATUS);
                 gb_uv(&ev, 0);
-                gb_uv(&ev, atomic_load_explicit(&fiber->id, memory_order_relaxed));
+                gb_uv(&ev, fiber);
                 gb_uv(&ev, sys ? PROTO_FIBER_SYSCALL : PROTO_FIBER_RUNNING);
-                gb_uv(&ev, fname->id);
+                gb_uv(&ev, fiber_name->id);
                 gb_uv(&ev, 0);
                 n++;
         }

@@ -346,8 +346,11 @@ bool gt_wait_sections(const struct gt_thread *skip, uint64_t deadline_ns);
 void gt_fork_child_reset(void);
 
 /* advance.c: the status buffer writers (advancer only). */
-void gt_status_thread(uint64_t gen, uint64_t tid, struct gt_str *tname, struct gt_fiber *fiber,
-                      struct gt_str *sys, uint64_t sys_start, const struct gt_region *regions,
+/* gt_status_thread takes the thread's state as read before its claim (the
+ * running fiber's id and name included: once the claim is won the thread
+ * goes on and may end that fiber, and its slot be reused). */
+void gt_status_thread(uint64_t gen, uint64_t tid, struct gt_str *tname, uint64_t fiber,
+                      struct gt_str *fiber_name, struct gt_str *sys, uint64_t sys_start, const struct gt_region *regions,
                       uint32_t depth);
 void gt_status_fiber(uint64_t gen, struct gt_fiber *f, uint32_t state);
 void gt_status_task(uint64_t gen, uint64_t task, uint64_t parent, struct gt_str *name,

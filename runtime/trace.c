@@ -863,17 +863,36 @@ void gt_threads_status(uint64_t gen)
                         atomic_init(&regions[i].start, atomic_load_explicit(&t->regions[i].start,
                                                                             memory_order_relaxed));
                 }
-                struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
+                /* Acquire, paired with gtrace_fiber_run's release: a fiber
+                 * the thread started running after its own claim makes the
+                 * load of status_gen below see that claim. */
+                struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_acquire);
                 struct gt_str *sys = atomic_load_explicit(&t->syscall, memory_order_relaxed);
                 uint64_t sys_start = atomic_load_explicit(&t->syscall_start, memory_order_relaxed);
-                if (f)
+                /* Mark f announced before the claim, so that a transition the
+                 * thread makes right after losing the claim writes no second
+                 * status.  But only while the thread has not claimed: once it
+                 * has, f may be a fiber it ran in this generation, whose
+                 * status is the thread's to write (fiber_emit), and marking
+                 * it would make the thread skip it. */
+                uint64_t fid = 0;
+                struct gt_str *fname = NULL;
+                if (f) {
+                        if (atomic_load_explicit(&t->status_gen, memory_order_relaxed) >= gen)
+                                continue; /* the thread wrote its own */
+                        /* Its id and name are part of the reading: once the
+                         * claim is won the thread goes on, and may end f,
+                         * whose slot a new fiber can then take. */
+                        fid = atomic_load_explicit(&f->id, memory_order_relaxed);
+                        fname = atomic_load_explicit(&f->name, memory_order_relaxed);
                         atomic_store_explicit(&f->status_gen, gen, memory_order_relaxed);
+                }
+                struct gt_str *tname = atomic_load_explicit(&t->name, memory_order_relaxed);
                 if (!atomic_compare_exchange_strong_explicit(&t->status_gen, &prev, gen,
                                                              memory_order_acq_rel,
                                                              memory_order_acquire))
                         continue; /* the thread wrote its own */
-                gt_status_thread(gen, t->tid, atomic_load_explicit(&t->name, memory_order_relaxed),
-                                 f, sys, sys_start, regions, depth);
+                gt_status_thread(gen, t->tid, tname, fid, fname, sys, sys_start, regions, depth);
         }
         pthread_mutex_unlock(&gt.threads_lock);
 }
@@ -1524,7 +1543,9 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
                         uint64_t now = gt_clock_now();
                         /* Invariant 6: into Running, the event follows the
                          * transition (both inside this section). */
-                        atomic_store_explicit(&t->fiber, f, memory_order_relaxed);
+                        /* Release: gt_threads_status reads status_gen after
+                         * this (see there). */
+                        atomic_store_explicit(&t->fiber, f, memory_order_release);
                         fiber_emit(s, f, prior, gen, now, PROTO_EV_FIBER_RUN, 0, 0);
                         fiber_unlock(f, PROTO_FIBER_RUNNING);
                 } else {
