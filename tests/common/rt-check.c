@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
+#include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "rt-check.h"
 
@@ -144,17 +147,59 @@ out:
         fr_dump_free(d);
         free(c);
         if (s->result < 0)
-                fprintf(stderr, "rt_read_dump(%s): %d at %llu: %s\n", path, s->result,
-                        (unsigned long long)s->err.offset, s->err.msg);
+                fprintf(stderr,
+                        "rt_read_dump(%s): %d at %llu: %s (GTRACE_TEST_KEEP=1 keeps the dump)\n",
+                        path, s->result, (unsigned long long)s->err.offset, s->err.msg);
         return s->result;
+}
+
+/* The directories rt_tmpdir made, removed at exit by the process that made
+ * each (Check runs every test in a forked child, which inherits the list). */
+static struct {
+        char path[256];
+        pid_t owner;
+} rt_dirs[64];
+static size_t rt_ndirs;
+
+static int rt_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)st;
+        (void)flag;
+        (void)ftw;
+        return remove(path);
+}
+
+static void rt_remove_dirs(void)
+{
+        const char *keep = getenv("GTRACE_TEST_KEEP");
+        for (size_t i = 0; i < rt_ndirs; i++) {
+                if (rt_dirs[i].owner != getpid())
+                        continue;
+                if (keep && *keep && strcmp(keep, "0"))
+                        fprintf(stderr, "kept %s (GTRACE_TEST_KEEP)\n", rt_dirs[i].path);
+                else
+                        (void)nftw(rt_dirs[i].path, rt_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        }
 }
 
 const char *rt_tmpdir(void)
 {
         static char buf[256];
+        static bool registered;
         const char *base = getenv("TMPDIR");
         snprintf(buf, sizeof(buf), "%s/gtrace-test-XXXXXX", base && *base ? base : "/tmp");
-        return mkdtemp(buf);
+        if (!mkdtemp(buf))
+                return NULL;
+        if (!registered && atexit(rt_remove_dirs) == 0)
+                registered = true;
+        /* Past the table's end a directory stays behind; no test makes that
+         * many in one process. */
+        if (registered && rt_ndirs < sizeof(rt_dirs) / sizeof(rt_dirs[0])) {
+                memcpy(rt_dirs[rt_ndirs].path, buf, sizeof(buf));
+                rt_dirs[rt_ndirs].owner = getpid();
+                rt_ndirs++;
+        }
+        return buf;
 }
 
 const char *rt_find_dump(const char *dir)

@@ -50,7 +50,9 @@ uint64_t rt_text_hash(uint64_t h, const void *text, size_t len);
 /* Non-status batch events of a type. */
 #define RT_COUNT(s, NAME) ((s)->counts[PROTO_EV_##NAME])
 
-/* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp). */
+/* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp; static buffer),
+ * removed with what it holds when the process that made it exits, unless
+ * GTRACE_TEST_KEEP is set (then named on stderr). */
 const char *rt_tmpdir(void);
 /* The only *.gtrace file in dir (NULL if none or several); static buffer. */
 const char *rt_find_dump(const char *dir);
