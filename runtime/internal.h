@@ -346,6 +346,10 @@ bool gt_wait_sections(const struct gt_thread *skip, uint64_t deadline_ns);
 void gt_fork_child_reset(void);
 
 /* advance.c: the status buffer writers (advancer only). */
+/* Tests only (NULL otherwise): called by the advancer right after it wins a
+ * thread's status claim, before it writes that status; lets a test make the
+ * thread move on inside that window. */
+extern void (*gt_test_status_claimed)(uint64_t tid);
 /* gt_status_thread takes the thread's state as read before its claim (the
  * running fiber's id and name included: once the claim is won the thread
  * goes on and may end that fiber, and its slot be reused). */

@@ -845,6 +845,8 @@ static uint8_t *write_thread_status(struct gt_thread *t, struct gt_slot *s, uint
 /* Bytes the status set above may take. */
 #define THREAD_STATUS_BYTES (4 * 11 + GT_MAX_REGION_DEPTH * 24 + 6 * 11)
 
+void (*gt_test_status_claimed)(uint64_t tid);
+
 void gt_threads_status(uint64_t gen)
 {
         pthread_mutex_lock(&gt.threads_lock);
@@ -892,6 +894,8 @@ void gt_threads_status(uint64_t gen)
                                                              memory_order_acq_rel,
                                                              memory_order_acquire))
                         continue; /* the thread wrote its own */
+                if (unlikely(gt_test_status_claimed))
+                        gt_test_status_claimed(t->tid);
                 gt_status_thread(gen, t->tid, tname, fid, fname, sys, sys_start, regions, depth);
         }
         pthread_mutex_unlock(&gt.threads_lock);

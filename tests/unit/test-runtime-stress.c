@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "gtrace/gtrace.h"
 #include "rt-check.h"
@@ -182,12 +184,106 @@ START_TEST(test_stress_exact_counts)
 }
 END_TEST
 
+/* ---- a fiber ended inside the advancer's status window ---------------------- */
+
+/* runtime/internal.h: called by the advancer right after it wins a thread's
+ * status claim, before it writes that status. */
+extern void (*gt_test_status_claimed)(uint64_t tid);
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        uint64_t tid;  /* the worker's */
+        int stage;     /* 0 armed, 1 go (hook to worker), 2 done (worker to hook) */
+        bool hooked;
+} win = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false};
+
+static bool win_wait(int stage)
+{
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 5;
+        int r = 0;
+        while (win.stage < stage && r == 0)
+                r = pthread_cond_timedwait(&win.cond, &win.lock, &dl);
+        return win.stage >= stage;
+}
+
+static void win_hook(uint64_t tid)
+{
+        pthread_mutex_lock(&win.lock);
+        if (tid == win.tid && win.stage == 0) {
+                /* The advancer holds the claim: let the worker end its fiber
+                 * (its own claim fails), then write the status. */
+                win.hooked = true;
+                win.stage = 1;
+                pthread_cond_broadcast(&win.cond);
+                (void)win_wait(2);
+        }
+        pthread_mutex_unlock(&win.lock);
+}
+
+static void *win_worker(void *arg)
+{
+        (void)arg;
+        gtrace_thread_name("window");
+        uint64_t f = gtrace_fiber_create("short");
+        gtrace_fiber_run(f);
+        pthread_mutex_lock(&win.lock);
+        win.tid = (uint64_t)gettid();
+        pthread_cond_broadcast(&win.cond);
+        bool go = win_wait(1);
+        pthread_mutex_unlock(&win.lock);
+        if (go)
+                gtrace_fiber_exit();
+        pthread_mutex_lock(&win.lock);
+        win.stage = 2;
+        pthread_cond_broadcast(&win.cond);
+        pthread_mutex_unlock(&win.lock);
+        return NULL;
+}
+
+/* The advancer wins a thread's status claim while the thread runs a fiber;
+ * before it writes the status, the thread ends that fiber (its slot freed).
+ * The status must still name the fiber the thread was running, so that the
+ * FIBER_EXIT that follows in the generation has its FIBER_STATUS. */
+START_TEST(test_fiber_ends_inside_status_window)
+{
+        const char *dir = rt_tmpdir();
+        ck_assert_ptr_nonnull(dir);
+        struct gtrace_options o = {.period_ms = 3600000, .dump_dir = dir,
+                                   .flags = GTRACE_F_NO_DAEMON};
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        gt_test_status_claimed = win_hook;
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, win_worker, NULL), 0);
+        pthread_mutex_lock(&win.lock);
+        while (!win.tid)
+                pthread_cond_wait(&win.cond, &win.lock);
+        pthread_mutex_unlock(&win.lock);
+        /* The switch this flush makes finds the worker idle in a fiber: the
+         * advancer claims its status and the hook runs. */
+        ck_assert_int_eq(gtrace_flush(), 0);
+        pthread_join(th, NULL);
+        gt_test_status_claimed = NULL;
+        ck_assert_msg(win.hooked, "the advancer never claimed the worker's status");
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("window", path, sizeof(path)), 0);
+        gtrace_stop();
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_CREATE), 1);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_EXIT), 1);
+}
+END_TEST
+
 int main(void)
 {
         Suite *suite = suite_create("runtime-stress");
         TCase *tc = tcase_create("core");
         tcase_set_timeout(tc, 240);
         tcase_add_loop_test(tc, test_stress_exact_counts, 0, 2);
+        tcase_add_test(tc, test_fiber_ends_inside_status_window);
         suite_add_tcase(suite, tc);
         SRunner *sr = srunner_create(suite);
         srunner_set_fork_status(sr, CK_NOFORK);
