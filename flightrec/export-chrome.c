@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "export-writer.h"
 #include "flightrec/export.h"
@@ -878,17 +879,31 @@ static long runnable_now(void)
  * share a CPU with other work the two take turns and the export runs slower
  * than on one thread (on the 2-CPU development VM with the other CPU busy,
  * 38 MB/s against 48).  So a second thread only when the process may run on
- * two CPUs or more and, at the start, fewer tasks are runnable than that
- * (ours counts: on two CPUs, no other task running).
+ * two CPUs or more and fewer tasks are runnable than that (ours counts: on
+ * two CPUs, no other task running).
+ *
+ * One reading is a moment's: just after the export starts, whatever started
+ * it (a shell, time(1), a test harness) is often still running on the other
+ * CPU, and kernel threads wake for a moment; on an idle 2-CPU machine one
+ * reading in two saw a second task and the export ran on one thread.  Work
+ * that holds a CPU shows in every reading, so the least of a few, 1 ms
+ * apart, decides; the first reading that shows a CPU free ends the wait.
  */
+#define CPU_FREE_READINGS 5
+
 static int second_cpu_free(void)
 {
         int cpus = usable_cpus();
-        long running;
         if (cpus < 2)
                 return 0;
-        running = runnable_now();
-        return running < 0 || running < cpus;
+        for (int i = 0; i < CPU_FREE_READINGS; i++) {
+                long running = runnable_now();
+                if (running < 0 || running < cpus)
+                        return 1;
+                if (i + 1 < CPU_FREE_READINGS)
+                        (void)nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        }
+        return 0;
 }
 
 static int set_write_error(struct fr_error *e, int err)
@@ -944,7 +959,8 @@ int fr_export_chrome(struct fr_dump *d, int out_fd, const struct fr_export_optio
                 r = fr_dump_parse(d, &cb, &x, ret_err);
         else if (o && o->threads >= 2)
                 r = fr_dump_parse_threaded(d, 0, &cb, &x, ret_err);
-        else if (!second_cpu_free()) /* a second thread would only take turns */
+        else if ((o && o->bytes_total && o->bytes_total < FR_EXPORT_THREADED_MIN_BYTES) ||
+                 !second_cpu_free()) /* too small, or a second thread would take turns */
                 r = fr_dump_parse(d, &cb, &x, ret_err);
         else
                 r = fr_dump_parse_threaded(d, FR_EXPORT_THREADED_MIN_BYTES, &cb, &x, ret_err);

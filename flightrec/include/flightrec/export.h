@@ -51,9 +51,10 @@ struct fr_export_options {
         const char *producer; /* "gtracectl 0.1.0", written into otherData; may be NULL */
         /* 0: reading and checking the dump on a second thread while the JSON
          * is written, when the dump is at least FR_EXPORT_THREADED_MIN_BYTES
-         * (or not a regular file), the process may run on two CPUs or more
-         * and, when the export starts, fewer tasks are runnable on the
-         * machine than that (this one included); 1: one thread; 2: two
+         * (or not a regular file; bytes_total, when set, counts too), the
+         * process may run on two CPUs or more and fewer tasks are runnable
+         * on the machine than that (this one included; the least of up to
+         * five readings 1 ms apart); 1: one thread; 2: two
          * threads whatever the size.  The output is the same
          * (fr_dump_parse_threaded() in reader.h). */
         unsigned threads;
