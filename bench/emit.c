@@ -406,16 +406,19 @@ static void report(bool lttng_enabled)
         static const struct {
                 enum result r;
                 const char *label;
-                bool fast;         /* within 1.5x of the floor */
                 enum result lttng; /* compared with */
         } rows[] = {
-                {R_BEGIN, "gtrace region begin", true, R_LT_INTS},
-                {R_END, "gtrace region end", true, R_LT_INTS},
-                {R_COUNTER, "gtrace counter", true, R_LT_INTS},
-                {R_LOG, "gtrace log (24-byte text, stack on by default)", false, R_LT_MSG},
-                {R_FIBER, "gtrace fiber transition (run/yield)", false, R_LT_INTS},
+                {R_BEGIN, "gtrace region begin", R_LT_INTS},
+                {R_END, "gtrace region end", R_LT_INTS},
+                {R_COUNTER, "gtrace counter", R_LT_INTS},
+                /* Issue 6 asks every event within 1.5x of the floor, and a
+                 * log or a fiber transition does more than the floor's
+                 * 3-byte append: the table holds them to it all the same,
+                 * and docs/performance.md says where their time goes. */
+                {R_LOG, "gtrace log (24-byte text, stack on by default)", R_LT_MSG},
+                {R_FIBER, "gtrace fiber transition (run/yield)", R_LT_INTS},
                 {R_COLLIDE, "gtrace region begin, 2 names alternating in one 16-byte block",
-                 true, R_LT_INTS},
+                 R_LT_INTS},
         };
 
         stat_of(R_FLOOR, &s);
@@ -442,18 +445,12 @@ static void report(bool lttng_enabled)
                                  rl.p25, rl.p75);
                 }
                 snprintf(what, sizeof(what), "emit, %s: %s", th, rows[i].label);
-                const char *target = rows[i].fast ? (lt_row ? "≤ 1.5× floor; ≤ 0.2× LTTng"
-                                                            : "≤ 1.5× floor")
-                                                  : (lt_row ? "≤ 0.2× LTTng" : "");
-                if (rows[i].fast && lt_row)
+                const char *target = lt_row ? "≤ 1.5× floor; ≤ 0.2× LTTng" : "≤ 1.5× floor";
+                if (lt_row)
                         snprintf(met, sizeof(met), "%s / %s", ok_floor ? "yes" : "**NO**",
                                  ok_lttng ? "yes" : "**NO**");
-                else if (rows[i].fast)
-                        snprintf(met, sizeof(met), "%s", ok_floor ? "yes" : "**NO**");
-                else if (lt_row)
-                        snprintf(met, sizeof(met), "%s", ok_lttng ? "yes" : "**NO**");
                 else
-                        met[0] = '\0';
+                        snprintf(met, sizeof(met), "%s", ok_floor ? "yes" : "**NO**");
                 bench_row(what, res, cmp, target, met);
         }
         if (!have_lttng())
