@@ -55,8 +55,13 @@
  * it loses; the thread CASes *before* changing any state in G.  So a winning
  * advancer read a state the thread had not yet changed (its reads happen
  * before the thread's failing CAS, which reads from the advancer's), and a
- * winning thread writes its own state.  Fibers use their scan bit the same
- * way Go uses _Gscan.
+ * winning thread writes its own state.  The reading includes what the
+ * advancer writes about the running fiber (its id and name): once it has
+ * won, the thread goes on and may end that fiber.  The advancer marks that
+ * fiber announced for G before its CAS (so the thread, losing, writes no
+ * second status), but only after checking that the thread has not claimed
+ * G already: a fiber the thread started in G is the thread's to announce.
+ * Fibers use their scan bit the same way Go uses _Gscan.
  *
  * ### Drops
  *
