@@ -172,8 +172,8 @@ static void status_add_tid(struct status_part *sp, uint64_t tid, struct gt_str *
 }
 
 void gt_status_thread(uint64_t gen, uint64_t tid, struct gt_str *tname, uint64_t fiber,
-                      struct gt_str *fiber_name, struct gt_str *sys, uint64_t sys_start, const struct gt_region *regions,
-                      uint32_t depth)
+                      struct gt_str *fiber_name, struct gt_str *sys, uint64_t sys_start,
+                      const struct gt_region *regions, uint32_t depth)
 {
         struct status_part *sp = status_for(gen);
         struct gbuf ev = {0};

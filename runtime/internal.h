@@ -354,8 +354,8 @@ extern void (*gt_test_status_claimed)(uint64_t tid);
  * running fiber's id and name included: once the claim is won the thread
  * goes on and may end that fiber, and its slot be reused). */
 void gt_status_thread(uint64_t gen, uint64_t tid, struct gt_str *tname, uint64_t fiber,
-                      struct gt_str *fiber_name, struct gt_str *sys, uint64_t sys_start, const struct gt_region *regions,
-                      uint32_t depth);
+                      struct gt_str *fiber_name, struct gt_str *sys, uint64_t sys_start,
+                      const struct gt_region *regions, uint32_t depth);
 void gt_status_fiber(uint64_t gen, struct gt_fiber *f, uint32_t state);
 void gt_status_task(uint64_t gen, uint64_t task, uint64_t parent, struct gt_str *name,
                     uint64_t start);
