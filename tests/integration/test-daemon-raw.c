@@ -166,6 +166,52 @@ START_TEST(test_pending_crash_dump_written_at_stop)
 }
 END_TEST
 
+/* Whether pid is stopped (state T in /proc/PID/stat). */
+static int is_stopped(void *ctx)
+{
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)*(pid_t *)ctx);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return 0;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *e = strrchr(buf, ')'); /* the command may hold anything */
+        return e && e[1] == ' ' && e[2] == 'T';
+}
+
+/*
+ * A crash reported just as gtraced is told to stop: what the process sent
+ * before the SIGTERM (a last generation, then CRASH) is read and dumped
+ * before gtraced exits.  gtraced is held stopped while the process writes
+ * and while the SIGTERM comes, so both wait for it when it resumes.
+ */
+START_TEST(test_crash_sent_before_stop_is_dumped)
+{
+        const char *extra[] = {"--crash-wait", "60000", NULL};
+        dh_start_ok(&D, extra);
+        struct dh_producer a;
+        ck_assert_int_eq(dh_producer_spawn(&a, D.sock, "last-words", 0), 0);
+        ck_assert_int_eq(dh_producer_cmd(&a, 'g', 300, NULL, 0), 0);
+        wait_proc(a.pid, "live", 1);
+        ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+        ck_assert_msg(dh_wait_until(is_stopped, &D.pid, 10000), "gtraced never stopped");
+        ck_assert_int_eq(dh_producer_cmd(&a, 'g', 300, NULL, 0), 0);
+        ck_assert_int_eq(dh_producer_cmd(&a, 'c', SIGSEGV, NULL, 0), 0); /* and it leaves */
+        ck_assert_int_eq(kill(D.pid, SIGTERM), 0);
+        ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+        ck_assert_int_eq(dh_stop(&D), 0);
+        char path[512];
+        ck_assert_ptr_nonnull(dh_find_dump(D.dumps, a.pid, path, sizeof(path)));
+        unsigned gens;
+        ck_assert_int_eq(dh_dump_check(path, &gens, NULL), 0);
+        ck_assert_uint_eq(gens, 2);
+        dh_producer_wait(&a);
+        dh_cleanup(&D);
+}
+END_TEST
+
 START_TEST(test_retention_count)
 {
         const char *extra[] = {"--generations", "3", NULL};
@@ -659,6 +705,7 @@ static Suite *daemon_raw_suite(void)
         tcase_add_test(core, test_flush_timeout);
         tcase_add_test(core, test_crash_and_lost_connection);
         tcase_add_test(core, test_pending_crash_dump_written_at_stop);
+        tcase_add_test(core, test_crash_sent_before_stop_is_dumped);
         tcase_add_test(core, test_dump_request_and_sigusr1);
         tcase_add_test(core, test_snapshot_into_passed_fd);
         tcase_add_test(core, test_retain_exited);
