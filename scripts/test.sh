@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds gtrace three ways and runs the test suite on each:
+# Builds gtrace four ways and runs the test suite on each:
 #
 #   1. Release (warnings as errors, hardening flags): every test.
 #   2. ASan + UBSan: every test.
@@ -13,7 +13,7 @@
 # GTRACE_TEST_BUILD_ROOT), so a fresh clone needs nothing but this script.
 # Installs missing Debian packages first when run as root.
 #
-#   scripts/test.sh                 all three
+#   scripts/test.sh                 all four
 #   scripts/test.sh release|asan|tsan|fuzz ...   only the named ones
 #
 # Environment: JOBS (default 2), CTEST_ARGS (extra ctest arguments),
