@@ -141,14 +141,31 @@ END_TEST
  * here stays open after CRASH, as a survivor's does); gtraced stopping
  * meanwhile writes it rather than dropping it.
  */
-START_TEST(test_pending_crash_dump_written_at_stop)
+/* gtraced with crash dumps that wait for gtraced's stop, and a raw producer
+ * that has sent one generation. */
+static void start_with_producer(struct dh_producer *a, const char *command)
 {
         const char *extra[] = {"--crash-wait", "60000", NULL};
         dh_start_ok(&D, extra);
+        ck_assert_int_eq(dh_producer_spawn(a, D.sock, command, 0), 0);
+        ck_assert_int_eq(dh_producer_cmd(a, 'g', 300, NULL, 0), 0);
+        wait_proc(a->pid, "live", 1);
+}
+
+/* The only dump of pid is valid and holds gens generations. */
+static void check_crash_dump(pid_t pid, unsigned gens)
+{
+        char path[512];
+        ck_assert_ptr_nonnull(dh_find_dump(D.dumps, pid, path, sizeof(path)));
+        unsigned got;
+        ck_assert_int_eq(dh_dump_check(path, &got, NULL), 0);
+        ck_assert_uint_eq(got, gens);
+}
+
+START_TEST(test_pending_crash_dump_written_at_stop)
+{
         struct dh_producer a;
-        ck_assert_int_eq(dh_producer_spawn(&a, D.sock, "crasher", 0), 0);
-        ck_assert_int_eq(dh_producer_cmd(&a, 'g', 300, NULL, 0), 0);
-        wait_proc(a.pid, "live", 1);
+        start_with_producer(&a, "crasher");
         ck_assert_int_eq(dh_producer_cmd(&a, 'k', SIGSEGV, NULL, 0), 0);
         wait_proc(a.pid, "crashed", 1);
         /* Still waiting (--crash-wait: the connection that sent CRASH is
@@ -156,11 +173,7 @@ START_TEST(test_pending_crash_dump_written_at_stop)
         ck_assert_int_eq(dh_count_dumps(D.dumps), 0);
         ck_assert_int_eq(dh_stop(&D), 0);
         ck_assert_int_eq(dh_count_dumps(D.dumps), 1);
-        char path[512];
-        ck_assert_ptr_nonnull(dh_find_dump(D.dumps, a.pid, path, sizeof(path)));
-        unsigned gens;
-        ck_assert_int_eq(dh_dump_check(path, &gens, NULL), 0);
-        ck_assert_uint_eq(gens, 1);
+        check_crash_dump(a.pid, 1);
         dh_producer_wait(&a); /* it leaves when gtraced closes its connection */
         dh_cleanup(&D);       /* stopped already, cleanly (above) */
 }
@@ -189,12 +202,8 @@ static int is_stopped(void *ctx)
  */
 START_TEST(test_crash_sent_before_stop_is_dumped)
 {
-        const char *extra[] = {"--crash-wait", "60000", NULL};
-        dh_start_ok(&D, extra);
         struct dh_producer a;
-        ck_assert_int_eq(dh_producer_spawn(&a, D.sock, "last-words", 0), 0);
-        ck_assert_int_eq(dh_producer_cmd(&a, 'g', 300, NULL, 0), 0);
-        wait_proc(a.pid, "live", 1);
+        start_with_producer(&a, "last-words");
         ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
         ck_assert_msg(dh_wait_until(is_stopped, &D.pid, 10000), "gtraced never stopped");
         ck_assert_int_eq(dh_producer_cmd(&a, 'g', 300, NULL, 0), 0);
@@ -202,11 +211,7 @@ START_TEST(test_crash_sent_before_stop_is_dumped)
         ck_assert_int_eq(kill(D.pid, SIGTERM), 0);
         ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
         ck_assert_int_eq(dh_stop(&D), 0);
-        char path[512];
-        ck_assert_ptr_nonnull(dh_find_dump(D.dumps, a.pid, path, sizeof(path)));
-        unsigned gens;
-        ck_assert_int_eq(dh_dump_check(path, &gens, NULL), 0);
-        ck_assert_uint_eq(gens, 2);
+        check_crash_dump(a.pid, 2);
         dh_producer_wait(&a);
         dh_cleanup(&D);
 }
