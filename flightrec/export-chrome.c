@@ -884,8 +884,8 @@ static long runnable_now(void)
  *
  * One reading is a moment's: just after the export starts, whatever started
  * it (a shell, time(1), a test harness) is often still running on the other
- * CPU, and kernel threads wake for a moment; on an idle 2-CPU machine one
- * reading in two saw a second task and the export ran on one thread.  Work
+ * CPU, and kernel threads wake for a moment; on an idle 2-CPU machine
+ * whole series of exports saw a second task and ran on one thread.  Work
  * that holds a CPU shows in every reading, so the least of a few, 1 ms
  * apart, decides; the first reading that shows a CPU free ends the wait.
  */
