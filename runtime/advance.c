@@ -657,19 +657,54 @@ __thread bool gt_on_advancer __attribute__((tls_model("initial-exec")));
 static void advance_cycle(bool next);
 
 /*
+ * The advance thread's side of a crash handler's hold (crash.c,
+ * advancer_freeze): busy while it changes what a handler reads.  adv_enter
+ * returns false, and leaves the thread not busy, while a handler holds it:
+ * the work waits for a later turn.
+ */
+static bool adv_enter(void)
+{
+        atomic_store_explicit(&gt.adv_busy, 1, memory_order_seq_cst);
+        if (!atomic_load_explicit(&gt.adv_frozen, memory_order_seq_cst))
+                return true;
+        atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
+        return false;
+}
+
+static void adv_leave(void)
+{
+        atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
+}
+
+/* adv_enter for work that has no later turn (tracing stops): waits until
+ * the handler lets go, which it says through gt_advance_wake. */
+static void adv_enter_wait(void)
+{
+        while (!adv_enter()) {
+                struct pollfd pfd = {.fd = gt.wake_fd, .events = POLLIN};
+                uint64_t v;
+                if (poll(&pfd, 1, -1) > 0)
+                        (void)!read(gt.wake_fd, &v, sizeof(v));
+        }
+}
+
+/*
  * Ends the current generation; with `next` false, tracing stops (gen 0).
  * Everything a crash handler reads besides the threads' live chunks --
  * the generation number, the chunks of the generation being cut, the
  * status records, the ring, the exited threads -- changes only in here, so
  * a crash handler on another thread holds it off (crash.c) and the cycle is
- * skipped meanwhile: the next period tries again.
+ * skipped meanwhile: the next period tries again.  The last one (tracing
+ * stops) has no next period: it waits for the handler to let go.
  */
 static void advance(bool next)
 {
-        atomic_store_explicit(&gt.adv_busy, 1, memory_order_seq_cst);
-        if (!atomic_load_explicit(&gt.adv_frozen, memory_order_seq_cst))
-                advance_cycle(next);
-        atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
+        if (!next)
+                adv_enter_wait();
+        else if (!adv_enter())
+                return; /* the next period tries again */
+        advance_cycle(next);
+        adv_leave();
 }
 
 /* Steps 2-4 of a cycle whose cut (step 1, at ref) is made: the status
@@ -762,15 +797,13 @@ static void dump_local(struct gt_dump_req *r)
  * blob may go when the send completes. */
 static void daemon_service(struct gt_daemon_events *ev)
 {
-        atomic_store_explicit(&gt.adv_busy, 1, memory_order_seq_cst);
-        if (!atomic_load_explicit(&gt.adv_frozen, memory_order_seq_cst)) {
-                pthread_mutex_lock(&gt.ring_lock);
-                gt_daemon_service(gt.daemon, &gt.ring, ev);
-                atomic_store_explicit(&gt.generations_sent, gt.ring.sent_total,
-                                      memory_order_relaxed);
-                pthread_mutex_unlock(&gt.ring_lock);
-        }
-        atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
+        if (!adv_enter())
+                return;
+        pthread_mutex_lock(&gt.ring_lock);
+        gt_daemon_service(gt.daemon, &gt.ring, ev);
+        atomic_store_explicit(&gt.generations_sent, gt.ring.sent_total, memory_order_relaxed);
+        pthread_mutex_unlock(&gt.ring_lock);
+        adv_leave();
 }
 
 static void serve_dump(struct gt_dump_req *r)
@@ -990,12 +1023,12 @@ static void *advancer_main(void *arg)
                 dump_local(r);
         }
         /* The connection is in this thread's file table (files_go_private).
-         * Busy meanwhile, as in daemon_service (a crash handler then leaves
-         * the frame in flight alone). */
+         * Not while a crash handler holds it: it may be reading the frame
+         * in flight. */
         if (gt.daemon) {
-                atomic_store_explicit(&gt.adv_busy, 1, memory_order_seq_cst);
+                adv_enter_wait();
                 gt_daemon_close(gt.daemon, &gt.ring);
-                atomic_store_explicit(&gt.adv_busy, 0, memory_order_release);
+                adv_leave();
         }
         return NULL;
 }
