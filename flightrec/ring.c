@@ -484,9 +484,21 @@ enum fr_put fr_ring_put(struct fr_ring *r, struct fr_genbuf *b, uint64_t *ret_ge
                                 return FR_PUT_DUPLICATE;
                         }
                         *ret_gens_lost = o->gens_lost;
-                        r->slots[ring_slot(r, i - 1)] = b;
-                        while (r->count > 1 && r->bytes + b->len - o->len > l->max_process_bytes)
+                        /* Room for the difference, from the generations
+                         * older than it.  Not enough: it is the oldest left
+                         * and the next to go (alone, it stays, as push
+                         * keeps one), and both copies go. */
+                        uint32_t k = i - 1;
+                        while (k > 0 && r->bytes - o->len + b->len > l->max_process_bytes) {
                                 ring_evict_oldest(r);
+                                k--;
+                        }
+                        if (r->count > 1 && r->bytes - o->len + b->len > l->max_process_bytes) {
+                                ring_evict_oldest(r); /* o */
+                                fr_genbuf_unref(b);
+                                return FR_PUT_REPLACED;
+                        }
+                        r->slots[ring_slot(r, k)] = b;
                         ring_grew(r, b->len - o->len, 0);
                         fr_genbuf_unref(o);
                         return FR_PUT_REPLACED;

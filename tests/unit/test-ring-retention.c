@@ -186,6 +186,18 @@ START_TEST(test_put_replace_keeps_bounds)
         ck_assert_uint_eq(fr_ring_bytes(r), 800);
         ck_assert_uint_eq(fr_ring_evicted(r), 1);
         ck_assert_int_eq(fr_rings_check(s), 0);
+        /* A larger copy of the oldest with no room even so: it would be the
+         * next to go, and both copies go; the newer one stays. */
+        ck_assert_int_eq(fr_ring_put(r, blob_at(600, 2, 2000), &lost), FR_PUT_REPLACED);
+        expect_gens(r, (const uint64_t[]){3}, 1);
+        ck_assert_uint_eq(fr_ring_bytes(r), 500);
+        ck_assert_uint_eq(fr_ring_evicted(r), 2);
+        ck_assert_int_eq(fr_rings_check(s), 0);
+        /* Alone, a copy over the bound stays, as push keeps one. */
+        ck_assert_int_eq(fr_ring_put(r, blob_at(1200, 3, 3000), &lost), FR_PUT_REPLACED);
+        expect_gens(r, (const uint64_t[]){3}, 1);
+        ck_assert_uint_eq(fr_ring_bytes(r), 1200);
+        ck_assert_int_eq(fr_rings_check(s), 0);
         fr_rings_free(s);
 }
 END_TEST

@@ -116,8 +116,10 @@ void fr_ring_push(struct fr_ring *r, struct fr_genbuf *b);
  * from their own clock anchors, a few ns apart) is the same one, and the
  * larger copy stays.  The ring takes the caller's reference either way.
  * FR_PUT_REPLACED: b took the place of a copy, whose gens_lost is stored in
- * *ret_gens_lost (0 otherwise); FR_PUT_DUPLICATE: b was the smaller copy
- * and is dropped.  A generation older than everything held in a full ring
+ * *ret_gens_lost (0 otherwise); when even with every older generation gone
+ * the larger copy has no room, it is the next to go and both copies go
+ * (one eviction; still FR_PUT_REPLACED).  FR_PUT_DUPLICATE: b was the
+ * smaller copy and is dropped.  A generation older than everything held in a full ring
  * is dropped too, counted as evicted (FR_PUT_ADDED).  Bounds as for
  * fr_ring_push.
  */
