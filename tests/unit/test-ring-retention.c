@@ -65,12 +65,24 @@ START_TEST(test_scan_rejects)
 }
 END_TEST
 
+/* A set with one process's ring in it, bounded by count and bytes (the
+ * global bound out of the way). */
+static struct fr_ring *one_ring(struct fr_rings **ret_s, uint32_t generations,
+                                uint64_t max_process_bytes)
+{
+        struct fr_limits l = {.generations = generations, .max_process_bytes = max_process_bytes,
+                              .max_total_bytes = 1u << 30};
+        *ret_s = fr_rings_new(&l);
+        ck_assert_ptr_nonnull(*ret_s);
+        struct fr_ring *r = fr_ring_new(*ret_s, 1, 100);
+        ck_assert_ptr_nonnull(r);
+        return r;
+}
+
 START_TEST(test_retention_by_count)
 {
-        struct fr_limits l = {.generations = 3, .max_process_bytes = 1u << 30,
-                              .max_total_bytes = 1u << 30};
-        struct fr_rings *s = fr_rings_new(&l);
-        struct fr_ring *r = fr_ring_new(s, 1, 100);
+        struct fr_rings *s;
+        struct fr_ring *r = one_ring(&s, 3, 1u << 30);
         for (uint64_t g = 1; g <= 10; g++) {
                 fr_ring_push(r, blob(100, g));
                 ck_assert_int_eq(fr_rings_check(s), 0);
@@ -110,10 +122,8 @@ static void expect_gens(const struct fr_ring *r, const uint64_t *gens, uint32_t 
  * stays, and every total follows. */
 START_TEST(test_put_orders_and_dedupes)
 {
-        struct fr_limits l = {.generations = 5, .max_process_bytes = 1u << 30,
-                              .max_total_bytes = 1u << 30};
-        struct fr_rings *s = fr_rings_new(&l);
-        struct fr_ring *r = fr_ring_new(s, 1, 100);
+        struct fr_rings *s;
+        struct fr_ring *r = one_ring(&s, 5, 1u << 30);
         uint64_t lost;
 
         /* The sealed generation 5 first, then 3 and 4 from the other
@@ -174,10 +184,8 @@ END_TEST
 /* The byte bounds hold after a larger copy replaces a smaller one. */
 START_TEST(test_put_replace_keeps_bounds)
 {
-        struct fr_limits l = {.generations = 8, .max_process_bytes = 1000,
-                              .max_total_bytes = 1u << 30};
-        struct fr_rings *s = fr_rings_new(&l);
-        struct fr_ring *r = fr_ring_new(s, 1, 100);
+        struct fr_rings *s;
+        struct fr_ring *r = one_ring(&s, 8, 1000);
         uint64_t lost;
         for (uint64_t g = 1; g <= 3; g++)
                 fr_ring_put(r, blob_at(300, g, g * 1000), &lost);
@@ -204,10 +212,8 @@ END_TEST
 
 START_TEST(test_retention_by_bytes)
 {
-        struct fr_limits l = {.generations = 100, .max_process_bytes = 1000,
-                              .max_total_bytes = 1u << 30};
-        struct fr_rings *s = fr_rings_new(&l);
-        struct fr_ring *r = fr_ring_new(s, 1, 1);
+        struct fr_rings *s;
+        struct fr_ring *r = one_ring(&s, 100, 1000);
         for (uint64_t g = 1; g <= 10; g++)
                 fr_ring_push(r, blob(300, g));
         ck_assert_uint_eq(fr_ring_count(r), 3);
