@@ -38,6 +38,14 @@ static void prog_start(struct dh_prog *p, const char *period_ms, const char *mod
         ck_assert_int_eq(dh_prog_spawn(p, "tests/daemon-prog", D.sock, env, args), 0);
 }
 
+/* prog_start, then its first line (what it prints once it is ready) in line. */
+static void prog_ready(struct dh_prog *p, const char *period_ms, const char *mode,
+                       const char *arg, char *line, size_t cap)
+{
+        prog_start(p, period_ms, mode, arg);
+        ck_assert_int_eq(dh_prog_line(p, line, cap, 10000), 0);
+}
+
 /* Waits until the daemon lists pid in state with min_gens generations or more. */
 static void wait_proc(pid_t pid, const char *state, long long min_gens)
 {
@@ -79,8 +87,7 @@ START_TEST(test_several_processes_last_event)
         for (int i = 0; i < 3; i++) {
                 snprintf(marker[i], sizeof(marker[i]), "last-event-of-%d-%d", i, (int)getpid());
                 /* A long period: only the snapshot's FLUSH can deliver the marker. */
-                prog_start(&p[i], "60000", "wait", marker[i]);
-                ck_assert_int_eq(dh_prog_line(&p[i], line, sizeof(line), 10000), 0);
+                prog_ready(&p[i], "60000", "wait", marker[i], line, sizeof(line));
                 ck_assert_str_eq(line, "ready");
         }
         for (int i = 0; i < 3; i++)
@@ -111,8 +118,7 @@ START_TEST(test_sigusr1_dumps_all)
         struct dh_prog p[2];
         char line[64];
         for (int i = 0; i < 2; i++) {
-                prog_start(&p[i], "100", "wait", "usr1-marker");
-                ck_assert_int_eq(dh_prog_line(&p[i], line, sizeof(line), 10000), 0);
+                prog_ready(&p[i], "100", "wait", "usr1-marker", line, sizeof(line));
                 wait_proc(p[i].pid, "live", 1);
         }
         ck_assert_int_eq(kill(D.pid, SIGUSR1), 0);
@@ -131,8 +137,7 @@ START_TEST(test_kill9_history_dumpable)
         dh_start_ok(&D, NULL);
         struct dh_prog p;
         char line[64];
-        prog_start(&p, "50", "wait", "before-kill");
-        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
+        prog_ready(&p, "50", "wait", "before-kill", line, sizeof(line));
         wait_proc(p.pid, "live", 2);
         kill(p.pid, SIGKILL);
         dh_prog_close(&p);
@@ -188,8 +193,7 @@ START_TEST(test_survived_crash_generations_once)
         struct dh_prog p;
         char marker[64], line[64];
         snprintf(marker, sizeof(marker), "lived-on-%d", (int)getpid());
-        prog_start(&p, "50", "survive", marker);
-        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
+        prog_ready(&p, "50", "survive", marker, line, sizeof(line));
         ck_assert(dh_wait_until(dump_exists, &p.pid, 10000));
         check_dump(find_dump(p.pid), "before the fault");
         json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
@@ -263,8 +267,7 @@ START_TEST(test_crash_while_daemon_lags)
         struct dh_prog p;
         char marker[64], line[64];
         snprintf(marker, sizeof(marker), "flooded-%d", (int)getpid());
-        prog_start(&p, "50", "flood", marker);
-        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
+        prog_ready(&p, "50", "flood", marker, line, sizeof(line));
         ck_assert_str_eq(line, "connected");
         ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
         ck_assert_int_eq(write(p.in, "go\n", 3), 3);
@@ -309,8 +312,7 @@ START_TEST(test_stopped_process_snapshot_bounded)
         dh_start_ok(&D, extra);
         struct dh_prog p;
         char line[64];
-        prog_start(&p, "50", "wait", "stopped");
-        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
+        prog_ready(&p, "50", "wait", "stopped", line, sizeof(line));
         wait_proc(p.pid, "live", 1);
         kill(p.pid, SIGSTOP);
         /* kill(SIGSTOP) returns before every thread is stopped. */
@@ -375,8 +377,7 @@ START_TEST(test_gtrace_dump_through_daemon)
         dh_start_ok(&D, NULL);
         struct dh_prog p;
         char line[4200];
-        prog_start(&p, "60000", "dump", "asked-for-it");
-        ck_assert_int_eq(dh_prog_line(&p, line, sizeof(line), 10000), 0);
+        prog_ready(&p, "60000", "dump", "asked-for-it", line, sizeof(line));
         ck_assert_msg(strncmp(line, "0 ", 2) == 0, "%s", line);
         ck_assert_msg(strncmp(line + 2, D.dumps, strlen(D.dumps)) == 0, "%s", line);
         check_dump(line + 2, "asked-for-it");
