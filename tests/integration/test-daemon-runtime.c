@@ -6,6 +6,7 @@
  * an absent daemon.
  */
 #include <check.h>
+#include <dirent.h>
 #include <time.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -246,6 +247,39 @@ static size_t dump_generations(const char *path, uint64_t *gen, uint64_t *gens_l
         return n;
 }
 
+/* Sockets in pid's file table (that of its main thread). */
+static int count_sockets(pid_t pid)
+{
+        char dir[64], path[64 + 256], target[64];
+        snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+        DIR *d = opendir(dir);
+        int n = 0;
+        if (!d)
+                return -1;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+                ssize_t len = readlink(path, target, sizeof(target) - 1);
+                if (len > 0) {
+                        target[len] = '\0';
+                        n += strncmp(target, "socket:", 7) == 0;
+                }
+        }
+        closedir(d);
+        return n;
+}
+
+struct sockets_above {
+        pid_t pid;
+        int base;
+};
+
+static int sockets_above(void *ctx)
+{
+        const struct sockets_above *w = ctx;
+        return count_sockets(w->pid) > w->base;
+}
+
 /*
  * A crash while gtraced lags: the process's connection has generations
  * queued in the socket, more wait unsent in its ring, one is half written.
@@ -269,15 +303,18 @@ START_TEST(test_crash_while_daemon_lags)
         snprintf(marker, sizeof(marker), "flooded-%d", (int)getpid());
         prog_ready(&p, "50", "flood", marker, line, sizeof(line));
         ck_assert_str_eq(line, "connected");
+        struct sockets_above handler = {p.pid, count_sockets(p.pid)};
+        ck_assert_int_ge(handler.base, 0);
         ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
         ck_assert_int_eq(write(p.in, "go\n", 3), 3);
         int r = dh_prog_line(&p, line, sizeof(line), 20000);
-        /* Resume gtraced within the handler's wait for it (one second). */
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        /* Resume gtraced while the crash handler waits for it (up to one
+         * second): once the handler has opened its own connection. */
+        int connected = dh_wait_until(sockets_above, &handler, 20000);
         ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
         ck_assert_int_eq(r, 0);
         ck_assert_str_eq(line, "crashing");
+        ck_assert_msg(connected, "the crash handler never connected");
         ck_assert(dh_wait_until(dump_exists, &p.pid, 20000));
         const char *path = find_dump(p.pid);
         check_dump(path, marker);
