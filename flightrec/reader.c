@@ -630,15 +630,12 @@ static inline int rd_stack_defined(const struct fr_parser *r, uint64_t id)
         return rd_map_get(&r->stkmap, id) != RD_NONE;
 }
 
-/* What each event type's arguments are: rd_decode below, always inlined
- * with a constant type, unrolls into straight-line code per type
- * (event-kinds.h). */
-
 /*
- * Decodes the batch event at *pp, of the given type (a constant).  *time is
- * the thread's clock before the event and is advanced by its delta.  With
- * check set (phase 2) every reference is validated; phase 3 decodes bytes
- * phase 2 accepted.  Errors are found in the order they always were: the
+ * Decodes the batch event at *pp, of the given type (a constant: always
+ * inlined, it unrolls into straight-line code for that type's arguments,
+ * fr_kinds in event-kinds.h).  *time is the thread's clock before the
+ * event and is advanced by its delta.  With check set (phase 2) every
+ * reference is validated; phase 3 decodes bytes phase 2 accepted.  Errors are found in the order they always were: the
  * encoding of every argument first, then the time, then each argument's
  * meaning in argument order.
  */
