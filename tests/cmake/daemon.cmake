@@ -6,7 +6,8 @@ gtrace_check_test(test-daemon-config SOURCES unit/test-daemon-config.c LIBS gtra
 
 # Integration tests: a real gtraced in a temporary directory.
 set(DAEMON_HARNESS common/daemon-harness.c)
-gtrace_check_test(test-daemon-raw SOURCES integration/test-daemon-raw.c ${DAEMON_HARNESS}
+gtrace_check_test(test-daemon-raw SOURCES integration/test-daemon-raw.c common/fault-harness.c
+  ${DAEMON_HARNESS}
   LIBS gtrace_flightrec LABELS concurrency TIMEOUT 120)
 add_dependencies(test-daemon-raw gtraced)
 

@@ -19,6 +19,7 @@
 
 #include "daemon-blob.h"
 #include "daemon-harness.h"
+#include "fault-harness.h"
 #include "proto/wire.h"
 
 static struct dh_daemon D;
@@ -179,21 +180,6 @@ START_TEST(test_pending_crash_dump_written_at_stop)
 }
 END_TEST
 
-/* Whether pid is stopped (state T in /proc/PID/stat). */
-static int is_stopped(void *ctx)
-{
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)*(pid_t *)ctx);
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return 0;
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        const char *e = strrchr(buf, ')'); /* the command may hold anything */
-        return e && e[1] == ' ' && e[2] == 'T';
-}
-
 /*
  * A crash reported just as gtraced is told to stop: what the process sent
  * before the SIGTERM (a last generation, then CRASH) is read and dumped
@@ -205,7 +191,7 @@ START_TEST(test_crash_sent_before_stop_is_dumped)
         struct dh_producer a;
         start_with_producer(&a, "last-words");
         ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
-        ck_assert_msg(dh_wait_until(is_stopped, &D.pid, 10000), "gtraced never stopped");
+        ck_assert_int_eq(fh_wait_stopped(D.pid, 10000), 0);
         ck_assert_int_eq(dh_producer_cmd(&a, 'g', 300, NULL, 0), 0);
         ck_assert_int_eq(dh_producer_cmd(&a, 'c', SIGSEGV, NULL, 0), 0); /* and it leaves */
         ck_assert_int_eq(kill(D.pid, SIGTERM), 0);
