@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "gtrace/gtrace.h"
+#include "../../runtime/internal.h" /* gt_str_fixed */
 #include "rt-check.h"
 
 static struct gtrace_options opts(const char *dir, uint32_t period_ms)
@@ -380,9 +381,6 @@ static int on_region(void *ctx, const struct fr_generation *g, const struct fr_e
                 snprintf(nm->text[nm->n++], sizeof(nm->text[0]), "%s", ev->str[1]);
         return 0;
 }
-
-/* gt_str_fixed() is the runtime's own (internal.h). */
-bool gt_str_fixed(const char *s);
 
 /*
  * A thread's string cache knows a name by its pointer.  A buffer the caller

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "gtrace/gtrace.h"
+#include "../../runtime/internal.h" /* gt_test_status_claimed */
 #include "rt-check.h"
 
 #define NTHREADS 4
@@ -186,9 +187,6 @@ END_TEST
 
 /* ---- a fiber ended inside the advancer's status window ---------------------- */
 
-/* runtime/internal.h: called by the advancer right after it wins a thread's
- * status claim, before it writes that status. */
-extern void (*gt_test_status_claimed)(uint64_t tid);
 
 static struct {
         pthread_mutex_t lock;
