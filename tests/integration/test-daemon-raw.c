@@ -137,11 +137,6 @@ START_TEST(test_crash_and_lost_connection)
 }
 END_TEST
 
-/*
- * A crash dump waits for what the process may still send (its connection
- * here stays open after CRASH, as a survivor's does); gtraced stopping
- * meanwhile writes it rather than dropping it.
- */
 /* gtraced with crash dumps that wait for gtraced's stop, and a raw producer
  * that has sent one generation. */
 static void start_with_producer(struct dh_producer *a, const char *command)
@@ -163,6 +158,11 @@ static void check_crash_dump(pid_t pid, unsigned gens)
         ck_assert_uint_eq(got, gens);
 }
 
+/*
+ * A crash dump waits for what the process may still send (its connection
+ * here stays open after CRASH, as a survivor's does); gtraced stopping
+ * meanwhile writes it rather than dropping it.
+ */
 START_TEST(test_pending_crash_dump_written_at_stop)
 {
         struct dh_producer a;
