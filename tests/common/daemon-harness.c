@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 
 #include "daemon-blob.h"
 #include "daemon-harness.h"
+#include "test-files.h"
 #include "flightrec/ring.h"
 #include "proto/dumpfile.h"
 #include "proto/varint.h"
@@ -170,7 +170,7 @@ void dh_cleanup(struct dh_daemon *d)
 {
         if (d->pid > 0)
                 (void)dh_stop(d);
-        if (d->dir[0] && !getenv("GTRACE_TEST_KEEP"))
+        if (d->dir[0] && !test_keep())
                 dh_rmtree(d->dir);
         d->dir[0] = '\0'; /* a later dh_start makes a fresh one */
 }
@@ -826,17 +826,9 @@ int dh_file_contains(const char *path, const char *needle)
         return found;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        return remove(path);
-}
-
 void dh_rmtree(const char *path)
 {
-        (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_rmtree(path);
 }
 
 int dh_count_entries(const char *dir)

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 
 #include "rt-check.h"
+#include "test-files.h"
 
 const char *rt_watch[4];
 
@@ -161,24 +161,15 @@ static struct {
 } rt_dirs[64];
 static size_t rt_ndirs;
 
-static int rt_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void)st;
-        (void)flag;
-        (void)ftw;
-        return remove(path);
-}
-
 static void rt_remove_dirs(void)
 {
-        const char *keep = getenv("GTRACE_TEST_KEEP");
         for (size_t i = 0; i < rt_ndirs; i++) {
                 if (rt_dirs[i].owner != getpid())
                         continue;
-                if (keep && *keep && strcmp(keep, "0"))
+                if (test_keep())
                         fprintf(stderr, "kept %s (GTRACE_TEST_KEEP)\n", rt_dirs[i].path);
                 else
-                        (void)nftw(rt_dirs[i].path, rt_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+                        test_rmtree(rt_dirs[i].path);
         }
 }
 

@@ -52,7 +52,7 @@ uint64_t rt_text_hash(uint64_t h, const void *text, size_t len);
 
 /* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp; static buffer),
  * removed with what it holds when the process that made it exits, unless
- * GTRACE_TEST_KEEP is set (then named on stderr). */
+ * GTRACE_TEST_KEEP is set and not 0 (then named on stderr; test_keep). */
 const char *rt_tmpdir(void);
 /* The only *.gtrace file in dir (NULL if none or several); static buffer. */
 const char *rt_find_dump(const char *dir);
