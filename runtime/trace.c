@@ -914,9 +914,16 @@ static inline uint32_t id_hash(uint64_t id, uint32_t mask)
         return (uint32_t)(id >> 32) & mask;
 }
 
+/* Can id name a fiber?  0 and the table's markers (GT_TOMB, GT_TOMB - 1)
+ * cannot: a caller's bad id must not match an empty or removed slot. */
+static inline bool fiber_id_ok(uint64_t id)
+{
+        return id - 1 < GT_TOMB - 2;
+}
+
 static struct gt_fiber *fiber_find(uint64_t id)
 {
-        if (!id || !gt.fibers)
+        if (!fiber_id_ok(id) || !gt.fibers)
                 return NULL;
         for (uint32_t i = 0, h = id_hash(id, gt.fiber_mask); i <= gt.fiber_mask && i < GT_MAX_PROBE;
              i++) {
@@ -948,11 +955,24 @@ static struct gt_fiber *fiber_insert(uint64_t id)
         return NULL;
 }
 
-/* Takes f's scan bit (invariant 4); returns the state it had. */
+/*
+ * Invariant 4, as the seed puts it for goroutines: a transition is emitted
+ * by the thread running the fiber, or by the holder of a fiber's scan bit
+ * when it is not running.  A Running fiber is its thread's alone -- nobody
+ * takes the bit of a Running fiber -- so its thread leaves Running with
+ * plain stores, and only the way into Running (the thread takes the fiber
+ * from Runnable) and the transitions of fibers that are not running
+ * (ready, the advancer's status) pay a CAS.
+ */
+
+/* Takes f's scan bit unless f is Running; returns the state it had
+ * (PROTO_FIBER_RUNNING: no bit taken, nothing to unlock). */
 static uint32_t fiber_lock(struct gt_fiber *f)
 {
         uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
         for (unsigned spins = 0;; spins++) {
+                if (s == PROTO_FIBER_RUNNING)
+                        return s;
                 if (!(s & GT_FIBER_SCAN) &&
                     atomic_compare_exchange_weak_explicit(&f->state, &s, s | GT_FIBER_SCAN,
                                                           memory_order_acquire,
@@ -964,9 +984,30 @@ static uint32_t fiber_lock(struct gt_fiber *f)
         }
 }
 
+/* Publishes f's state: gives up the scan bit, or the running thread's
+ * ownership.  Release: the next owner sees what this one wrote. */
 static void fiber_unlock(struct gt_fiber *f, uint32_t state)
 {
         atomic_store_explicit(&f->state, state, memory_order_release);
+}
+
+/* Moves f from Runnable to Running, owned by the calling thread, waiting
+ * out a scan bit; false when f is in another state (misuse: ignored). */
+static bool fiber_take(struct gt_fiber *f)
+{
+        uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+        for (unsigned spins = 0;; spins++) {
+                if (s == PROTO_FIBER_RUNNABLE &&
+                    atomic_compare_exchange_weak_explicit(&f->state, &s, PROTO_FIBER_RUNNING,
+                                                          memory_order_acquire,
+                                                          memory_order_relaxed))
+                        return true;
+                if ((s & ~GT_FIBER_SCAN) != PROTO_FIBER_RUNNABLE)
+                        return false;
+                if (spins > 64)
+                        sched_yield();
+                s = atomic_load_explicit(&f->state, memory_order_relaxed);
+        }
 }
 
 void gt_fibers_status(uint64_t gen)
@@ -984,8 +1025,9 @@ void gt_fibers_status(uint64_t gen)
                 if ((s & ~GT_FIBER_SCAN) == PROTO_FIBER_RUNNING)
                         continue; /* its thread's status covers it */
                 s = fiber_lock(f);
+                if (s == PROTO_FIBER_RUNNING)
+                        continue; /* started meanwhile: as above */
                 if (atomic_load_explicit(&f->id, memory_order_relaxed) == id &&
-                    s != PROTO_FIBER_RUNNING &&
                     atomic_load_explicit(&f->status_gen, memory_order_relaxed) < gen) {
                         gt_status_fiber(gen, f, s);
                         atomic_store_explicit(&f->status_gen, gen, memory_order_relaxed);
@@ -1541,43 +1583,116 @@ GTRACE_API uint64_t gtrace_fiber_create(const char *name)
         return id;
 }
 
-GTRACE_API void gtrace_fiber_run(uint64_t fiber)
+/*
+ * The fast paths of run and yield, as for regions: the common transition --
+ * the fiber in its home slot of the table, Runnable with its scan bit free
+ * (run) or run by this thread (yield), already announced in this generation
+ * with no drop, room in the current chunk -- is checked for up front, and
+ * anything else goes to the general code by a tail call.  fiber_plain()
+ * reads fields that belong to whoever owns f's transitions: only its owner
+ * may call it.
+ */
+static inline bool fiber_plain(const struct gt_fiber *f, uint64_t gen)
 {
-        EV_ENTER(t, gen);
-        struct gt_fiber *f = fiber_find(fiber);
-        if (f && !atomic_load_explicit(&t->fiber, memory_order_relaxed)) {
-                uint32_t prior = fiber_lock(f);
-                if (prior == PROTO_FIBER_RUNNABLE) {
-                        struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES);
-                        uint64_t now = gt_clock_now();
-                        /* Invariant 6: into Running, the event follows the
-                         * transition (both inside this section). */
-                        /* Release: gt_threads_status reads status_gen after
-                         * this (see there). */
-                        atomic_store_explicit(&t->fiber, f, memory_order_release);
-                        fiber_emit(s, f, prior, gen, now, PROTO_EV_FIBER_RUN, 0, 0);
-                        fiber_unlock(f, PROTO_FIBER_RUNNING);
-                } else {
-                        fiber_unlock(f, prior); /* not runnable: misuse, ignored */
-                }
-        }
+        return atomic_load_explicit(&f->status_gen, memory_order_relaxed) >= gen &&
+               f->seq_gen == gen && f->lossy_gen != gen;
+}
+
+/* A RUN or YIELD event of a plain fiber (fiber_emit's common case). */
+static inline void put_fiber(struct gt_slot *s, struct gt_fiber *f, uint64_t now, uint8_t type)
+{
+        uint8_t *p = slot_pos(s);
+        *p++ = type;
+        p = put_u(p, ts_delta(s, now));
+        p = put_u(p, atomic_load_explicit(&f->id, memory_order_relaxed));
+        p = put_u(p, ++f->seq);
+        ev_commit(s, p);
+}
+
+/* The fiber in id's home slot of the table, else NULL (fiber_find probes on). */
+static inline struct gt_fiber *fiber_home(uint64_t id)
+{
+        struct gt_fiber *tab = gt.fibers;
+        if (unlikely(!tab || !fiber_id_ok(id)))
+                return NULL;
+        struct gt_fiber *f = &tab[id_hash(id, gt.fiber_mask)];
+        return atomic_load_explicit(&f->id, memory_order_acquire) == id ? f : NULL;
+}
+
+/* fiber_take in one try, for the fast path. */
+static inline bool fiber_try_take(struct gt_fiber *f)
+{
+        uint32_t want = PROTO_FIBER_RUNNABLE;
+        return atomic_compare_exchange_strong_explicit(&f->state, &want, PROTO_FIBER_RUNNING,
+                                                       memory_order_acquire,
+                                                       memory_order_relaxed);
+}
+
+/* Emits the run of f, just taken by t, and leaves the section. */
+static __attribute__((noinline)) void fiber_run_taken(struct gt_thread *t, uint64_t gen,
+                                                      struct gt_fiber *f, struct gt_slot *s)
+{
+        uint64_t now = gt_clock_now();
+        /* Invariant 6: into Running, the event follows the transition (both
+         * inside this section).  Release: gt_threads_status reads status_gen
+         * after this (see there). */
+        atomic_store_explicit(&t->fiber, f, memory_order_release);
+        fiber_emit(s, f, PROTO_FIBER_RUNNABLE, gen, now, PROTO_EV_FIBER_RUN, 0, 0);
         wr_exit(t);
 }
 
-/* block / yield / exit: transitions out of Running by the running thread.
- * Always inlined: stack capture counts a fixed number of our own frames. */
-static inline __attribute__((always_inline)) void fiber_leave(uint8_t type, uint32_t new_state,
-                                                             const char *reason)
+static __attribute__((noinline)) void fiber_run_in(struct gt_thread *t, uint64_t gen,
+                                                   uint64_t fiber)
+{
+        struct gt_fiber *f = fiber_find(fiber);
+        if (f && !atomic_load_explicit(&t->fiber, memory_order_relaxed) && fiber_take(f))
+                return fiber_run_taken(t, gen, f, slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES));
+        wr_exit(t);
+}
+
+static __attribute__((noinline)) void fiber_run_new(uint64_t fiber)
 {
         EV_ENTER(t, gen);
+        fiber_run_in(t, gen, fiber);
+}
+
+GTRACE_API void gtrace_fiber_run(uint64_t fiber)
+{
+        struct gt_thread *t = gt_self;
+        if (unlikely(!t))
+                return fiber_run_new(fiber);
+        uint64_t gen = wr_enter(t);
+        if (unlikely(!gen))
+                return;
+        struct gt_fiber *f = fiber_home(fiber);
+        struct gt_slot *s = slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES);
+        if (unlikely(!f || !s || atomic_load_explicit(&t->fiber, memory_order_relaxed) ||
+                     !clock_fast() || !fiber_try_take(f)))
+                return fiber_run_in(t, gen, fiber);
+        if (unlikely(!fiber_plain(f, gen)))
+                return fiber_run_taken(t, gen, f, s);
+        uint64_t now = gt_clock_now();
+        atomic_store_explicit(&t->fiber, f, memory_order_release); /* as fiber_run_taken */
+        put_fiber(s, f, now, PROTO_EV_FIBER_RUN);
+        wr_exit(t);
+}
+
+/* block / yield / exit: transitions out of Running by the running thread,
+ * inside t's section.  Always inlined: stack capture counts a fixed number
+ * of our own frames. */
+static inline __attribute__((always_inline)) void fiber_leave_in(struct gt_thread *t,
+                                                                uint64_t gen, uint8_t type,
+                                                                uint32_t new_state,
+                                                                const char *reason)
+{
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
         if (f) {
                 struct gt_slot *s = slot_room(t, gen, 2 * GT_MAX_EVENT_BYTES);
                 uint64_t now = gt_clock_now();
                 struct gt_str *why = reason ? str_get(t, reason, gen) : NULL;
                 uint64_t stk = s && type == PROTO_EV_FIBER_BLOCK ? stack_id(t, GTRACE_KIND_FIBER, gen) : 0;
-                uint32_t prior = fiber_lock(f);
-                fiber_emit(s, f, prior, gen, now, type, why ? why->id : 0, stk);
+                /* t runs f: it owns f's transitions (no scan bit). */
+                fiber_emit(s, f, PROTO_FIBER_RUNNING, gen, now, type, why ? why->id : 0, stk);
                 atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
                 if (type == PROTO_EV_FIBER_EXIT) {
                         atomic_store_explicit(&f->id, GT_TOMB, memory_order_release);
@@ -1591,14 +1706,59 @@ static inline __attribute__((always_inline)) void fiber_leave(uint8_t type, uint
         wr_exit(t);
 }
 
+static inline __attribute__((always_inline)) void fiber_leave(uint8_t type, uint32_t new_state,
+                                                             const char *reason)
+{
+        EV_ENTER(t, gen);
+        fiber_leave_in(t, gen, type, new_state, reason);
+}
+
 GTRACE_API void gtrace_fiber_block(const char *reason)
 {
         fiber_leave(PROTO_EV_FIBER_BLOCK, PROTO_FIBER_WAITING, reason ? reason : "");
 }
 
-GTRACE_API void gtrace_fiber_yield(void)
+/* Yields f, which t runs, and leaves the section. */
+static __attribute__((noinline)) void fiber_yield_owned(struct gt_thread *t, uint64_t gen,
+                                                         struct gt_fiber *f, struct gt_slot *s)
+{
+        fiber_emit(s, f, PROTO_FIBER_RUNNING, gen, gt_clock_now(), PROTO_EV_FIBER_YIELD, 0, 0);
+        atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
+        atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
+        fiber_unlock(f, PROTO_FIBER_RUNNABLE);
+        wr_exit(t);
+}
+
+/* A yield records no stack: its general path may be a call. */
+static __attribute__((noinline)) void fiber_yield_in(struct gt_thread *t, uint64_t gen)
+{
+        fiber_leave_in(t, gen, PROTO_EV_FIBER_YIELD, PROTO_FIBER_RUNNABLE, NULL);
+}
+
+static __attribute__((noinline)) void fiber_yield_new(void)
 {
         fiber_leave(PROTO_EV_FIBER_YIELD, PROTO_FIBER_RUNNABLE, NULL);
+}
+
+GTRACE_API void gtrace_fiber_yield(void)
+{
+        struct gt_thread *t = gt_self;
+        if (unlikely(!t))
+                return fiber_yield_new();
+        uint64_t gen = wr_enter(t);
+        if (unlikely(!gen))
+                return;
+        struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
+        struct gt_slot *s = slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES);
+        if (unlikely(!f || !s || !clock_fast()))
+                return fiber_yield_in(t, gen);
+        if (unlikely(!fiber_plain(f, gen)))
+                return fiber_yield_owned(t, gen, f, s);
+        put_fiber(s, f, gt_clock_now(), PROTO_EV_FIBER_YIELD);
+        atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
+        atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
+        fiber_unlock(f, PROTO_FIBER_RUNNABLE);
+        wr_exit(t);
 }
 
 GTRACE_API void gtrace_fiber_exit(void)
@@ -1619,8 +1779,8 @@ GTRACE_API void gtrace_fiber_ready(uint64_t fiber)
                         fiber_emit(s, f, prior, gen, now, PROTO_EV_FIBER_READY, 0, stk);
                         atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
                         fiber_unlock(f, PROTO_FIBER_RUNNABLE);
-                } else {
-                        fiber_unlock(f, prior);
+                } else if (prior != PROTO_FIBER_RUNNING) {
+                        fiber_unlock(f, prior); /* not waiting: misuse, ignored */
                 }
         }
         wr_exit(t);

@@ -6,7 +6,11 @@
  *    thousands of events of every fast-path kind (and the slow paths a
  *    thread meets without waking anyone: new chunks, new generations);
  *  - fibers migrate between threads and the reader orders their transitions
- *    by sequence numbers, not clocks.
+ *    by sequence numbers, not clocks;
+ *  - a fiber running on one thread is that thread's alone: another thread's
+ *    run or ready of it, or a bad id, changes nothing;
+ *  - fibers that share a slot of the table take the general path and lose
+ *    nothing.
  */
 #include <check.h>
 #include <linux/audit.h>
@@ -61,6 +65,9 @@ START_TEST(test_fastpath_makes_no_syscall)
                 gtrace_region_begin("warm");
                 gtrace_counter("depth", 1);
                 gtrace_region_end();
+                uint64_t fiber = gtrace_fiber_create("warm");
+                gtrace_fiber_run(fiber);
+                gtrace_fiber_yield();
                 if (deny_all_syscalls_but_exit() != 0)
                         _exit(4);
                 /* The advancer keeps cutting generations every millisecond on
@@ -70,6 +77,8 @@ START_TEST(test_fastpath_makes_no_syscall)
                         gtrace_region_begin("warm");
                         gtrace_counter("depth", i);
                         gtrace_region_end();
+                        gtrace_fiber_run(fiber);
+                        gtrace_fiber_yield();
                 }
                 syscall(SYS_exit_group, 0);
         }
@@ -160,6 +169,100 @@ START_TEST(test_fiber_migration_ordered_by_seq)
 }
 END_TEST
 
+/* While the main thread runs the fiber, another thread tries to run it and
+ * to ready it; both must be ignored, and leave it the main thread's. */
+struct intruder {
+        uint64_t fiber;
+};
+
+static void *intrude_main(void *arg)
+{
+        struct intruder *in = arg;
+        gtrace_fiber_run(in->fiber);
+        gtrace_fiber_ready(in->fiber);
+        gtrace_fiber_block("not mine");
+        gtrace_fiber_yield();
+        return NULL;
+}
+
+START_TEST(test_fiber_running_elsewhere_is_not_touched)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = {.period_ms = 3600000, .dump_dir = dir,
+                                   .flags = GTRACE_F_NO_DAEMON};
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        uint64_t f = gtrace_fiber_create("owned");
+        gtrace_fiber_run(f);
+        struct intruder in = {f};
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, intrude_main, &in), 0);
+        ck_assert_int_eq(pthread_join(th, NULL), 0);
+        /* Ids no fiber can have: 0 and the table's markers. */
+        const uint64_t bad[] = {0, UINT64_MAX, UINT64_MAX - 1, f + 1000};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                gtrace_fiber_ready(bad[i]);
+                gtrace_fiber_run(bad[i]); /* main runs f: ignored anyway */
+        }
+        gtrace_fiber_yield();
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                gtrace_fiber_run(bad[i]);
+                gtrace_fiber_yield(); /* runs nothing: ignored */
+        }
+        gtrace_fiber_run(f);
+        gtrace_fiber_block("io");
+        gtrace_fiber_ready(f);
+        gtrace_fiber_run(f);
+        gtrace_fiber_exit();
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("owned", path, sizeof(path)), 0);
+        gtrace_stop();
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_RUN), 3);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_YIELD), 1);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_BLOCK), 1);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_READY), 1);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_EXIT), 1);
+        ck_assert_uint_eq(s.fiber_threads_max, 1);
+        ck_assert_uint_eq(s.lost, 0);
+}
+END_TEST
+
+/* More fibers than a small table has home slots for: many live off their
+ * home slot, which the fast path does not probe.  Every transition must
+ * still be recorded, across generations. */
+START_TEST(test_fibers_off_their_home_slot)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = {.period_ms = 3600000, .dump_dir = dir,
+                                   .flags = GTRACE_F_NO_DAEMON, .max_fibers = 64,
+                                   .ring_generations = 16};
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        enum { NFIB = 48, ROUNDS = 5 };
+        uint64_t fib[NFIB];
+        for (int i = 0; i < NFIB; i++) {
+                fib[i] = gtrace_fiber_create("crowd");
+                ck_assert_uint_ne(fib[i], 0);
+        }
+        for (int r = 0; r < ROUNDS; r++) {
+                for (int i = 0; i < NFIB; i++) {
+                        gtrace_fiber_run(fib[i]);
+                        gtrace_fiber_yield();
+                }
+                ck_assert_int_eq(gtrace_flush(), 0);
+        }
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("crowd", path, sizeof(path)), 0);
+        gtrace_stop();
+        struct rt_summary s;
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_RUN), NFIB * ROUNDS);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_YIELD), NFIB * ROUNDS);
+        ck_assert_uint_eq(s.lost, 0);
+        ck_assert_uint_ge(s.generations, ROUNDS);
+}
+END_TEST
+
 int main(void)
 {
         Suite *suite = suite_create("runtime-fastpath");
@@ -170,6 +273,8 @@ int main(void)
         tcase_add_loop_test(tc, test_fastpath_makes_no_syscall, 0, 2);
 #endif
         tcase_add_test(tc, test_fiber_migration_ordered_by_seq);
+        tcase_add_test(tc, test_fiber_running_elsewhere_is_not_touched);
+        tcase_add_test(tc, test_fibers_off_their_home_slot);
         suite_add_tcase(suite, tc);
         SRunner *sr = srunner_create(suite);
         srunner_run_all(sr, CK_NORMAL);
