@@ -56,7 +56,8 @@ int main(int argc, char **argv)
         /* Until the loop watches them, the signals we handle stay pending
          * instead of killing us with their default action (a SIGTERM that
          * arrives just after the socket went live still shuts down cleanly).
-         * No thread exists yet, so every later thread inherits the unblock. */
+         * The thread pool starts in here and keeps them blocked for good, so
+         * they always reach this thread, which gd_server_stop relies on. */
         sigset_t handled, saved;
         sigemptyset(&handled);
         sigaddset(&handled, SIGTERM);
@@ -76,9 +77,9 @@ int main(int argc, char **argv)
                 r = gd_server_listen(&srv);
         if (r >= 0)
                 r = gd_server_start_signals(&srv);
-        sigprocmask(SIG_SETMASK, &saved, NULL);
         if (r >= 0)
                 warm_threadpool(&loop);
+        sigprocmask(SIG_SETMASK, &saved, NULL);
         if (r >= 0) {
                 log_info("gtraced %s ready: dumps into %s; %u generations, %" PRIu64
                          " bytes per process, %" PRIu64 " bytes in total",

@@ -739,16 +739,26 @@ void gd_server_stop(struct gd_server *s)
         {
                 gd_conn_close(gd_container_of(l, struct gd_conn, link));
         }
+        /* Closing the handles gives the signals their default actions back;
+         * a second SIGTERM must not cut the in-flight dumps short.  Blocked
+         * here (and in every other thread, see main), one that comes in
+         * between stays pending, and SIG_IGN discards it. */
+        sigset_t handled, saved;
+        sigemptyset(&handled);
+        sigaddset(&handled, SIGTERM);
+        sigaddset(&handled, SIGINT);
+        sigaddset(&handled, SIGUSR1);
+        sigaddset(&handled, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &handled, &saved);
         close_handle((uv_handle_t *)&s->sig_usr1);
         close_handle((uv_handle_t *)&s->sig_term);
         close_handle((uv_handle_t *)&s->sig_int);
         close_handle((uv_handle_t *)&s->sig_hup);
-        /* Closing the handles gave the signals their default actions back;
-         * a second SIGTERM must not cut the in-flight dumps short. */
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);
         signal(SIGUSR1, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
         close_handle((uv_handle_t *)&s->retain_timer);
         close_handle((uv_handle_t *)&s->flush_timer);
         close_handle((uv_handle_t *)&s->watchdog_timer);
