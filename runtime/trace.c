@@ -726,6 +726,16 @@ static inline bool frame_ok(uintptr_t fp, uintptr_t lo, uintptr_t last)
         return fp >= lo && fp <= last && !(fp & (sizeof(uintptr_t) - 1));
 }
 
+/*
+ * Is next, the saved frame pointer in the record at fp, a record the walk
+ * may go on to?  Above fp (towards the stack's base), at most last, aligned:
+ * frame_ok(next, fp, last) && next > fp, as one comparison and a mask.
+ */
+static inline bool frame_next_ok(uintptr_t next, uintptr_t fp, uintptr_t last)
+{
+        return (next - fp - 1 < last - fp) & !(next & (sizeof(uintptr_t) - 1));
+}
+
 static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thread *t,
                                                                   uint64_t gen, uintptr_t fp)
 {
@@ -737,8 +747,7 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
                 if (!ret)
                         break;
                 pcs[n++] = ret;
-                /* next > fp also keeps it above the low bound. */
-                if (n == max || next <= fp || !frame_ok(next, fp, t->stack_last))
+                if (n == max || !frame_next_ok(next, fp, t->stack_last))
                         break;
                 fp = next;
         }
@@ -752,16 +761,11 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
         return e->id;
 }
 
-static uint64_t stack_capture(struct gt_thread *t, uint64_t gen);
-
-/* The stack id for an event of kind k: 0 unless stacks are on for k.  The
- * check is inline; the capture is out of line, and must stay exactly one call
- * deep from the public function: it skips its own frame and no other. */
-#define stack_id(t, k, gen) ((gt.stack_mask & (1u << (k))) ? stack_capture(t, gen) : 0)
-
-static __attribute__((noinline)) uint64_t stack_capture(struct gt_thread *t, uint64_t gen)
+/* The stack from the frame record at start, the public function's own (its
+ * return address is the application's call site). */
+static inline __attribute__((always_inline)) uint64_t stack_from(struct gt_thread *t,
+                                                                 uint64_t gen, uintptr_t start)
 {
-        const uintptr_t start = *(const uintptr_t *)__builtin_frame_address(0);
         const uintptr_t last = t->stack_last;
         struct gt_stack *e = t->last_stack;
 
@@ -780,20 +784,37 @@ static __attribute__((noinline)) uint64_t stack_capture(struct gt_thread *t, uin
                 next = frame[0];
                 if (++i == n)
                         break;
-                if (next <= fp || !frame_ok(next, fp, last))
+                if (!frame_next_ok(next, fp, last))
                         return stack_intern_walk(t, gen, start);
                 fp = next;
         }
         /* ...then make sure the walk would have stopped where it did. */
-        if (n < gt.stack_depth && next > fp && frame_ok(next, fp, last) &&
+        if (n < gt.stack_depth && frame_next_ok(next, fp, last) &&
             ((const uintptr_t *)next)[1] != 0)
                 return stack_intern_walk(t, gen, start);
-        if (t->last_stack_gen != gen) {
+        if (unlikely(t->last_stack_gen != gen)) {
                 gt_stack_mark(e, gen);
                 t->last_stack_gen = gen;
         }
         return e->id;
 }
+
+/* Out of line for the events that are not logs: it must stay exactly one
+ * call deep from the public function, and skips its own frame. */
+static __attribute__((noinline)) uint64_t stack_capture(struct gt_thread *t, uint64_t gen)
+{
+        return stack_from(t, gen, *(const uintptr_t *)__builtin_frame_address(0));
+}
+
+/* The stack id for an event of kind k: 0 unless stacks are on for k.  The
+ * check is inline; the capture is out of line (stack_capture). */
+#define stack_id(t, k, gen) ((gt.stack_mask & (1u << (k))) ? stack_capture(t, gen) : 0)
+
+/* The same, inline, in a public function itself: its own frame record
+ * starts the walk.  For logs, the common event that carries a stack. */
+#define stack_id_here(t, k, gen)                                                             \
+        ((gt.stack_mask & (1u << (k))) ? stack_from(t, gen, (uintptr_t)__builtin_frame_address(0)) \
+                                       : 0)
 
 /* ---- status events -------------------------------------------------------- */
 
@@ -1314,7 +1335,7 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
                 uint64_t now = gt_clock_now();
                 uint8_t *p = put_log_head(s, now, str_get(t, category, gen), len);
                 text32_store(p, &v);
-                p = put_u(p + len, stack_id(t, GTRACE_KIND_LOG, gen));
+                p = put_u(p + len, stack_id_here(t, GTRACE_KIND_LOG, gen));
                 ev_commit(s, p);
                 wr_exit(t);
                 return;
@@ -1325,7 +1346,7 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
         if (likely(s)) {
                 uint8_t *p = put_log_head(s, now, str_get(t, category, gen), len);
                 copy_text(p, message, len);
-                p = put_u(p + len, stack_id(t, GTRACE_KIND_LOG, gen));
+                p = put_u(p + len, stack_id_here(t, GTRACE_KIND_LOG, gen));
                 ev_commit(s, p);
         }
         wr_exit(t);
