@@ -87,18 +87,25 @@ static inline uint8_t *floor_put(uint8_t *p, uint64_t v)
         return p;
 }
 
-static __attribute__((noinline)) void floor_event(uint8_t type, uint64_t arg)
+/* The floor's event up to its first argument, at the buffer's cursor
+ * (wrapping to the start when less than `room` bytes are left); returns
+ * where the event goes on. */
+static inline uint8_t *floor_head(struct floor_buf *b, uint8_t type, uint64_t arg, long room)
 {
-        struct floor_buf *b = floor_self;
         uint64_t now = bench_ticks();
-        if (__builtin_expect(b->end - b->pos < 32, 0))
+        if (__builtin_expect(b->end - b->pos < room, 0))
                 b->pos = b->data;
         uint8_t *p = b->pos;
         *p++ = type;
         p = floor_put(p, now - b->last);
         b->last = now;
-        p = floor_put(p, arg);
-        b->pos = p;
+        return floor_put(p, arg);
+}
+
+static __attribute__((noinline)) void floor_event(uint8_t type, uint64_t arg)
+{
+        struct floor_buf *b = floor_self;
+        b->pos = floor_head(b, type, arg, 32);
 }
 
 /* The floor of an event that carries a text of 16..32 bytes. */
@@ -106,15 +113,7 @@ static __attribute__((noinline)) void floor_text_event(uint8_t type, uint64_t ar
                                                        const char *text, size_t len)
 {
         struct floor_buf *b = floor_self;
-        uint64_t now = bench_ticks();
-        if (__builtin_expect(b->end - b->pos < 64, 0))
-                b->pos = b->data;
-        uint8_t *p = b->pos;
-        *p++ = type;
-        p = floor_put(p, now - b->last);
-        b->last = now;
-        p = floor_put(p, arg);
-        p = floor_put(p, len);
+        uint8_t *p = floor_put(floor_head(b, type, arg, 64), len);
         memcpy(p, text, 16);
         memcpy(p + len - 16, text + len - 16, 16);
         b->pos = p + len;

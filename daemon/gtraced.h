@@ -23,6 +23,7 @@
 #define GTRACED_H
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -230,6 +231,9 @@ uint64_t gd_now_wall_ns(void);
 
 /* Signal handles and the watchdog timer; once the sockets are live. */
 int gd_server_start_signals(struct gd_server *s);
+/* The signals the loop handles (SIGTERM, SIGINT, SIGUSR1, SIGHUP): blocked
+ * in every thread but the loop's, and around the stop's hand-over. */
+void gd_handled_signals(sigset_t *set);
 /* READY=1 and the first STATUS=. */
 void gd_server_send_ready(struct gd_server *s);
 

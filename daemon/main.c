@@ -59,11 +59,7 @@ int main(int argc, char **argv)
          * The thread pool starts in here and keeps them blocked for good, so
          * they always reach this thread, which gd_server_stop relies on. */
         sigset_t handled, saved;
-        sigemptyset(&handled);
-        sigaddset(&handled, SIGTERM);
-        sigaddset(&handled, SIGINT);
-        sigaddset(&handled, SIGUSR1);
-        sigaddset(&handled, SIGHUP);
+        gd_handled_signals(&handled);
         sigprocmask(SIG_BLOCK, &handled, &saved);
 
         r = uv_loop_init(&loop);

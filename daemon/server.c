@@ -721,6 +721,15 @@ static void close_handle(uv_handle_t *h)
                 uv_close(h, NULL);
 }
 
+void gd_handled_signals(sigset_t *set)
+{
+        sigemptyset(set);
+        sigaddset(set, SIGTERM);
+        sigaddset(set, SIGINT);
+        sigaddset(set, SIGUSR1);
+        sigaddset(set, SIGHUP);
+}
+
 void gd_server_stop(struct gd_server *s)
 {
         if (s->stopping)
@@ -744,11 +753,7 @@ void gd_server_stop(struct gd_server *s)
          * here (and in every other thread, see main), one that comes in
          * between stays pending, and SIG_IGN discards it. */
         sigset_t handled, saved;
-        sigemptyset(&handled);
-        sigaddset(&handled, SIGTERM);
-        sigaddset(&handled, SIGINT);
-        sigaddset(&handled, SIGUSR1);
-        sigaddset(&handled, SIGHUP);
+        gd_handled_signals(&handled);
         pthread_sigmask(SIG_BLOCK, &handled, &saved);
         close_handle((uv_handle_t *)&s->sig_usr1);
         close_handle((uv_handle_t *)&s->sig_term);

@@ -28,6 +28,7 @@
 
 #include "gtrace/gtrace.h"
 #include "rt-check.h"
+#include "rt-dump.h"
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 static int deny_all_syscalls_but_exit(void)
@@ -157,11 +158,8 @@ START_TEST(test_fiber_migration_ordered_by_seq)
         pthread_join(a, NULL);
         pthread_join(b, NULL);
         ck_assert_int_eq(pp.flushed, 0);
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("migration", path, sizeof(path)), 0);
-        gtrace_stop();
         struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        rt_dump_stop_read("migration", &s);
         ck_assert_uint_eq(RT_COUNT(&s, FIBER_RUN), 8 + 2 * 300 * 8);
         ck_assert_uint_eq(RT_COUNT(&s, FIBER_READY), 2 * 300 * 8);
         ck_assert_uint_ge(s.fiber_threads_max, 3); /* main, a and b */
@@ -213,11 +211,8 @@ START_TEST(test_fiber_running_elsewhere_is_not_touched)
         gtrace_fiber_ready(f);
         gtrace_fiber_run(f);
         gtrace_fiber_exit();
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("owned", path, sizeof(path)), 0);
-        gtrace_stop();
         struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        rt_dump_stop_read("owned", &s);
         ck_assert_uint_eq(RT_COUNT(&s, FIBER_RUN), 3);
         ck_assert_uint_eq(RT_COUNT(&s, FIBER_YIELD), 1);
         ck_assert_uint_eq(RT_COUNT(&s, FIBER_BLOCK), 1);
@@ -251,11 +246,8 @@ START_TEST(test_fibers_off_their_home_slot)
                 }
                 ck_assert_int_eq(gtrace_flush(), 0);
         }
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("crowd", path, sizeof(path)), 0);
-        gtrace_stop();
         struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        rt_dump_stop_read("crowd", &s);
         ck_assert_uint_eq(RT_COUNT(&s, FIBER_RUN), NFIB * ROUNDS);
         ck_assert_uint_eq(RT_COUNT(&s, FIBER_YIELD), NFIB * ROUNDS);
         ck_assert_uint_eq(s.lost, 0);

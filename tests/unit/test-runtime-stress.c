@@ -18,6 +18,7 @@
 #include "gtrace/gtrace.h"
 #include "../../runtime/internal.h" /* gt_test_status_claimed */
 #include "rt-check.h"
+#include "rt-dump.h"
 
 #define NTHREADS 4
 #if defined(GTRACE_TSAN)
@@ -265,11 +266,8 @@ START_TEST(test_fiber_ends_inside_status_window)
         pthread_join(th, NULL);
         gt_test_status_claimed = NULL;
         ck_assert_msg(win.hooked, "the advancer never claimed the worker's status");
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("window", path, sizeof(path)), 0);
-        gtrace_stop();
         struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        rt_dump_stop_read("window", &s);
         ck_assert_uint_eq(RT_COUNT(&s, FIBER_CREATE), 1);
         ck_assert_uint_eq(RT_COUNT(&s, FIBER_EXIT), 1);
 }
