@@ -142,6 +142,12 @@ struct gt_fiber;
 struct gt_thread {
         /* Seqlock: odd while the owner is inside a write section (invariant 2). */
         _Atomic uint64_t seq;
+        /* The slot the owner writes and the generation it was set up for
+         * (0: none): the fast paths' one check, in the line of seq.  Only
+         * the owner reads them, so the slot of a generation the advancer is
+         * flushing is never looked at (slot_fast). */
+        struct gt_slot *cur;
+        uint64_t cur_gen;
         struct gt_slot slot[2];      /* indexed by gen & 1 */
         uint64_t tid;
 

@@ -333,6 +333,8 @@ void gt_threads_done(void)
         gt.exited = NULL;
         for (struct gt_thread *t = gt.threads; t; t = t->next) {
                 memset(t->slot, 0, sizeof(t->slot));
+                t->cur = NULL;
+                t->cur_gen = 0;
                 atomic_store_explicit(&t->status_gen, 0, memory_order_relaxed);
                 atomic_store_explicit(&t->depth, 0, memory_order_relaxed);
                 atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
@@ -585,6 +587,8 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                         slot_release(s);
                 memset(s, 0, sizeof(*s));
                 s->gen = gen;
+                t->cur = s;
+                t->cur_gen = gen;
         } else if (s->lossy) {
                 /* Once an event is dropped, every later one of this generation
                  * is too, even if chunks came back to the pool meanwhile: the
@@ -650,8 +654,8 @@ drop:
  * without its slow path (the fast paths take that test alone). */
 static inline struct gt_slot *slot_fast(struct gt_thread *t, uint64_t gen, size_t need)
 {
-        struct gt_slot *s = &t->slot[gen & 1];
-        if (likely(s->gen == gen && (size_t)(s->end - slot_pos(s)) >= need))
+        struct gt_slot *s = t->cur;
+        if (likely(t->cur_gen == gen && (size_t)(s->end - slot_pos(s)) >= need))
                 return s;
         return NULL;
 }
