@@ -184,6 +184,8 @@ struct gt_fiber {
         /* Owned by whoever owns the fiber's transitions (invariant 4): */
         uint64_t seq_gen;             /* generation seq counts in */
         uint64_t lossy_gen;           /* a transition was dropped in this generation */
+        uint64_t plain_gen;           /* announced, counting and not lossy in this
+                                         generation: the fast paths' one check */
         uint32_t seq;
 };
 

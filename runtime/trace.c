@@ -1526,6 +1526,7 @@ static void fiber_emit(struct gt_slot *s, struct gt_fiber *f, uint32_t prior, ui
         if (!s || (announced && f->lossy_gen == gen)) {
                 if (announced)
                         f->lossy_gen = gen;
+                f->plain_gen = 0;
                 if (s) {
                         s->lost++;
                         s->lost_total++;
@@ -1566,6 +1567,7 @@ static void fiber_emit(struct gt_slot *s, struct gt_fiber *f, uint32_t prior, ui
         if (type == PROTO_EV_FIBER_BLOCK || type == PROTO_EV_FIBER_READY)
                 p = put_u(p, stack);
         ev_commit(s, p);
+        f->plain_gen = gen; /* announced, seq counting in gen, not lossy */
 }
 
 GTRACE_API uint64_t gtrace_fiber_create(const char *name)
@@ -1587,6 +1589,7 @@ GTRACE_API uint64_t gtrace_fiber_create(const char *name)
         f->seq = 0;
         f->seq_gen = gen;
         f->lossy_gen = 0;
+        f->plain_gen = 0;
         if (likely(s)) {
                 uint64_t stk = stack_id(t, GTRACE_KIND_FIBER, gen);
                 uint8_t *p = slot_pos(s);
@@ -1597,6 +1600,7 @@ GTRACE_API uint64_t gtrace_fiber_create(const char *name)
                 p = put_u(p, stk);
                 ev_commit(s, p);
                 atomic_store_explicit(&f->status_gen, gen, memory_order_relaxed);
+                f->plain_gen = gen;
         } else {
                 /* Not announced: whoever transitions it first in this
                  * generation writes its status, else the next generation's
@@ -1619,8 +1623,9 @@ GTRACE_API uint64_t gtrace_fiber_create(const char *name)
  */
 static inline bool fiber_plain(const struct gt_fiber *f, uint64_t gen)
 {
-        return atomic_load_explicit(&f->status_gen, memory_order_relaxed) >= gen &&
-               f->seq_gen == gen && f->lossy_gen != gen;
+        /* status_gen >= gen && seq_gen == gen && lossy_gen != gen, as
+         * fiber_emit and gtrace_fiber_create leave it. */
+        return f->plain_gen == gen;
 }
 
 /* A RUN or YIELD event of a plain fiber (fiber_emit's common case). */
