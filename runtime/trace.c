@@ -598,8 +598,21 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
         }
         struct gt_chunk *c = chunk_get();
         if (!c) {
-                if (first)
+                if (first) {
                         s->tail = NULL;
+                        /* The event is dropped, but the change of state it
+                         * stands for is not: the claim still comes first, so
+                         * that the advancer does not write this thread's
+                         * status from what it read before the change (a
+                         * running fiber this event leaves, say).  Won here,
+                         * nobody writes the status: the thread drops every
+                         * event of the generation. */
+                        uint64_t prev = atomic_load_explicit(&t->status_gen, memory_order_relaxed);
+                        if (prev < gen)
+                                (void)atomic_compare_exchange_strong_explicit(
+                                        &t->status_gen, &prev, gen, memory_order_acq_rel,
+                                        memory_order_acquire);
+                }
                 s->end = slot_pos(s); /* no room: every further event here drops */
                 goto drop;
         }
