@@ -134,26 +134,36 @@ static void *pingpong_main(void *arg)
         return NULL;
 }
 
+/* A game of `rounds` turns each for two threads, with 8 fibers named name,
+ * created (and parked) by the calling thread. */
+static void pingpong_play(struct pingpong *pp, int rounds, const char *name)
+{
+        *pp = (struct pingpong){.rounds = rounds};
+        pthread_mutex_init(&pp->lock, NULL);
+        pthread_cond_init(&pp->cond, NULL);
+        for (int i = 0; i < 8; i++) {
+                pp->fibers[i] = gtrace_fiber_create(name);
+                gtrace_fiber_run(pp->fibers[i]);
+                gtrace_fiber_block("start");
+        }
+        pthread_t a, b;
+        struct player pa = {pp, 0}, pb = {pp, 1};
+        ck_assert_int_eq(pthread_create(&a, NULL, pingpong_main, &pa), 0);
+        ck_assert_int_eq(pthread_create(&b, NULL, pingpong_main, &pb), 0);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        pthread_cond_destroy(&pp->cond);
+        pthread_mutex_destroy(&pp->lock);
+}
+
 START_TEST(test_fiber_migration_ordered_by_seq)
 {
         const char *dir = rt_tmpdir();
         struct gtrace_options o = {.period_ms = 2, .dump_dir = dir, .flags = GTRACE_F_NO_DAEMON,
                                    .ring_generations = 1024};
         ck_assert_int_eq(gtrace_start(&o), 0);
-        struct pingpong pp = {.rounds = 300};
-        pthread_mutex_init(&pp.lock, NULL);
-        pthread_cond_init(&pp.cond, NULL);
-        for (int i = 0; i < 8; i++) {
-                pp.fibers[i] = gtrace_fiber_create("migrant");
-                gtrace_fiber_run(pp.fibers[i]);
-                gtrace_fiber_block("start");
-        }
-        pthread_t a, b;
-        struct player pa = {&pp, 0}, pb = {&pp, 1};
-        pthread_create(&a, NULL, pingpong_main, &pa);
-        pthread_create(&b, NULL, pingpong_main, &pb);
-        pthread_join(a, NULL);
-        pthread_join(b, NULL);
+        struct pingpong pp;
+        pingpong_play(&pp, 300, "migrant");
         ck_assert_int_eq(pp.flushed, 0);
         struct rt_summary s;
         rt_dump_stop_read("migration", &s);
@@ -170,7 +180,7 @@ END_TEST
  * generation was dropped used to skip its status claim while its state
  * still changed (blocking the fiber it ran), so the advancer could win the
  * claim later and restate the thread as running that fiber after another
- * thread had readied it: "second FIBER_STATUS" about one run in twenty.
+ * thread had readied it: "second FIBER_STATUS", about one game in twenty.
  */
 START_TEST(test_fiber_drops_keep_the_dump_valid)
 {
@@ -188,27 +198,13 @@ START_TEST(test_fiber_drops_keep_the_dump_valid)
         enum { GAMES = 30 }; /* the old bug broke about three runs in four */
 #endif
         for (int game = 0; game < GAMES; game++) {
-                struct pingpong pp = {.rounds = 3000};
-                pthread_mutex_init(&pp.lock, NULL);
-                pthread_cond_init(&pp.cond, NULL);
-                for (int i = 0; i < 8; i++) {
-                        pp.fibers[i] = gtrace_fiber_create("starved");
-                        gtrace_fiber_run(pp.fibers[i]);
-                        gtrace_fiber_block("start");
-                }
-                pthread_t a, b;
-                struct player pa = {&pp, 0}, pb = {&pp, 1};
-                pthread_create(&a, NULL, pingpong_main, &pa);
-                pthread_create(&b, NULL, pingpong_main, &pb);
-                pthread_join(a, NULL);
-                pthread_join(b, NULL);
+                struct pingpong pp;
+                pingpong_play(&pp, 3000, "starved");
                 for (int i = 0; i < 8; i++) {
                         gtrace_fiber_ready(pp.fibers[i]);
                         gtrace_fiber_run(pp.fibers[i]);
                         gtrace_fiber_exit();
                 }
-                pthread_cond_destroy(&pp.cond);
-                pthread_mutex_destroy(&pp.lock);
         }
         char path[4096];
         ck_assert_int_eq(gtrace_dump("starved", path, sizeof(path)), 0);
