@@ -3,7 +3,7 @@
  * The fast path's promises, checked for real:
  *  - no system call: a child process locks its emitting thread in a seccomp
  *    filter that kills the process on any system call but exit, then emits
- *    thousands of events of every fast-path kind (and the slow paths a
+ *    a few hundred thousand regions and counters (and the slow paths a
  *    thread meets without waking anyone: new chunks, new generations);
  *  - fibers migrate between threads and the reader orders their transitions
  *    by sequence numbers, not clocks;
