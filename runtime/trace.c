@@ -576,7 +576,7 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                                                                 size_t need)
 {
         struct gt_slot *s = &t->slot[gen & 1];
-        bool first = s->gen != gen;
+        bool first = s->gen != gen, claimed = false;
         uint64_t now = gt_clock_now();
 
         if (first) {
@@ -589,6 +589,16 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                 s->gen = gen;
                 t->cur = s;
                 t->cur_gen = gen;
+                /* The status handshake (see the design notes): CAS before any
+                 * state of this generation changes -- even when this event is
+                 * dropped below, for the change it stands for is not, and the
+                 * advancer must not write the status from what it read
+                 * before.  Won with no chunk, nobody writes the status: the
+                 * thread drops every event of the generation. */
+                uint64_t prev = atomic_load_explicit(&t->status_gen, memory_order_relaxed);
+                claimed = prev < gen && atomic_compare_exchange_strong_explicit(
+                                                &t->status_gen, &prev, gen, memory_order_acq_rel,
+                                                memory_order_acquire);
         } else if (s->lossy) {
                 /* Once an event is dropped, every later one of this generation
                  * is too, even if chunks came back to the pool meanwhile: the
@@ -598,21 +608,8 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
         }
         struct gt_chunk *c = chunk_get();
         if (!c) {
-                if (first) {
+                if (first)
                         s->tail = NULL;
-                        /* The event is dropped, but the change of state it
-                         * stands for is not: the claim still comes first, so
-                         * that the advancer does not write this thread's
-                         * status from what it read before the change (a
-                         * running fiber this event leaves, say).  Won here,
-                         * nobody writes the status: the thread drops every
-                         * event of the generation. */
-                        uint64_t prev = atomic_load_explicit(&t->status_gen, memory_order_relaxed);
-                        if (prev < gen)
-                                (void)atomic_compare_exchange_strong_explicit(
-                                        &t->status_gen, &prev, gen, memory_order_acq_rel,
-                                        memory_order_acquire);
-                }
                 s->end = slot_pos(s); /* no room: every further event here drops */
                 goto drop;
         }
@@ -636,16 +633,9 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
         atomic_store_explicit(&s->pos, c->data, memory_order_relaxed);
         s->end = (uint8_t *)c + gt.chunk_bytes;
 
-        if (first) {
-                /* The status handshake (see the design notes): CAS before any
-                 * state of this generation changes. */
-                uint64_t prev = atomic_load_explicit(&t->status_gen, memory_order_relaxed);
-                if (prev < gen && atomic_compare_exchange_strong_explicit(
-                                          &t->status_gen, &prev, gen, memory_order_acq_rel,
-                                          memory_order_acquire)) {
-                        uint8_t *p = write_thread_status(t, s, slot_pos(s), gen, now);
-                        atomic_store_explicit(&s->pos, p, memory_order_relaxed);
-                }
+        if (claimed) {
+                uint8_t *p = write_thread_status(t, s, slot_pos(s), gen, now);
+                atomic_store_explicit(&s->pos, p, memory_order_relaxed);
         }
         if ((size_t)(s->end - slot_pos(s)) < need)
                 goto drop; /* cannot happen with chunk_bytes >= 4 KiB; be safe */
