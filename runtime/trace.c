@@ -1020,22 +1020,18 @@ static void fiber_unlock(struct gt_fiber *f, uint32_t state)
 }
 
 /* Moves f from Runnable to Running, owned by the calling thread, waiting
- * out a scan bit; false when f is in another state (misuse: ignored). */
+ * out a scan bit; false when f is in another state (misuse: ignored).  The
+ * general path: the fast one tries a single CAS (fiber_try_take). */
 static bool fiber_take(struct gt_fiber *f)
 {
-        uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-        for (unsigned spins = 0;; spins++) {
-                if (s == PROTO_FIBER_RUNNABLE &&
-                    atomic_compare_exchange_weak_explicit(&f->state, &s, PROTO_FIBER_RUNNING,
-                                                          memory_order_acquire,
-                                                          memory_order_relaxed))
-                        return true;
-                if ((s & ~GT_FIBER_SCAN) != PROTO_FIBER_RUNNABLE)
-                        return false;
-                if (spins > 64)
-                        sched_yield();
-                s = atomic_load_explicit(&f->state, memory_order_relaxed);
+        uint32_t s = fiber_lock(f);
+        if (s == PROTO_FIBER_RUNNABLE) {
+                fiber_unlock(f, PROTO_FIBER_RUNNING);
+                return true;
         }
+        if (s != PROTO_FIBER_RUNNING)
+                fiber_unlock(f, s);
+        return false;
 }
 
 void gt_fibers_status(uint64_t gen)
@@ -1049,12 +1045,9 @@ void gt_fibers_status(uint64_t gen)
                 uint64_t id = atomic_load_explicit(&f->id, memory_order_acquire);
                 if (id == 0 || id >= GT_TOMB - 1)
                         continue;
-                uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
-                if ((s & ~GT_FIBER_SCAN) == PROTO_FIBER_RUNNING)
-                        continue; /* its thread's status covers it */
-                s = fiber_lock(f);
+                uint32_t s = fiber_lock(f);
                 if (s == PROTO_FIBER_RUNNING)
-                        continue; /* started meanwhile: as above */
+                        continue; /* its thread's status covers it */
                 if (atomic_load_explicit(&f->id, memory_order_relaxed) == id &&
                     atomic_load_explicit(&f->status_gen, memory_order_relaxed) < gen) {
                         gt_status_fiber(gen, f, s);
@@ -1751,17 +1744,6 @@ GTRACE_API void gtrace_fiber_block(const char *reason)
         fiber_leave(PROTO_EV_FIBER_BLOCK, PROTO_FIBER_WAITING, reason ? reason : "");
 }
 
-/* Yields f, which t runs, and leaves the section. */
-static __attribute__((noinline)) void fiber_yield_owned(struct gt_thread *t, uint64_t gen,
-                                                         struct gt_fiber *f, struct gt_slot *s)
-{
-        fiber_emit(s, f, PROTO_FIBER_RUNNING, gen, gt_clock_now(), PROTO_EV_FIBER_YIELD, 0, 0);
-        atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
-        atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
-        fiber_unlock(f, PROTO_FIBER_RUNNABLE);
-        wr_exit(t);
-}
-
 /* A yield records no stack: its general path may be a call. */
 static __attribute__((noinline)) void fiber_yield_in(struct gt_thread *t, uint64_t gen)
 {
@@ -1783,10 +1765,9 @@ GTRACE_API void gtrace_fiber_yield(void)
                 return;
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
         struct gt_slot *s = slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES);
-        if (unlikely(!f || !s || !clock_fast()))
+        /* t runs f, so it may read f's plain_gen before anything else. */
+        if (unlikely(!f || !s || !clock_fast() || !fiber_plain(f, gen)))
                 return fiber_yield_in(t, gen);
-        if (unlikely(!fiber_plain(f, gen)))
-                return fiber_yield_owned(t, gen, f, s);
         put_fiber(s, f, gt_clock_now(), PROTO_EV_FIBER_YIELD);
         atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
         atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
