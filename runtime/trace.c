@@ -446,6 +446,19 @@ static inline void wr_exit(struct gt_thread *t)
         if (unlikely(!gen))                                           \
                 return __VA_ARGS__
 
+/*
+ * The fast paths' opening: declares t and gen like EV_ENTER, but a thread's
+ * first event goes to `first` (the general code, which registers it) by a
+ * tail call, and the fast path itself makes no call.
+ */
+#define FAST_ENTER(t, gen, first)                                     \
+        struct gt_thread *t = gt_self;                                \
+        if (unlikely(!t))                                             \
+                return first;                                         \
+        uint64_t gen = wr_enter(t);                                   \
+        if (unlikely(!gen))                                           \
+                return
+
 static inline uint8_t *put_u(uint8_t *p, uint64_t v)
 {
         return proto_put_uvarint(p, v);
@@ -1166,12 +1179,7 @@ static __attribute__((noinline)) void region_begin_new(const char *name)
 
 GTRACE_API void gtrace_region_begin(const char *name)
 {
-        struct gt_thread *t = gt_self;
-        if (unlikely(!t))
-                return region_begin_new(name);
-        uint64_t gen = wr_enter(t);
-        if (unlikely(!gen))
-                return;
+        FAST_ENTER(t, gen, region_begin_new(name));
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
         struct gt_str *e = str_cached(t, name, gen);
@@ -1206,12 +1214,7 @@ static __attribute__((noinline)) void region_end_new(void)
 
 GTRACE_API void gtrace_region_end(void)
 {
-        struct gt_thread *t = gt_self;
-        if (unlikely(!t))
-                return region_end_new();
-        uint64_t gen = wr_enter(t);
-        if (unlikely(!gen))
-                return;
+        FAST_ENTER(t, gen, region_end_new());
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
         if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !s || !clock_fast()))
@@ -1239,12 +1242,7 @@ static __attribute__((noinline)) void counter_new(const char *name, int64_t valu
 
 GTRACE_API void gtrace_counter(const char *name, int64_t value)
 {
-        struct gt_thread *t = gt_self;
-        if (unlikely(!t))
-                return counter_new(name, value);
-        uint64_t gen = wr_enter(t);
-        if (unlikely(!gen))
-                return;
+        FAST_ENTER(t, gen, counter_new(name, value));
         struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
         struct gt_str *e = str_cached(t, name, gen);
         if (unlikely(!s || !e || !clock_fast()))
@@ -1684,12 +1682,7 @@ static __attribute__((noinline)) void fiber_run_new(uint64_t fiber)
 
 GTRACE_API void gtrace_fiber_run(uint64_t fiber)
 {
-        struct gt_thread *t = gt_self;
-        if (unlikely(!t))
-                return fiber_run_new(fiber);
-        uint64_t gen = wr_enter(t);
-        if (unlikely(!gen))
-                return;
+        FAST_ENTER(t, gen, fiber_run_new(fiber));
         struct gt_fiber *f = fiber_home(fiber);
         struct gt_slot *s = slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES);
         if (unlikely(!f || !s || atomic_load_explicit(&t->fiber, memory_order_relaxed) ||
@@ -1757,12 +1750,7 @@ static __attribute__((noinline)) void fiber_yield_new(void)
 
 GTRACE_API void gtrace_fiber_yield(void)
 {
-        struct gt_thread *t = gt_self;
-        if (unlikely(!t))
-                return fiber_yield_new();
-        uint64_t gen = wr_enter(t);
-        if (unlikely(!gen))
-                return;
+        FAST_ENTER(t, gen, fiber_yield_new());
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
         struct gt_slot *s = slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES);
         /* t runs f, so it may read f's plain_gen before anything else. */
