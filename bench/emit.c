@@ -151,8 +151,9 @@ struct worker {
  * w->group[0] (and w->group[1] for the second result of region). */
 typedef void (*variant_fn)(struct worker *w, uint32_t groups);
 
-static const char *const log_text = "connection reset by peer";
-#define log_text_len (sizeof("connection reset by peer") - 1) /* 24: floor_text needs 16..32 */
+static const char log_text[] = "connection reset by peer";
+#define log_text_len (sizeof(log_text) - 1) /* 24: floor_text needs 16..32 */
+_Static_assert(log_text_len >= 16 && log_text_len <= 32, "floor_text_event copies 16..32 bytes");
 
 /* One group: BODY issues GROUP events; its ticks go to w->group[SLOT][g]. */
 #define TIMED_GROUPS(SLOT, BODY)                                                                   \
