@@ -56,18 +56,38 @@ static inline bool gt_wait_clear(atomic_int *flag, unsigned max_ms)
  * stack-protector canary) off every event's fast path. */
 uint64_t gt_mono_ns_slow(void);
 
-static inline uint64_t gt_clock_now(void)
+/* Is the clock the cycle counter, which gt_clock_counter() reads? */
+static inline bool gt_clock_is_counter(void)
 {
 #if defined(__x86_64__)
-        if (__builtin_expect(gt_clock.source == GT_CLOCK_TSC, 1))
-                return __rdtsc() >> gt_clock.shift;
+        return __builtin_expect(gt_clock.source == GT_CLOCK_TSC, 1);
 #elif defined(__aarch64__)
-        if (__builtin_expect(gt_clock.source == GT_CLOCK_CNTVCT, 1)) {
-                uint64_t v;
-                __asm__ volatile("isb; mrs %0, cntvct_el0" : "=r"(v)::"memory");
-                return v >> gt_clock.shift;
-        }
+        return __builtin_expect(gt_clock.source == GT_CLOCK_CNTVCT, 1);
+#else
+        return false;
 #endif
+}
+
+/* The clock, where gt_clock_is_counter() held: the fast paths check that
+ * first, with their other conditions, and then read the counter without a
+ * fallback (whose call would make them save registers). */
+static inline uint64_t gt_clock_counter(void)
+{
+#if defined(__x86_64__)
+        return __rdtsc() >> gt_clock.shift;
+#elif defined(__aarch64__)
+        uint64_t v;
+        __asm__ volatile("isb; mrs %0, cntvct_el0" : "=r"(v)::"memory");
+        return v >> gt_clock.shift;
+#else
+        return gt_mono_ns_slow();
+#endif
+}
+
+static inline uint64_t gt_clock_now(void)
+{
+        if (gt_clock_is_counter())
+                return gt_clock_counter();
         return gt_mono_ns_slow();
 }
 

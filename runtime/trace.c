@@ -819,6 +819,34 @@ static inline __attribute__((always_inline)) uint64_t stack_from(struct gt_threa
         return e->id;
 }
 
+/*
+ * stack_from's common case alone, with no call: is the stack at start the
+ * one this thread interned last, already marked for gen?  Then its id is
+ * t->last_stack->id.  False sends the caller to stack_from.
+ */
+static inline bool stack_is_last(const struct gt_thread *t, uint64_t gen, uintptr_t start)
+{
+        const uintptr_t last = t->stack_last;
+        const struct gt_stack *e = t->last_stack;
+        if (!e || t->last_stack_gen != gen || !frame_ok(start, t->stack_lo, last))
+                return false;
+        uintptr_t fp = start, next;
+        const uint32_t n = e->n;
+        for (uint32_t i = 0;;) {
+                const uintptr_t *frame = (const uintptr_t *)fp;
+                if (frame[1] != e->pcs[i])
+                        return false;
+                next = frame[0];
+                if (++i == n)
+                        break;
+                if (!frame_next_ok(next, fp, last))
+                        return false;
+                fp = next;
+        }
+        return !(n < gt.stack_depth && frame_next_ok(next, fp, last) &&
+                 ((const uintptr_t *)next)[1] != 0);
+}
+
 /* Out of line for the events that are not logs: it must stay exactly one
  * call deep from the public function, and skips its own frame. */
 static __attribute__((noinline)) uint64_t stack_capture(struct gt_thread *t, uint64_t gen)
@@ -829,12 +857,6 @@ static __attribute__((noinline)) uint64_t stack_capture(struct gt_thread *t, uin
 /* The stack id for an event of kind k: 0 unless stacks are on for k.  The
  * check is inline; the capture is out of line (stack_capture). */
 #define stack_id(t, k, gen) ((gt.stack_mask & (1u << (k))) ? stack_capture(t, gen) : 0)
-
-/* The same, inline, in a public function itself: its own frame record
- * starts the walk.  For logs, the common event that carries a stack. */
-#define stack_id_here(t, k, gen)                                                             \
-        ((gt.stack_mask & (1u << (k))) ? stack_from(t, gen, (uintptr_t)__builtin_frame_address(0)) \
-                                       : 0)
 
 /* ---- status events -------------------------------------------------------- */
 
@@ -1138,13 +1160,7 @@ static inline struct gt_str *str_cached(struct gt_thread *t, const char *s, uint
 
 static inline bool clock_fast(void)
 {
-#if defined(__x86_64__)
-        return likely(gt_clock.source == GT_CLOCK_TSC);
-#elif defined(__aarch64__)
-        return likely(gt_clock.source == GT_CLOCK_CNTVCT);
-#else
-        return false;
-#endif
+        return gt_clock_is_counter();
 }
 
 /* Inside the write section: the general case. */
@@ -1185,7 +1201,7 @@ GTRACE_API void gtrace_region_begin(const char *name)
         struct gt_str *e = str_cached(t, name, gen);
         if (unlikely(depth >= GT_MAX_REGION_DEPTH || !s || !e || !clock_fast()))
                 return region_begin_in(t, gen, name);
-        uint64_t now = gt_clock_now();
+        uint64_t now = gt_clock_counter();
         region_open(t, depth, e, now);
         put_region_begin(s, now, e);
         atomic_store_explicit(&t->depth, depth + 1, memory_order_relaxed);
@@ -1219,7 +1235,7 @@ GTRACE_API void gtrace_region_end(void)
         struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
         if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !s || !clock_fast()))
                 return region_end_in(t, gen);
-        put_region_end(s, gt_clock_now());
+        put_region_end(s, gt_clock_counter());
         atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
         wr_exit(t);
 }
@@ -1247,7 +1263,7 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
         struct gt_str *e = str_cached(t, name, gen);
         if (unlikely(!s || !e || !clock_fast()))
                 return counter_in(t, gen, name, value);
-        uint64_t now = gt_clock_now();
+        uint64_t now = gt_clock_counter();
         put_counter(s, now, e, value);
         wr_exit(t);
 }
@@ -1317,36 +1333,82 @@ static inline uint8_t *put_log_head(struct gt_slot *s, uint64_t now, const struc
         return put_u(p, len);
 }
 
-GTRACE_API void gtrace_log(const char *category, const char *message)
+/*
+ * The general log: any text, any slot state, the string table's slow path.
+ * frame is gtrace_log's frame record, whose return address is the
+ * application's call site; the stack is walked from it.  When gtrace_log
+ * reaches this by a tail call, that record is this function's own (its
+ * prologue stores the same saved frame pointer at the same address), so
+ * the walk reads the same two words either way.
+ */
+static __attribute__((noinline)) void log_in(struct gt_thread *t, uint64_t gen,
+                                             const char *category, const char *message,
+                                             uintptr_t frame)
 {
-        EV_ENTER(t, gen);
         if (!message)
                 message = "";
-        /* The common case: a short text and room for it in the current
-         * chunk.  The text is stored before the stack capture's call: v
-         * stays in registers. */
-        struct text32 v;
-        size_t len = text32_load(&v, message);
-        struct gt_slot *s;
-        if (likely(len != SHORT_TEXT_NONE) &&
-            likely((s = slot_fast(t, gen, GT_MAX_EVENT_BYTES + SHORT_TEXT)) != NULL)) {
-                uint64_t now = gt_clock_now();
-                uint8_t *p = put_log_head(s, now, str_get(t, category, gen), len);
-                text32_store(p, &v);
-                p = put_u(p + len, stack_id_here(t, GTRACE_KIND_LOG, gen));
-                ev_commit(s, p);
-                wr_exit(t);
-                return;
-        }
-        len = strnlen(message, GT_MAX_LOG_BYTES);
-        s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len);
+        size_t len = strnlen(message, GT_MAX_LOG_BYTES);
+        struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len);
         uint64_t now = gt_clock_now();
         if (likely(s)) {
                 uint8_t *p = put_log_head(s, now, str_get(t, category, gen), len);
                 copy_text(p, message, len);
-                p = put_u(p + len, stack_id_here(t, GTRACE_KIND_LOG, gen));
+                p += len;
+                p = put_u(p, (gt.stack_mask & (1u << GTRACE_KIND_LOG)) ? stack_from(t, gen, frame)
+                                                                       : 0);
                 ev_commit(s, p);
         }
+        wr_exit(t);
+}
+
+static __attribute__((noinline)) void log_new(const char *category, const char *message,
+                                              uintptr_t frame)
+{
+        EV_ENTER(t, gen);
+        log_in(t, gen, category, message, frame);
+}
+
+/* The end of a log whose stack is not the thread's last (see log_in for
+ * frame): the id goes at p. */
+static __attribute__((noinline)) void log_stack_end(struct gt_thread *t, uint64_t gen,
+                                                    struct gt_slot *s, uint8_t *p,
+                                                    uintptr_t frame)
+{
+        ev_commit(s, put_u(p, stack_from(t, gen, frame)));
+        wr_exit(t);
+}
+
+/* This function's frame record: the stack of a log starts there.  Taken
+ * where it is used, so that it stays in %rbp instead of a register of its
+ * own. */
+#define LOG_FRAME() ((uintptr_t)__builtin_frame_address(0))
+
+GTRACE_API void gtrace_log(const char *category, const char *message)
+{
+        FAST_ENTER(t, gen, log_new(category, message, LOG_FRAME()));
+        /* The common case: a short text, room for it in the current chunk,
+         * a known category, the stack the thread logged from last.  The
+         * checks that need category and message come last but one, so
+         * that neither is kept past them. */
+        struct text32 v;
+        size_t len;
+        struct gt_slot *s;
+        struct gt_str *e;
+        if (unlikely(!clock_fast() || !message ||
+                     (len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
+                     !(s = slot_fast(t, gen, GT_MAX_EVENT_BYTES + SHORT_TEXT)) ||
+                     !(e = str_cached(t, category, gen))))
+                return log_in(t, gen, category, message, LOG_FRAME());
+        uint8_t *p = put_log_head(s, gt_clock_counter(), e, len);
+        text32_store(p, &v);
+        p += len;
+        uint64_t stack = 0;
+        if (gt.stack_mask & (1u << GTRACE_KIND_LOG)) {
+                if (unlikely(!stack_is_last(t, gen, LOG_FRAME())))
+                        return log_stack_end(t, gen, s, p, LOG_FRAME());
+                stack = t->last_stack->id;
+        }
+        ev_commit(s, put_u(p, stack));
         wr_exit(t);
 }
 
@@ -1690,7 +1752,7 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
                 return fiber_run_in(t, gen, fiber);
         if (unlikely(!fiber_plain(f, gen)))
                 return fiber_run_taken(t, gen, f, s);
-        uint64_t now = gt_clock_now();
+        uint64_t now = gt_clock_counter();
         atomic_store_explicit(&t->fiber, f, memory_order_release); /* as fiber_run_taken */
         put_fiber(s, f, now, PROTO_EV_FIBER_RUN);
         wr_exit(t);
@@ -1756,7 +1818,7 @@ GTRACE_API void gtrace_fiber_yield(void)
         /* t runs f, so it may read f's plain_gen before anything else. */
         if (unlikely(!f || !s || !clock_fast() || !fiber_plain(f, gen)))
                 return fiber_yield_in(t, gen);
-        put_fiber(s, f, gt_clock_now(), PROTO_EV_FIBER_YIELD);
+        put_fiber(s, f, gt_clock_counter(), PROTO_EV_FIBER_YIELD);
         atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
         atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
         fiber_unlock(f, PROTO_FIBER_RUNNABLE);

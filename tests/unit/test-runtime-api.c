@@ -127,19 +127,55 @@ TEST_FRAME static void log_from_here(void)
         __asm__ volatile("" ::: "memory"); /* keep the call from being a tail call */
 }
 
+/* The same through gtrace_log's general path: a text too long for its
+ * fast path, or none. */
+static const char long_text[] = "a text of more than thirty-two bytes, which the fast path leaves "
+                                "to the general one";
+
+TEST_FRAME static void log_long_from_here(const char *text)
+{
+        gtrace_log("stack", text);
+        __asm__ volatile("" ::: "memory");
+}
+
 START_TEST(test_stack_starts_at_caller)
 {
         const char *dir = rt_tmpdir();
         struct gtrace_options o = opts(dir, 1000);
         ck_assert_int_eq(gtrace_start(&o), 0);
-        log_from_here();
+        log_from_here(); /* the thread's first event: the first-event path */
         struct rt_summary s = dump_and_read("stack");
-        gtrace_stop();
         ck_assert_str_eq(s.last_log, "where am I");
         uintptr_t fn = (uintptr_t)log_from_here;
         ck_assert_msg(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256,
                       "first frame %#llx is not inside log_from_here at %#llx",
                       (unsigned long long)s.last_log_pc0, (unsigned long long)fn);
+        uint64_t n = s.last_log_npcs;
+        for (int i = 0; i < 2; i++) {
+                /* Twice from one call site: the second log's stack is the
+                 * thread's last, found without a walk. */
+                for (volatile int k = 0; k < 2; k++)
+                        log_from_here();
+                s = dump_and_read("stack");
+                ck_assert_uint_eq(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256, 1);
+                ck_assert_uint_eq(s.last_log_npcs, n);
+        }
+        fn = (uintptr_t)log_long_from_here;
+        for (int i = 0; i < 2; i++) {
+                log_long_from_here(long_text);
+                s = dump_and_read("long");
+                ck_assert_str_eq(s.last_log, long_text);
+                ck_assert_msg(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256,
+                              "long text: first frame %#llx is not inside log_long_from_here",
+                              (unsigned long long)s.last_log_pc0);
+                ck_assert_uint_eq(s.last_log_npcs, n);
+                log_long_from_here(NULL);
+                s = dump_and_read("none");
+                ck_assert_str_eq(s.last_log, "");
+                ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+                ck_assert_uint_eq(s.last_log_npcs, n);
+        }
+        gtrace_stop();
 }
 END_TEST
 
