@@ -38,6 +38,15 @@
 #define GT_MAX_EVENT_BYTES 96         /* largest fixed-arity event */
 #define GT_MAX_LOG_BYTES 1024         /* longer log messages are truncated */
 #define GT_MAX_STACK_DEPTH 64
+
+/* A frame of the stack a thread interned last, as stack_is_last() checks
+ * it: the address of its frame record and the record's two words (the
+ * caller's frame pointer, the return address). */
+struct gt_quick_frame {
+        uintptr_t at, unused;
+        _Alignas(16) uintptr_t next;
+        uintptr_t ret;
+};
 #define GT_STRCACHE_BITS 8
 #define GT_STRCACHE_SIZE (1u << GT_STRCACHE_BITS) /* per-thread pointer -> string cache */
 #define GT_DEFAULT_STRING_BYTES (4u << 20)
@@ -171,6 +180,15 @@ struct gt_thread {
         /* Lists: protected by gt.threads_lock. */
         struct gt_thread *next;
         bool exited;
+
+        /* last_stack's frames as they lay (see stack_is_last): quick_n of
+         * them (0: not known), at most quick_cap, the stack depth when the
+         * thread registered; the walk stopped at quick_end, at a record
+         * whose return address was 0 if quick_end0.  Owner only. */
+        uint32_t quick_cap, quick_n;
+        bool quick_end0;
+        uintptr_t quick_end;
+        struct gt_quick_frame quick[];
 };
 
 /* Fibers: one entry per live fiber in a fixed open-addressing table. */

@@ -136,9 +136,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #if defined(__SSE2__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define GT_TEXT32 1 /* see text32_load */
-#include <emmintrin.h>
 #else
 #define GT_TEXT32 0
 #endif
@@ -232,9 +234,11 @@ static struct gt_thread *thread_register(void)
                 if (atomic_load_explicit(&gt.gen, memory_order_acquire) == 0)
                         return NULL;
         }
-        struct gt_thread *t = calloc(1, sizeof(*t));
+        uint32_t cap = gt.stack_depth;
+        struct gt_thread *t = calloc(1, sizeof(*t) + cap * sizeof(t->quick[0]));
         if (!t)
                 return NULL;
+        t->quick_cap = cap;
         t->tid = (uint64_t)syscall(SYS_gettid);
         pthread_attr_t attr;
         if (pthread_getattr_np(pthread_self(), &attr) == 0) {
@@ -344,6 +348,7 @@ void gt_threads_done(void)
                 memset(t->strcache, 0, sizeof(t->strcache));
                 t->last_stack = NULL;
                 t->last_stack_gen = 0;
+                t->quick_n = 0;
         }
         pthread_mutex_unlock(&gt.threads_lock);
 }
@@ -760,13 +765,19 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
                                                                   uint64_t gen, uintptr_t fp)
 {
         uint64_t pcs[GT_MAX_STACK_DEPTH];
+        uintptr_t at[GT_MAX_STACK_DEPTH + 1];
         uint32_t n = 0, max = gt.stack_depth;
+        bool end0 = false;
+        at[0] = fp;
         for (;;) {
                 const uintptr_t *frame = (const uintptr_t *)fp;
                 uintptr_t next = frame[0], ret = frame[1];
-                if (!ret)
+                if (!ret) {
+                        end0 = n > 0;
                         break;
+                }
                 pcs[n++] = ret;
+                at[n] = next;
                 if (n == max || !frame_next_ok(next, fp, t->stack_last))
                         break;
                 fp = next;
@@ -776,75 +787,81 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
         if (!e)
                 return 0;
         t->last_stack = e;
+        t->quick_n = n <= t->quick_cap ? n : 0;
+        for (uint32_t i = 0; i < t->quick_n; i++)
+                t->quick[i] = (struct gt_quick_frame){.at = at[i], .next = at[i + 1], .ret = pcs[i]};
+        t->quick_end = at[n];
+        t->quick_end0 = end0;
         gt_stack_mark(e, gen);
         t->last_stack_gen = gen;
         return e->id;
 }
 
-/* The stack from the frame record at start, the public function's own (its
- * return address is the application's call site). */
-static inline __attribute__((always_inline)) uint64_t stack_from(struct gt_thread *t,
-                                                                 uint64_t gen, uintptr_t start)
-{
-        const uintptr_t last = t->stack_last;
-        struct gt_stack *e = t->last_stack;
-
-        if (!frame_ok(start, t->stack_lo, last))
-                return 0;
-        if (!e)
-                return stack_intern_walk(t, gen, start);
-        /* Match the cached stack frame by frame (its pcs are never 0, so a
-         * chain that ends early mismatches too)... */
-        uintptr_t fp = start, next;
-        const uint32_t n = e->n;
-        for (uint32_t i = 0;;) {
-                const uintptr_t *frame = (const uintptr_t *)fp;
-                if (frame[1] != e->pcs[i])
-                        return stack_intern_walk(t, gen, start);
-                next = frame[0];
-                if (++i == n)
-                        break;
-                if (!frame_next_ok(next, fp, last))
-                        return stack_intern_walk(t, gen, start);
-                fp = next;
-        }
-        /* ...then make sure the walk would have stopped where it did. */
-        if (n < gt.stack_depth && frame_next_ok(next, fp, last) &&
-            ((const uintptr_t *)next)[1] != 0)
-                return stack_intern_walk(t, gen, start);
-        if (unlikely(t->last_stack_gen != gen)) {
-                gt_stack_mark(e, gen);
-                t->last_stack_gen = gen;
-        }
-        return e->id;
-}
+#if defined(__SANITIZE_ADDRESS__)
+#define GT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GT_ASAN 1
+#endif
+#endif
+#ifndef GT_ASAN
+#define GT_ASAN 0
+#endif
 
 /*
- * stack_from's common case alone, with no call: is the stack at start the
- * one this thread interned last, already marked for gen?  Then its id is
- * t->last_stack->id.  False sends the caller to stack_from.
+ * Is the stack at start the one this thread interned last, already marked
+ * for gen?  Then its id is t->last_stack->id.  It is when every frame
+ * record it was read from is still where it was and holds what it held
+ * (start being the first): a walk from start would read those records
+ * again and stop where it stopped.  The records' addresses are known, so
+ * they are loaded independently of one another (a walk's loads each wait
+ * for the one before) and compared 16 bytes at a time: a few instructions
+ * a frame and no bounds to check (they were checked when recorded, and
+ * start == quick[0].at keeps them above the live frame).  Not under ASan,
+ * whose poisoned locals may lie where a record was: it walks.
  */
 static inline bool stack_is_last(const struct gt_thread *t, uint64_t gen, uintptr_t start)
 {
-        const uintptr_t last = t->stack_last;
-        const struct gt_stack *e = t->last_stack;
-        if (!e || t->last_stack_gen != gen || !frame_ok(start, t->stack_lo, last))
+#if GT_ASAN
+        (void)t, (void)gen, (void)start;
+        return false;
+#else
+        const uint32_t n = t->quick_n;
+        if (n == 0 || t->last_stack_gen != gen || start != t->quick[0].at)
                 return false;
-        uintptr_t fp = start, next;
-        const uint32_t n = e->n;
-        for (uint32_t i = 0;;) {
-                const uintptr_t *frame = (const uintptr_t *)fp;
-                if (frame[1] != e->pcs[i])
-                        return false;
-                next = frame[0];
-                if (++i == n)
-                        break;
-                if (!frame_next_ok(next, fp, last))
-                        return false;
-                fp = next;
+        const struct gt_quick_frame *q = t->quick, *end = q + n;
+#if defined(__SSE2__)
+        __m128i d = _mm_setzero_si128();
+        for (; q < end; q++)
+                d = _mm_or_si128(d, _mm_xor_si128(_mm_loadu_si128((const __m128i *)q->at),
+                                                  _mm_load_si128((const __m128i *)&q->next)));
+        if (t->quick_end0)
+                d = _mm_or_si128(d, _mm_loadl_epi64((const __m128i *)(t->quick_end + 8)));
+        return _mm_movemask_epi8(_mm_cmpeq_epi8(d, _mm_setzero_si128())) == 0xffff;
+#else
+        uintptr_t d = 0;
+        for (; q < end; q++) {
+                const uintptr_t *frame = (const uintptr_t *)q->at;
+                d |= (frame[0] ^ q->next) | (frame[1] ^ q->ret);
         }
-        return !(n < gt.stack_depth && frame_next_ok(next, fp, last) &&
-                 ((const uintptr_t *)next)[1] != 0);
+        if (t->quick_end0)
+                d |= ((const uintptr_t *)t->quick_end)[1];
+        return d == 0;
+#endif
+#endif
+}
+
+/* The stack from the frame record at start, the public function's own (its
+ * return address is the application's call site): the thread's last, or
+ * walked and interned. */
+static inline __attribute__((always_inline)) uint64_t stack_from(struct gt_thread *t,
+                                                                 uint64_t gen, uintptr_t start)
+{
+        if (likely(stack_is_last(t, gen, start)))
+                return t->last_stack->id;
+        if (!frame_ok(start, t->stack_lo, t->stack_last))
+                return 0;
+        return stack_intern_walk(t, gen, start);
 }
 
 /* Out of line for the events that are not logs: it must stay exactly one

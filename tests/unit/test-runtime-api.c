@@ -223,6 +223,16 @@ START_TEST(test_stack_cache_follows_the_stack)
                 s = dump_and_read("shallow again");
                 ck_assert_uint_eq(s.last_log_npcs, n0);
         }
+        /* The same within one generation (the thread's last stack is only
+         * known in the generation it was marked for). */
+        rec(0);
+        rec(3);
+        s = dump_and_read("shallow, then deep");
+        ck_assert_uint_eq(s.last_log_npcs, n0 + 3);
+        rec(3);
+        rec(0);
+        s = dump_and_read("deep, then shallow");
+        ck_assert_uint_eq(s.last_log_npcs, n0);
         log_from_here();
         s = dump_and_read("elsewhere");
         fn = (uintptr_t)log_from_here;
@@ -271,6 +281,17 @@ START_TEST(test_stack_cache_prefix)
         ck_assert_uint_gt(s.last_log_npcs, 2);
         chain_call(log_leaf, 1);
         s = dump_and_read("cut again");
+        ck_assert_uint_eq(s.last_log_npcs, 2);
+        /* The same within one generation, where the thread's last stack is
+         * checked record by record: the same return addresses at the same
+         * places, a different saved frame pointer in the last one. */
+        chain_call(log_leaf, 1);
+        chain_call(log_leaf, 0);
+        s = dump_and_read("cut, then whole");
+        ck_assert_uint_gt(s.last_log_npcs, 2);
+        chain_call(log_leaf, 0);
+        chain_call(log_leaf, 1);
+        s = dump_and_read("whole, then cut");
         ck_assert_uint_eq(s.last_log_npcs, 2);
         gtrace_stop();
 }
