@@ -178,7 +178,9 @@ struct gt_str *gt_str_intern(const char *s, size_t len)
                 struct gt_str *e = atomic_load_explicit(slot, memory_order_acquire);
                 while (!e) {
                         if (!fresh) {
-                                size_t room = len + 1 < 16 ? 16 : len + 1;
+                                /* Zero-padded to 16 bytes, or to 32 when longer
+                                 * than 15 (trace.c, str_same_short). */
+                                size_t room = len + 1 <= 16 ? 16 : len + 1 <= 32 ? 32 : len + 1;
                                 fresh = arena_alloc(&strs, sizeof(*fresh) + room);
                                 if (!fresh)
                                         goto full;
@@ -187,7 +189,7 @@ struct gt_str *gt_str_intern(const char *s, size_t len)
                                 memset(fresh->data, 0, room);
                                 memcpy(fresh->data, s, len);
                                 /* Masks over the len + 1 bytes a short string
-                                 * compares (trace.c, str_same). */
+                                 * compares (trace.c, str_same_short). */
                                 size_t n = len + 1;
                                 fresh->mask[0] = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
                                 fresh->mask[1] = n >= 16  ? ~0ull

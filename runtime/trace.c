@@ -470,12 +470,16 @@ static inline uint8_t *put_u(uint8_t *p, uint64_t v)
 }
 
 /*
- * Is s the string e holds?  The common case -- a name of up to 15 bytes not
- * in the last 16 bytes of a page -- is two 8-byte loads compared under
- * e's precomputed masks, no loop.  Reading past the caller's NUL is safe
- * there (same page), but sanitizers would flag it, so they get the loop.
+ * Is s the string e holds, without a loop?  A name of up to 15 bytes not in
+ * the last 16 bytes of a page: two 8-byte loads compared under e's
+ * precomputed masks.  Up to 31 bytes, not in the last 32 of a page: two
+ * 16-byte compares (e's text is zero-padded to 32 bytes then).  Reading
+ * past the caller's NUL is safe there (same page), but sanitizers would
+ * flag it.  STR_UNSURE otherwise: the fast paths leave such a name to the
+ * general code, whose str_same() loops.
  */
-static inline bool str_same(const struct gt_str *e, const char *s)
+#define STR_UNSURE 2
+static inline int str_same_short(const struct gt_str *e, const char *s)
 {
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
         if (likely(e->len < 16 && ((uintptr_t)s & 4095) <= 4096 - 16)) {
@@ -486,7 +490,29 @@ static inline bool str_same(const struct gt_str *e, const char *s)
                 memcpy(&b1, e->data + 8, 8);
                 return (((a0 ^ b0) & e->mask[0]) | ((a1 ^ b1) & e->mask[1])) == 0;
         }
+#if defined(__SSE2__)
+        if (e->len < 32 && ((uintptr_t)s & 4095) <= 4096 - 32) {
+                const __m128i *a = (const __m128i *)(const void *)s;
+                const __m128i *b = (const __m128i *)(const void *)e->data;
+                uint64_t eq =
+                        (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(a),
+                                                                   _mm_loadu_si128(b))) |
+                        (uint64_t)(uint32_t)_mm_movemask_epi8(
+                                _mm_cmpeq_epi8(_mm_loadu_si128(a + 1), _mm_loadu_si128(b + 1)))
+                                << 16;
+                return (~eq & ((2ull << e->len) - 1)) == 0; /* bytes 0..len, NUL included */
+        }
 #endif
+#endif
+        (void)e, (void)s;
+        return STR_UNSURE;
+}
+
+static inline bool str_same(const struct gt_str *e, const char *s)
+{
+        int r = str_same_short(e, s);
+        if (likely(r != STR_UNSURE))
+                return r;
         const char *a = e->data;
         while (*a && *a == *s) {
                 a++;
@@ -1170,7 +1196,7 @@ static inline struct gt_str *str_cached(struct gt_thread *t, const char *s, uint
         const struct gt_strcache *c = strcache_at(t, s);
         struct gt_str *e = c->e;
         /* c->ptr is never NULL while c->e is set (str_get maps NULL to ""). */
-        if (likely(c->ptr == s && e && c->gen == gen && (c->fixed || str_same(e, s))))
+        if (likely(c->ptr == s && e && c->gen == gen && (c->fixed || str_same_short(e, s) == 1)))
                 return e;
         return NULL;
 }

@@ -426,7 +426,7 @@ END_TEST
 
 /* Region names, in the order their REGION_BEGIN events were read. */
 struct names {
-        char text[8][32];
+        char text[16][64];
         unsigned n;
 };
 
@@ -434,7 +434,7 @@ static int on_region(void *ctx, const struct fr_generation *g, const struct fr_e
 {
         struct names *nm = ctx;
         (void)g;
-        if (ev->type == PROTO_EV_REGION_BEGIN && nm->n < 8 && ev->str[1])
+        if (ev->type == PROTO_EV_REGION_BEGIN && nm->n < 16 && ev->str[1])
                 snprintf(nm->text[nm->n++], sizeof(nm->text[0]), "%s", ev->str[1]);
         return 0;
 }
@@ -492,6 +492,53 @@ START_TEST(test_string_cache_rewritten_buffer)
         ck_assert_str_eq(nm.text[2], "heap-2");
         ck_assert_str_eq(nm.text[3], "read-only");
         ck_assert_str_eq(nm.text[4], "read-only");
+}
+END_TEST
+
+/*
+ * The same for names the fast paths compare without a loop at other
+ * lengths (16 to 31 bytes: two 16-byte compares) and names they leave to
+ * the general code (32 bytes or more, or too near the end of a page to read
+ * 32 bytes): each rewritten in place, the change in its last bytes.
+ */
+START_TEST(test_string_cache_long_names)
+{
+        /* Two pages: names at the start of the second and at its end. */
+        char *pages = aligned_alloc(4096, 8192);
+        ck_assert_ptr_nonnull(pages);
+        memset(pages, 0, 8192);
+        char *mid = pages + 4096, *end = pages + 8192 - 26;
+        static const char *const want[] = {
+                "a name of twenty-four b1", "a name of twenty-four b2",
+                "a name of forty bytes, past thirty-two 1", "a name of forty bytes, past thirty-two 2",
+                "twenty-five at page end1", "twenty-five at page end2",
+        };
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        char *at[] = {mid, mid, mid, mid, end, end};
+        for (int i = 0; i < 6; i++) {
+                memcpy(at[i], want[i], strlen(want[i]) + 1);
+                for (int k = 0; k < 2; k++) { /* the second from the thread's cache */
+                        gtrace_region_begin(at[i]);
+                        gtrace_region_end();
+                }
+        }
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("long names", path, sizeof(path)), 0);
+        gtrace_stop();
+        free(pages);
+
+        struct fr_dump *d;
+        struct fr_error err;
+        struct names nm = {0};
+        struct fr_callbacks cb = {.event = on_region};
+        ck_assert_int_eq(fr_dump_open(path, &d, &err), 0);
+        ck_assert_msg(fr_dump_parse(d, &cb, &nm, &err) == 0, "%s", err.msg);
+        fr_dump_free(d);
+        ck_assert_uint_eq(nm.n, 12);
+        for (unsigned i = 0; i < 12; i++)
+                ck_assert_str_eq(nm.text[i], want[i / 2]);
 }
 END_TEST
 
@@ -1138,6 +1185,7 @@ int main(void)
         tcase_add_test(core, test_regress_stats_generations_lost_stays);
         tcase_add_test(core, test_log_text_every_length);
         tcase_add_test(core, test_string_cache_rewritten_buffer);
+        tcase_add_test(core, test_string_cache_long_names);
         tcase_add_test(core, test_log_text_at_page_end);
         tcase_add_test(core, test_table_bounds_are_options);
         tcase_add_test(core, test_table_bounds_checked);
