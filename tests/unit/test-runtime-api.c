@@ -439,6 +439,22 @@ static int on_region(void *ctx, const struct fr_generation *g, const struct fr_e
         return 0;
 }
 
+/* gtrace_dump(), gtrace_stop(), and the names of the dump's region begins. */
+static struct names dump_stop_region_names(const char *why)
+{
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump(why, path, sizeof(path)), 0);
+        gtrace_stop();
+        struct fr_dump *d;
+        struct fr_error err;
+        struct names nm = {0};
+        struct fr_callbacks cb = {.event = on_region};
+        ck_assert_int_eq(fr_dump_open(path, &d, &err), 0);
+        ck_assert_msg(fr_dump_parse(d, &cb, &nm, &err) == 0, "%s", err.msg);
+        fr_dump_free(d);
+        return nm;
+}
+
 /*
  * A thread's string cache knows a name by its pointer.  A buffer the caller
  * rewrites keeps its pointer and changes its text: the cache compares the
@@ -474,18 +490,8 @@ START_TEST(test_string_cache_rewritten_buffer)
         gtrace_region_begin(ro);
         gtrace_region_end();
         gtrace_region_end();
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("names", path, sizeof(path)), 0);
-        gtrace_stop();
+        struct names nm = dump_stop_region_names("names");
         free(heap);
-
-        struct fr_dump *d;
-        struct fr_error err;
-        struct names nm = {0};
-        struct fr_callbacks cb = {.event = on_region};
-        ck_assert_int_eq(fr_dump_open(path, &d, &err), 0);
-        ck_assert_msg(fr_dump_parse(d, &cb, &nm, &err) == 0, "%s", err.msg);
-        fr_dump_free(d);
         ck_assert_uint_eq(nm.n, 5);
         ck_assert_str_eq(nm.text[0], "on-stack");
         ck_assert_str_eq(nm.text[1], "rewritten");
@@ -524,18 +530,8 @@ START_TEST(test_string_cache_long_names)
                         gtrace_region_end();
                 }
         }
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("long names", path, sizeof(path)), 0);
-        gtrace_stop();
+        struct names nm = dump_stop_region_names("long names");
         free(pages);
-
-        struct fr_dump *d;
-        struct fr_error err;
-        struct names nm = {0};
-        struct fr_callbacks cb = {.event = on_region};
-        ck_assert_int_eq(fr_dump_open(path, &d, &err), 0);
-        ck_assert_msg(fr_dump_parse(d, &cb, &nm, &err) == 0, "%s", err.msg);
-        fr_dump_free(d);
         ck_assert_uint_eq(nm.n, 12);
         for (unsigned i = 0; i < 12; i++)
                 ck_assert_str_eq(nm.text[i], want[i / 2]);
