@@ -317,6 +317,41 @@ START_TEST(test_stack_depth_cap)
 }
 END_TEST
 
+/* A thread keeps its last stack's frame records in room sized by the
+ * stack depth when it registered.  Restarted with a deeper limit, its
+ * deeper stacks do not fit there: they are walked every time, and are
+ * still whole; restarted with a shallower one, they are capped. */
+START_TEST(test_stack_depth_changes_across_restart)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        o.stack_depth = 4;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        rec(0); /* registers this thread: room for 4 frames */
+        struct rt_summary s = dump_and_read("registered");
+        uint64_t n0 = s.last_log_npcs;
+        gtrace_stop();
+        o.stack_depth = 64;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        for (volatile int k = 0; k < 2; k++)
+                rec(20);
+        s = dump_and_read("deeper than the room");
+        ck_assert_uint_eq(s.last_log_npcs, n0 + 20);
+        for (volatile int k = 0; k < 2; k++)
+                rec(1);
+        s = dump_and_read("shallow again");
+        ck_assert_uint_eq(s.last_log_npcs, n0 + 1);
+        gtrace_stop();
+        o.stack_depth = 2;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        for (volatile int k = 0; k < 2; k++)
+                rec(5);
+        s = dump_and_read("capped below the room");
+        ck_assert_uint_eq(s.last_log_npcs, 2);
+        gtrace_stop();
+}
+END_TEST
+
 /* Regression: gtrace_get_stats() reported a generation dropped from the
  * ring only until the next generation recorded the loss, so a program (or a
  * test) looking a little later saw generations_lost == 0 while its daemon was
@@ -1178,6 +1213,7 @@ int main(void)
         tcase_add_test(core, test_stack_starts_at_caller);
         tcase_add_test(core, test_stack_cache_follows_the_stack);
         tcase_add_test(core, test_stack_depth_cap);
+        tcase_add_test(core, test_stack_depth_changes_across_restart);
         tcase_add_test(core, test_regress_stats_generations_lost_stays);
         tcase_add_test(core, test_log_text_every_length);
         tcase_add_test(core, test_string_cache_rewritten_buffer);
