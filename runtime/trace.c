@@ -877,6 +877,15 @@ static inline bool stack_is_last(const struct gt_thread *t, uint64_t gen, uintpt
 #endif
 }
 
+/* The stack from the frame record at start, walked and interned: 0 when
+ * start is not on this thread's own stack. */
+static inline uint64_t stack_walk(struct gt_thread *t, uint64_t gen, uintptr_t start)
+{
+        if (!frame_ok(start, t->stack_lo, t->stack_last))
+                return 0;
+        return stack_intern_walk(t, gen, start);
+}
+
 /* The stack from the frame record at start, the public function's own (its
  * return address is the application's call site): the thread's last, or
  * walked and interned. */
@@ -885,9 +894,7 @@ static inline __attribute__((always_inline)) uint64_t stack_from(struct gt_threa
 {
         if (likely(stack_is_last(t, gen, start)))
                 return t->last_stack->id;
-        if (!frame_ok(start, t->stack_lo, t->stack_last))
-                return 0;
-        return stack_intern_walk(t, gen, start);
+        return stack_walk(t, gen, start);
 }
 
 /* Out of line for the events that are not logs: it must stay exactly one
@@ -1201,10 +1208,6 @@ static inline struct gt_str *str_cached(struct gt_thread *t, const char *s, uint
         return NULL;
 }
 
-static inline bool clock_fast(void)
-{
-        return gt_clock_is_counter();
-}
 
 /* Inside the write section: the general case. */
 static __attribute__((noinline)) void region_begin_in(struct gt_thread *t, uint64_t gen,
@@ -1242,7 +1245,7 @@ GTRACE_API void gtrace_region_begin(const char *name)
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
         struct gt_str *e = str_cached(t, name, gen);
-        if (unlikely(depth >= GT_MAX_REGION_DEPTH || !s || !e || !clock_fast()))
+        if (unlikely(depth >= GT_MAX_REGION_DEPTH || !s || !e || !gt_clock_is_counter()))
                 return region_begin_in(t, gen, name);
         uint64_t now = gt_clock_counter();
         region_open(t, depth, e, now);
@@ -1276,7 +1279,7 @@ GTRACE_API void gtrace_region_end(void)
         FAST_ENTER(t, gen, region_end_new());
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
-        if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !s || !clock_fast()))
+        if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !s || !gt_clock_is_counter()))
                 return region_end_in(t, gen);
         put_region_end(s, gt_clock_counter());
         atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
@@ -1304,7 +1307,7 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
         FAST_ENTER(t, gen, counter_new(name, value));
         struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
         struct gt_str *e = str_cached(t, name, gen);
-        if (unlikely(!s || !e || !clock_fast()))
+        if (unlikely(!s || !e || !gt_clock_is_counter()))
                 return counter_in(t, gen, name, value);
         uint64_t now = gt_clock_counter();
         put_counter(s, now, e, value);
@@ -1411,13 +1414,13 @@ static __attribute__((noinline)) void log_new(const char *category, const char *
         log_in(t, gen, category, message, frame);
 }
 
-/* The end of a log whose stack is not the thread's last (see log_in for
- * frame): the id goes at p. */
+/* The end of a log whose stack is not the thread's last (gtrace_log has
+ * checked; see log_in for frame): the id goes at p. */
 static __attribute__((noinline)) void log_stack_end(struct gt_thread *t, uint64_t gen,
                                                     struct gt_slot *s, uint8_t *p,
                                                     uintptr_t frame)
 {
-        ev_commit(s, put_u(p, stack_from(t, gen, frame)));
+        ev_commit(s, put_u(p, stack_walk(t, gen, frame)));
         wr_exit(t);
 }
 
@@ -1437,7 +1440,7 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
         size_t len;
         struct gt_slot *s;
         struct gt_str *e;
-        if (unlikely(!clock_fast() || !message ||
+        if (unlikely(!gt_clock_is_counter() || !message ||
                      (len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
                      !(s = slot_fast(t, gen, GT_MAX_EVENT_BYTES + SHORT_TEXT)) ||
                      !(e = str_cached(t, category, gen))))
@@ -1791,7 +1794,7 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
         struct gt_fiber *f = fiber_home(fiber);
         struct gt_slot *s = slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES);
         if (unlikely(!f || !s || atomic_load_explicit(&t->fiber, memory_order_relaxed) ||
-                     !clock_fast() || !fiber_try_take(f)))
+                     !gt_clock_is_counter() || !fiber_try_take(f)))
                 return fiber_run_in(t, gen, fiber);
         if (unlikely(!fiber_plain(f, gen)))
                 return fiber_run_taken(t, gen, f, s);
@@ -1859,7 +1862,7 @@ GTRACE_API void gtrace_fiber_yield(void)
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
         struct gt_slot *s = slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES);
         /* t runs f, so it may read f's plain_gen before anything else. */
-        if (unlikely(!f || !s || !clock_fast() || !fiber_plain(f, gen)))
+        if (unlikely(!f || !s || !gt_clock_is_counter() || !fiber_plain(f, gen)))
                 return fiber_yield_in(t, gen);
         put_fiber(s, f, gt_clock_counter(), PROTO_EV_FIBER_YIELD);
         atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
