@@ -115,21 +115,28 @@ static __attribute__((noinline)) void floor_event(uint8_t type, uint64_t arg)
         b->pos = floor_head(b, type, arg, 32);
 }
 
+/* floor_head, then a text of 16..32 bytes with its length; returns where
+ * the event goes on. */
+static inline uint8_t *floor_text_head(struct floor_buf *b, uint8_t type, uint64_t arg,
+                                       const char *text, size_t len, long room)
+{
+        uint8_t *p = floor_put(floor_head(b, type, arg, room), len);
+        memcpy(p, text, 16);
+        memcpy(p + len - 16, text + len - 16, 16);
+        return p + len;
+}
+
 /* The floor of an event that carries a text of 16..32 bytes. */
 static __attribute__((noinline)) void floor_text_event(uint8_t type, uint64_t arg,
                                                        const char *text, size_t len)
 {
         struct floor_buf *b = floor_self;
-        uint8_t *p = floor_put(floor_head(b, type, arg, 64), len);
-        memcpy(p, text, 16);
-        memcpy(p + len - 16, text + len - 16, 16);
-        b->pos = p + len;
+        b->pos = floor_text_head(b, type, arg, text, len, 64);
 }
 
 /* This thread's stack, for floor_stack_event's walk as for gtrace's: a
  * frame record may start in [lo, hi]. */
 static __thread uintptr_t floor_stack_lo, floor_stack_hi;
-static __thread unsigned floor_stack_frames; /* the last walk's */
 
 /*
  * The floor of a log that records its stack: floor_text_event, then every
@@ -138,17 +145,15 @@ static __thread unsigned floor_stack_frames; /* the last walk's */
  * risking a fault: each saved frame pointer is checked to lie in the
  * thread's stack, above the last and aligned before it is followed, as
  * gtrace checks it.  No interning, no deduplication: those cost instructions
- * here to save bytes later, which this floor does not try to.
+ * here to save bytes later, which this floor does not try to.  Returns the
+ * number of frames (in a register: the report's, not the floor's cost).
  */
 #define FLOOR_STACK_MAX 32
-static __attribute__((noinline)) void floor_stack_event(uint8_t type, uint64_t arg,
-                                                        const char *text, size_t len)
+static __attribute__((noinline)) unsigned floor_stack_event(uint8_t type, uint64_t arg,
+                                                            const char *text, size_t len)
 {
         struct floor_buf *b = floor_self;
-        uint8_t *p = floor_put(floor_head(b, type, arg, 64 + 8 * FLOOR_STACK_MAX), len);
-        memcpy(p, text, 16);
-        memcpy(p + len - 16, text + len - 16, 16);
-        p += len;
+        uint8_t *p = floor_text_head(b, type, arg, text, len, 64 + 8 * FLOOR_STACK_MAX);
         uint8_t *count = p++;
         unsigned n = 0;
         uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
@@ -168,8 +173,8 @@ static __attribute__((noinline)) void floor_stack_event(uint8_t type, uint64_t a
                 }
         }
         *count = (uint8_t)n;
-        floor_stack_frames = n;
         b->pos = p;
+        return n;
 }
 
 /* ---- variants ------------------------------------------------------------ */
@@ -238,7 +243,7 @@ static void v_floor_stack(struct worker *w, uint32_t groups)
 {
         TIMED_GROUPS(0, for (uint32_t j = 0; j < GROUP; j++)
                                 floor_stack_event(0x21, 3, log_text, log_text_len));
-        w->stack_frames = floor_stack_frames;
+        w->stack_frames = floor_stack_event(0x21, 3, log_text, log_text_len); /* untimed */
 }
 
 static void v_empty(struct worker *w, uint32_t groups)
