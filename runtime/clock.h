@@ -68,9 +68,9 @@ static inline bool gt_clock_is_counter(void)
 #endif
 }
 
-/* The clock, where gt_clock_is_counter() held: the fast paths check that
- * first, with their other conditions, and then read the counter without a
- * fallback (whose call would make them save registers). */
+/* The clock, where gt_clock_is_counter() holds: the fast paths know it
+ * from their slot check (slot_fast in trace.c) and read the counter
+ * without a fallback, whose call would make them save registers. */
 static inline uint64_t gt_clock_counter(void)
 {
 #if defined(__x86_64__)

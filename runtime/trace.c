@@ -613,7 +613,7 @@ static uint8_t *write_thread_status(struct gt_thread *t, struct gt_slot *s, uint
 
 /*
  * Slow path: the first event of a generation on this thread, or the current
- * chunk is full.  Returns the slot with at least `need` bytes free, or NULL
+ * chunk is full, or the clock is not the cycle counter.  Returns the slot with at least `need` bytes free, or NULL
  * when the event must be dropped (counted).
  */
 static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread *t, uint64_t gen,
@@ -632,7 +632,8 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                 memset(s, 0, sizeof(*s));
                 s->gen = gen;
                 t->cur = s;
-                t->cur_gen = gen;
+                /* With any other clock, every event comes here, below. */
+                t->cur_gen = gt_clock_is_counter() ? gen : 0;
                 /* The status handshake (see the design notes): CAS before any
                  * state of this generation changes -- even when this event is
                  * dropped below, for the change it stands for is not, and the
@@ -649,6 +650,8 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                  * thread's stream must stay a consistent prefix (a region
                  * whose begin was dropped must not show its end). */
                 goto drop;
+        } else if ((size_t)(s->end - slot_pos(s)) >= need) {
+                return s; /* not the cycle counter (see slot_fast) */
         }
         struct gt_chunk *c = chunk_get();
         if (!c) {
@@ -697,20 +700,19 @@ drop:
  * first event the status handshake happens in here, and the event must not
  * carry a time older than the status the advancer may have written.
  */
-/* The current chunk of gen when it has need bytes free, else NULL: slot_room
- * without its slow path (the fast paths take that test alone). */
-static inline struct gt_slot *slot_fast(struct gt_thread *t, uint64_t gen, size_t need)
+/* Has t->cur, the slot of gen, a chunk with need bytes free, and is the
+ * clock the cycle counter?  slot_room without its slow path: the fast paths
+ * take this test alone, and then may read the counter without the
+ * fallback's check (slot_room_slow sets cur_gen only for that clock). */
+static inline bool slot_fast(const struct gt_thread *t, uint64_t gen, size_t need)
 {
-        struct gt_slot *s = t->cur;
-        if (likely(t->cur_gen == gen && (size_t)(s->end - slot_pos(s)) >= need))
-                return s;
-        return NULL;
+        const struct gt_slot *s = t->cur;
+        return likely(t->cur_gen == gen && (size_t)(s->end - slot_pos(s)) >= need);
 }
 
 static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_t need)
 {
-        struct gt_slot *s = slot_fast(t, gen, need);
-        return likely(s) ? s : slot_room_slow(t, gen, need);
+        return likely(slot_fast(t, gen, need)) ? t->cur : slot_room_slow(t, gen, need);
 }
 
 /* The events of the fast paths, written the same way by their general
@@ -1197,15 +1199,18 @@ void gt_tasks_status(uint64_t gen)
  * adjustment, a dozen instructions: a tenth of a region's cost).
  */
 
-/* The thread's cache entry for s, when it holds s marked for gen. */
-static inline struct gt_str *str_cached(struct gt_thread *t, const char *s, uint64_t gen)
+/* Does the thread's cache entry for s hold s marked for gen?  Then *ret is
+ * its string.  (A flag and an out-parameter rather than NULL: the callers'
+ * conditions then need no test of the pointer of their own.) */
+static inline bool str_cached(struct gt_thread *t, const char *s, uint64_t gen,
+                              struct gt_str **ret)
 {
         const struct gt_strcache *c = strcache_at(t, s);
         struct gt_str *e = c->e;
-        /* c->ptr is never NULL while c->e is set (str_get maps NULL to ""). */
-        if (likely(c->ptr == s && e && c->gen == gen && (c->fixed || str_same_short(e, s) == 1)))
-                return e;
-        return NULL;
+        *ret = e;
+        /* An entry marked for gen (never 0 here) was filled by str_get,
+         * which sets e with it: e needs no test of its own. */
+        return likely(c->ptr == s && c->gen == gen && (c->fixed || str_same_short(e, s) == 1));
 }
 
 
@@ -1243,10 +1248,11 @@ GTRACE_API void gtrace_region_begin(const char *name)
 {
         FAST_ENTER(t, gen, region_begin_new(name));
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
-        struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
-        struct gt_str *e = str_cached(t, name, gen);
-        if (unlikely(depth >= GT_MAX_REGION_DEPTH || !s || !e || !gt_clock_is_counter()))
+        struct gt_str *e;
+        if (unlikely(depth >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen, GT_MAX_EVENT_BYTES) ||
+                     !str_cached(t, name, gen, &e)))
                 return region_begin_in(t, gen, name);
+        struct gt_slot *s = t->cur;
         uint64_t now = gt_clock_counter();
         region_open(t, depth, e, now);
         put_region_begin(s, now, e);
@@ -1278,10 +1284,9 @@ GTRACE_API void gtrace_region_end(void)
 {
         FAST_ENTER(t, gen, region_end_new());
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
-        struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
-        if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !s || !gt_clock_is_counter()))
+        if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen, GT_MAX_EVENT_BYTES)))
                 return region_end_in(t, gen);
-        put_region_end(s, gt_clock_counter());
+        put_region_end(t->cur, gt_clock_counter());
         atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
         wr_exit(t);
 }
@@ -1305,12 +1310,11 @@ static __attribute__((noinline)) void counter_new(const char *name, int64_t valu
 GTRACE_API void gtrace_counter(const char *name, int64_t value)
 {
         FAST_ENTER(t, gen, counter_new(name, value));
-        struct gt_slot *s = slot_fast(t, gen, GT_MAX_EVENT_BYTES);
-        struct gt_str *e = str_cached(t, name, gen);
-        if (unlikely(!s || !e || !gt_clock_is_counter()))
+        struct gt_str *e;
+        if (unlikely(!slot_fast(t, gen, GT_MAX_EVENT_BYTES) || !str_cached(t, name, gen, &e)))
                 return counter_in(t, gen, name, value);
         uint64_t now = gt_clock_counter();
-        put_counter(s, now, e, value);
+        put_counter(t->cur, now, e, value);
         wr_exit(t);
 }
 
@@ -1438,13 +1442,12 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
          * that neither is kept past them. */
         struct text32 v;
         size_t len;
-        struct gt_slot *s;
         struct gt_str *e;
-        if (unlikely(!gt_clock_is_counter() || !message ||
-                     (len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
-                     !(s = slot_fast(t, gen, GT_MAX_EVENT_BYTES + SHORT_TEXT)) ||
-                     !(e = str_cached(t, category, gen))))
+        if (unlikely(!message || (len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
+                     !slot_fast(t, gen, GT_MAX_EVENT_BYTES + SHORT_TEXT) ||
+                     !str_cached(t, category, gen, &e)))
                 return log_in(t, gen, category, message, LOG_FRAME());
+        struct gt_slot *s = t->cur;
         uint8_t *p = put_log_head(s, gt_clock_counter(), e, len);
         text32_store(p, &v);
         p += len;
@@ -1792,10 +1795,12 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
 {
         FAST_ENTER(t, gen, fiber_run_new(fiber));
         struct gt_fiber *f = fiber_home(fiber);
-        struct gt_slot *s = slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES);
-        if (unlikely(!f || !s || atomic_load_explicit(&t->fiber, memory_order_relaxed) ||
-                     !gt_clock_is_counter() || !fiber_try_take(f)))
+        if (unlikely(!f))
                 return fiber_run_in(t, gen, fiber);
+        if (unlikely(!slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES) ||
+                     atomic_load_explicit(&t->fiber, memory_order_relaxed) || !fiber_try_take(f)))
+                return fiber_run_in(t, gen, fiber);
+        struct gt_slot *s = t->cur;
         if (unlikely(!fiber_plain(f, gen)))
                 return fiber_run_taken(t, gen, f, s);
         uint64_t now = gt_clock_counter();
@@ -1860,11 +1865,10 @@ GTRACE_API void gtrace_fiber_yield(void)
 {
         FAST_ENTER(t, gen, fiber_yield_new());
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
-        struct gt_slot *s = slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES);
         /* t runs f, so it may read f's plain_gen before anything else. */
-        if (unlikely(!f || !s || !gt_clock_is_counter() || !fiber_plain(f, gen)))
+        if (unlikely(!f || !slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES) || !fiber_plain(f, gen)))
                 return fiber_yield_in(t, gen);
-        put_fiber(s, f, gt_clock_counter(), PROTO_EV_FIBER_YIELD);
+        put_fiber(t->cur, f, gt_clock_counter(), PROTO_EV_FIBER_YIELD);
         atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
         atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
         fiber_unlock(f, PROTO_FIBER_RUNNABLE);

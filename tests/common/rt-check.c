@@ -45,6 +45,7 @@ static int on_begin(void *ctx, const struct fr_generation *g)
                 s->first_gen_start = g->clock.start;
         }
         s->last_gen = g->gen;
+        s->clock_freq = g->clock.freq;
         return 0;
 }
 

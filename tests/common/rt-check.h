@@ -17,6 +17,7 @@ struct rt_summary {
         struct fr_dump_meta meta;
         uint64_t generations;
         uint64_t first_gen, last_gen;
+        uint64_t clock_freq;        /* the last generation's clock units per second */
         uint64_t counts[256];       /* events per type, status events included */
         uint64_t lost;              /* summed over generations */
         uint64_t gens_lost;

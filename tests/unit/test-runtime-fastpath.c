@@ -12,7 +12,9 @@
  *  - fibers that share a slot of the table take the general path and lose
  *    nothing;
  *  - fibers passed between threads while most events drop still make a
- *    valid dump.
+ *    valid dump;
+ *  - with a clock other than the cycle counter every event takes the
+ *    general path, and still fills its chunk like the fast path does.
  */
 #include <check.h>
 #include <linux/audit.h>
@@ -308,6 +310,44 @@ START_TEST(test_fibers_off_their_home_slot)
 }
 END_TEST
 
+/*
+ * GTRACE_CLOCK=monotonic: the fast paths must see that they may not read the
+ * cycle counter (they learn it from the slot check) and leave every event to
+ * the general code, which must then write into the current chunk instead of
+ * taking a chunk per event: with 16 chunks of 4 KiB for ~60 KiB of events,
+ * anything but filling them would drop.
+ */
+START_TEST(test_monotonic_clock_every_event_kind)
+{
+        const char *dir = rt_tmpdir();
+        ck_assert_int_eq(setenv("GTRACE_CLOCK", "monotonic", 1), 0); /* this test's own process */
+        struct gtrace_options o = {.period_ms = 3600000, .dump_dir = dir,
+                                   .flags = GTRACE_F_NO_DAEMON, .chunk_bytes = 4096,
+                                   .max_buffer_bytes = 16 * 4096, .ring_generations = 4};
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        enum { N = 1000 };
+        uint64_t fib = gtrace_fiber_create("plain");
+        for (int i = 0; i < N; i++) {
+                gtrace_region_begin("outer");
+                gtrace_counter("depth", i);
+                gtrace_log("net", "twenty-four bytes of log");
+                gtrace_fiber_run(fib);
+                gtrace_fiber_yield();
+                gtrace_region_end();
+        }
+        struct rt_summary s;
+        rt_dump_stop_read("monotonic", &s);
+        ck_assert_uint_eq(s.clock_freq, 1000000000u); /* nanoseconds: the fallback clock */
+        ck_assert_uint_eq(s.lost, 0);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), N);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_END), N);
+        ck_assert_uint_eq(RT_COUNT(&s, COUNTER), N);
+        ck_assert_uint_eq(RT_COUNT(&s, LOG), N);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_RUN), N);
+        ck_assert_uint_eq(RT_COUNT(&s, FIBER_YIELD), N);
+}
+END_TEST
+
 int main(void)
 {
         Suite *suite = suite_create("runtime-fastpath");
@@ -321,6 +361,7 @@ int main(void)
         tcase_add_test(tc, test_fiber_running_elsewhere_is_not_touched);
         tcase_add_test(tc, test_fibers_off_their_home_slot);
         tcase_add_test(tc, test_fiber_drops_keep_the_dump_valid);
+        tcase_add_test(tc, test_monotonic_clock_every_event_kind);
         suite_add_tcase(suite, tc);
         SRunner *sr = srunner_create(suite);
         srunner_run_all(sr, CK_NORMAL);
