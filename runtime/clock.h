@@ -68,20 +68,26 @@ static inline bool gt_clock_is_counter(void)
 #endif
 }
 
-/* The clock, where gt_clock_is_counter() holds: the fast paths know it
- * from their slot check (slot_fast in trace.c) and read the counter
- * without a fallback, whose call would make them save registers. */
-static inline uint64_t gt_clock_counter(void)
+/* The counter itself, unshifted, where gt_clock_is_counter() holds. */
+static inline uint64_t gt_clock_raw(void)
 {
 #if defined(__x86_64__)
-        return __rdtsc() >> gt_clock.shift;
+        return __rdtsc();
 #elif defined(__aarch64__)
         uint64_t v;
         __asm__ volatile("isb; mrs %0, cntvct_el0" : "=r"(v)::"memory");
-        return v >> gt_clock.shift;
+        return v;
 #else
         return gt_mono_ns_slow();
 #endif
+}
+
+/* The clock, where gt_clock_is_counter() holds.  (The fast paths know it
+ * from their slot check, and shift by a copy of the shift that lies in the
+ * line they read anyway: counter_now in trace.c.) */
+static inline uint64_t gt_clock_counter(void)
+{
+        return gt_clock_raw() >> gt_clock.shift;
 }
 
 static inline uint64_t gt_clock_now(void)

@@ -73,7 +73,10 @@ struct gt_str {
         _Atomic uint64_t last_gen;
         uint32_t id;
         uint32_t len;
-        uint64_t mask[2]; /* bytes 0..len (the NUL included) of a short string */
+        /* Bytes 0..len (the NUL included) of a name under 16 bytes, as
+         * two 8-byte masks; bits 0..len of a 32-byte compare's result for
+         * one of 16-31 (str_same_short in trace.c). */
+        uint64_t mask[2];
         char data[];      /* len bytes + NUL, zero-padded to at least 16 */
 };
 
@@ -121,18 +124,20 @@ struct gt_chunk {
 
 /* One generation's worth of one thread's buffers (the seed's "2 slots"). */
 struct gt_slot {
-        uint64_t gen;           /* generation this slot holds; 0 = empty */
-        struct gt_chunk *head;
-        struct gt_chunk *tail;  /* the chunk being written */
+        /* What every event reads and writes, first: with the slot 32-byte
+         * aligned these four share one cache line (see struct gt_thread). */
         _Atomic(uint8_t *) pos; /* write cursor in tail (the crash handler reads it) */
         uint8_t *end;
         uint64_t last;          /* time of the previous event */
         uint64_t nevents;
+        uint64_t gen;           /* generation this slot holds; 0 = empty */
+        struct gt_chunk *head;
+        struct gt_chunk *tail;  /* the chunk being written */
         uint64_t lost;          /* dropped, not yet reported by an EVENTS_LOST */
         uint64_t lost_total;    /* dropped in this generation */
         uint32_t nchunks;
         bool lossy;             /* dropped one: drop the rest of this generation too */
-};
+} __attribute__((aligned(32)));
 
 struct gt_region {
         _Atomic(struct gt_str *) name;
@@ -143,12 +148,22 @@ struct gt_strcache {
         const char *ptr;
         struct gt_str *e;
         uint64_t gen; /* generation e was last marked for */
+        uint32_t id;  /* e->id, kept here so that a fast path need not read e */
         bool fixed;   /* ptr is in the program's read-only data (gt_str_fixed) */
 };
 
 struct gt_fiber;
 
 struct gt_thread {
+        /*
+         * The first cache line holds what an event of a thread in an
+         * even generation touches in this struct, but for the region stack
+         * (a line of its own for the first four levels); an odd
+         * generation's slot adds the third line.  Between a server's
+         * requests the kernel evicts most of L1: each line an event
+         * touches is then a miss (static asserts in trace.c keep this).
+         * The struct is allocated 64-byte aligned.
+         */
         /* Seqlock: odd while the owner is inside a write section (invariant 2). */
         _Atomic uint64_t seq;
         /* The slot the owner writes and the generation it was set up for
@@ -157,13 +172,14 @@ struct gt_thread {
          * flushing is never looked at (slot_fast). */
         struct gt_slot *cur;
         uint64_t cur_gen;
+        /* Region depth: a status field (below), here for its line. */
+        _Atomic uint32_t depth;      /* may exceed GT_MAX_REGION_DEPTH: extra levels untracked */
         struct gt_slot slot[2];      /* indexed by gen & 1 */
         uint64_t tid;
 
         /* State the advancer snapshots for status events: written only inside
          * the owner's write sections, read by the advancer as a seqlock reader. */
-        _Atomic uint32_t depth;      /* may exceed GT_MAX_REGION_DEPTH: extra levels untracked */
-        struct gt_region regions[GT_MAX_REGION_DEPTH];
+        struct gt_region regions[GT_MAX_REGION_DEPTH] __attribute__((aligned(64)));
         _Atomic(struct gt_fiber *) fiber;
         _Atomic(struct gt_str *) syscall;
         _Atomic uint64_t syscall_start;
@@ -251,14 +267,18 @@ struct gt_state {
         /* Hot, read on every event: the current generation (0: not tracing). */
         _Atomic uint64_t gen __attribute__((aligned(64)));
         bool use_membarrier;
+        uint8_t clock_shift;   /* gt_clock.shift, copied into this line */
         uint32_t stack_mask;   /* kinds that record stacks */
         uint32_t stack_depth;
+        /* The fiber table (below): its address and mask, here for the line. */
+        struct gt_fiber *fibers;
+        uint32_t fiber_mask;
 
         /* Chunk pool: one reserved mapping (pages are touched only when a
          * chunk is first used).  Never-used chunks come from a bump index;
          * returned ones from a lock-free stack whose head packs a 32-bit
          * ABA tag with index + 1 (see chunk_get in trace.c). */
-        uint8_t *pool;
+        uint8_t *pool __attribute__((aligned(64))); /* the line above is read-only */
         size_t pool_bytes;
         uint32_t chunk_bytes;
         uint32_t nchunks;
@@ -273,8 +293,6 @@ struct gt_state {
         struct gt_thread *threads;    /* live (invariant 1) */
         struct gt_thread *exited;     /* exited, buffers not yet flushed */
 
-        struct gt_fiber *fibers;
-        uint32_t fiber_mask;
         _Atomic uint32_t fibers_live; /* entries in use: the advancer skips an empty table */
         _Atomic uint64_t next_fiber;
         struct gt_task *tasks;

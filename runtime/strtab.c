@@ -189,12 +189,19 @@ struct gt_str *gt_str_intern(const char *s, size_t len)
                                 memset(fresh->data, 0, room);
                                 memcpy(fresh->data, s, len);
                                 /* Masks over the len + 1 bytes a short string
-                                 * compares (trace.c, str_same_short). */
+                                 * compares (trace.c, str_same_short): bytes
+                                 * of two 8-byte words under 16 bytes, bits of
+                                 * a 32-byte compare's result up to 31. */
                                 size_t n = len + 1;
-                                fresh->mask[0] = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
-                                fresh->mask[1] = n >= 16  ? ~0ull
-                                                 : n <= 8 ? 0
-                                                          : (1ull << (8 * (n - 8))) - 1;
+                                if (n <= 16) {
+                                        fresh->mask[0] = n >= 8 ? ~0ull : (1ull << (8 * n)) - 1;
+                                        fresh->mask[1] = n == 16 ? ~0ull
+                                                         : n <= 8 ? 0
+                                                                  : (1ull << (8 * (n - 8))) - 1;
+                                } else {
+                                        fresh->mask[0] = n >= 64 ? ~0ull : (1ull << n) - 1;
+                                        fresh->mask[1] = 0;
+                                }
                                 fresh->id = atomic_fetch_add_explicit(&strs.next_id, 1,
                                                                       memory_order_relaxed);
                         }

@@ -150,6 +150,20 @@
 #include "proto/event.h"
 #include "proto/varint.h"
 
+/* The lines an event touches (internal.h, struct gt_thread and gt_state). */
+_Static_assert(offsetof(struct gt_thread, depth) < 64 &&
+                       offsetof(struct gt_thread, slot[0].nevents) + 8 <= 64,
+               "an even generation's event touches the thread's first line only");
+_Static_assert(offsetof(struct gt_thread, slot[1].pos) / 64 ==
+                       (offsetof(struct gt_thread, slot[1].nevents) + 7) / 64,
+               "an odd generation's slot fields share a line");
+_Static_assert(offsetof(struct gt_thread, regions) % 64 == 0,
+               "the first four region levels share a line");
+_Static_assert(offsetof(struct gt_state, fiber_mask) + sizeof(gt.fiber_mask) <= 64 &&
+                       offsetof(struct gt_state, pool) == 64,
+               "gt's first line holds what every event reads, and nothing written");
+_Static_assert(sizeof(struct gt_strcache) == 32, "two string cache entries per line");
+
 struct gt_state gt;
 __thread struct gt_thread *gt_self __attribute__((tls_model("initial-exec")));
 /* Set by the TLS destructor: this thread is gone for the tracer. */
@@ -235,9 +249,14 @@ static struct gt_thread *thread_register(void)
                         return NULL;
         }
         uint32_t cap = gt.stack_depth;
-        struct gt_thread *t = calloc(1, sizeof(*t) + cap * sizeof(t->quick[0]));
+        /* Aligned as its type asks (its hot lines, see internal.h). */
+        size_t bytes = sizeof(struct gt_thread) + cap * sizeof(struct gt_quick_frame);
+        struct gt_thread *t = aligned_alloc(_Alignof(struct gt_thread),
+                                            (bytes + _Alignof(struct gt_thread) - 1) &
+                                                    ~(_Alignof(struct gt_thread) - 1));
         if (!t)
                 return NULL;
+        memset(t, 0, bytes);
         t->quick_cap = cap;
         t->tid = (uint64_t)syscall(SYS_gettid);
         pthread_attr_t attr;
@@ -500,7 +519,7 @@ static inline int str_same_short(const struct gt_str *e, const char *s)
                         (uint64_t)(uint32_t)_mm_movemask_epi8(
                                 _mm_cmpeq_epi8(_mm_loadu_si128(a + 1), _mm_loadu_si128(b + 1)))
                                 << 16;
-                return (~eq & ((2ull << e->len) - 1)) == 0; /* bytes 0..len, NUL included */
+                return (~eq & e->mask[0]) == 0; /* bytes 0..len, NUL included */
         }
 #endif
 #endif
@@ -584,6 +603,7 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
         c->ptr = s;
         c->e = e;
         c->gen = gen;
+        c->id = e->id;
         c->fixed = gt_str_fixed(s);
         return e;
 }
@@ -717,12 +737,12 @@ static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_
 
 /* The events of the fast paths, written the same way by their general
  * paths: into s, which has room. */
-static inline void put_region_begin(struct gt_slot *s, uint64_t now, const struct gt_str *e)
+static inline void put_region_begin(struct gt_slot *s, uint64_t now, uint32_t name)
 {
         uint8_t *p = slot_pos(s);
         *p++ = PROTO_EV_REGION_BEGIN;
         p = put_u(p, ts_delta(s, now));
-        p = put_u(p, e->id);
+        p = put_u(p, name);
         ev_commit(s, p);
 }
 
@@ -734,13 +754,12 @@ static inline void put_region_end(struct gt_slot *s, uint64_t now)
         ev_commit(s, p);
 }
 
-static inline void put_counter(struct gt_slot *s, uint64_t now, const struct gt_str *e,
-                               int64_t value)
+static inline void put_counter(struct gt_slot *s, uint64_t now, uint32_t name, int64_t value)
 {
         uint8_t *p = slot_pos(s);
         *p++ = PROTO_EV_COUNTER;
         p = put_u(p, ts_delta(s, now));
-        p = put_u(p, e->id);
+        p = put_u(p, name);
         p = put_u(p, proto_zigzag(value));
         ev_commit(s, p);
 }
@@ -1199,18 +1218,28 @@ void gt_tasks_status(uint64_t gen)
  * adjustment, a dozen instructions: a tenth of a region's cost).
  */
 
-/* Does the thread's cache entry for s hold s marked for gen?  Then *ret is
- * its string.  (A flag and an out-parameter rather than NULL: the callers'
- * conditions then need no test of the pointer of their own.) */
-static inline bool str_cached(struct gt_thread *t, const char *s, uint64_t gen,
-                              struct gt_str **ret)
+/* Does the thread's cache entry for s hold s marked for gen?  Then *id and
+ * *e are the string's id and the string: a fast path writes the id without
+ * reading the string itself (one cache line fewer; a fixed string's text is
+ * not read at all).  Flags and out-parameters rather than NULL: the
+ * callers' conditions then need no test of a pointer of their own. */
+static inline bool str_cached(struct gt_thread *t, const char *s, uint64_t gen, uint32_t *id,
+                              struct gt_str **e)
 {
         const struct gt_strcache *c = strcache_at(t, s);
-        struct gt_str *e = c->e;
-        *ret = e;
+        *id = c->id;
+        *e = c->e;
         /* An entry marked for gen (never 0 here) was filled by str_get,
          * which sets e with it: e needs no test of its own. */
-        return likely(c->ptr == s && c->gen == gen && (c->fixed || str_same_short(e, s) == 1));
+        return likely(c->ptr == s && c->gen == gen && (c->fixed || str_same_short(c->e, s) == 1));
+}
+
+/* The cycle counter in clock units, for the fast paths (which know from
+ * their slot check that it is the clock): the shift is read from gt's first
+ * line, which every event reads anyway, instead of gt_clock's own. */
+static inline uint64_t counter_now(void)
+{
+        return gt_clock_raw() >> gt.clock_shift;
 }
 
 
@@ -1224,7 +1253,7 @@ static __attribute__((noinline)) void region_begin_in(struct gt_thread *t, uint6
                 uint64_t now = gt_clock_now();
                 struct gt_str *e = str_get(t, name, gen);
                 if (likely(s))
-                        put_region_begin(s, now, e);
+                        put_region_begin(s, now, e->id);
                 region_open(t, depth, e, now);
         } else {
                 /* Deeper than tracked: neither begin nor end is recorded. */
@@ -1248,14 +1277,15 @@ GTRACE_API void gtrace_region_begin(const char *name)
 {
         FAST_ENTER(t, gen, region_begin_new(name));
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
+        uint32_t id;
         struct gt_str *e;
         if (unlikely(depth >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen, GT_MAX_EVENT_BYTES) ||
-                     !str_cached(t, name, gen, &e)))
+                     !str_cached(t, name, gen, &id, &e)))
                 return region_begin_in(t, gen, name);
         struct gt_slot *s = t->cur;
-        uint64_t now = gt_clock_counter();
+        uint64_t now = counter_now();
         region_open(t, depth, e, now);
-        put_region_begin(s, now, e);
+        put_region_begin(s, now, id);
         atomic_store_explicit(&t->depth, depth + 1, memory_order_relaxed);
         wr_exit(t);
 }
@@ -1286,7 +1316,7 @@ GTRACE_API void gtrace_region_end(void)
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen, GT_MAX_EVENT_BYTES)))
                 return region_end_in(t, gen);
-        put_region_end(t->cur, gt_clock_counter());
+        put_region_end(t->cur, counter_now());
         atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
         wr_exit(t);
 }
@@ -1297,7 +1327,7 @@ static __attribute__((noinline)) void counter_in(struct gt_thread *t, uint64_t g
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
         uint64_t now = gt_clock_now();
         if (likely(s))
-                put_counter(s, now, str_get(t, name, gen), value);
+                put_counter(s, now, str_get(t, name, gen)->id, value);
         wr_exit(t);
 }
 
@@ -1310,11 +1340,11 @@ static __attribute__((noinline)) void counter_new(const char *name, int64_t valu
 GTRACE_API void gtrace_counter(const char *name, int64_t value)
 {
         FAST_ENTER(t, gen, counter_new(name, value));
+        uint32_t id;
         struct gt_str *e;
-        if (unlikely(!slot_fast(t, gen, GT_MAX_EVENT_BYTES) || !str_cached(t, name, gen, &e)))
+        if (unlikely(!slot_fast(t, gen, GT_MAX_EVENT_BYTES) || !str_cached(t, name, gen, &id, &e)))
                 return counter_in(t, gen, name, value);
-        uint64_t now = gt_clock_counter();
-        put_counter(t->cur, now, e, value);
+        put_counter(t->cur, counter_now(), id, value);
         wr_exit(t);
 }
 
@@ -1373,13 +1403,13 @@ static inline void text32_store(uint8_t *dst, const struct text32 *v)
 
 /* A LOG event up to its text, which goes at the pointer returned, then
  * the stack id: both of gtrace_log's ways write it so. */
-static inline uint8_t *put_log_head(struct gt_slot *s, uint64_t now, const struct gt_str *e,
+static inline uint8_t *put_log_head(struct gt_slot *s, uint64_t now, uint32_t category,
                                     size_t len)
 {
         uint8_t *p = slot_pos(s);
         *p++ = PROTO_EV_LOG;
         p = put_u(p, ts_delta(s, now));
-        p = put_u(p, e->id);
+        p = put_u(p, category);
         return put_u(p, len);
 }
 
@@ -1401,7 +1431,7 @@ static __attribute__((noinline)) void log_in(struct gt_thread *t, uint64_t gen,
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len);
         uint64_t now = gt_clock_now();
         if (likely(s)) {
-                uint8_t *p = put_log_head(s, now, str_get(t, category, gen), len);
+                uint8_t *p = put_log_head(s, now, str_get(t, category, gen)->id, len);
                 copy_text(p, message, len);
                 p += len;
                 p = put_u(p, (gt.stack_mask & (1u << GTRACE_KIND_LOG)) ? stack_from(t, gen, frame)
@@ -1442,13 +1472,14 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
          * that neither is kept past them. */
         struct text32 v;
         size_t len;
+        uint32_t id;
         struct gt_str *e;
         if (unlikely(!message || (len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
                      !slot_fast(t, gen, GT_MAX_EVENT_BYTES + SHORT_TEXT) ||
-                     !str_cached(t, category, gen, &e)))
+                     !str_cached(t, category, gen, &id, &e)))
                 return log_in(t, gen, category, message, LOG_FRAME());
         struct gt_slot *s = t->cur;
-        uint8_t *p = put_log_head(s, gt_clock_counter(), e, len);
+        uint8_t *p = put_log_head(s, counter_now(), id, len);
         text32_store(p, &v);
         p += len;
         uint64_t stack = 0;
@@ -1803,7 +1834,7 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
         struct gt_slot *s = t->cur;
         if (unlikely(!fiber_plain(f, gen)))
                 return fiber_run_taken(t, gen, f, s);
-        uint64_t now = gt_clock_counter();
+        uint64_t now = counter_now();
         atomic_store_explicit(&t->fiber, f, memory_order_release); /* as fiber_run_taken */
         put_fiber(s, f, now, PROTO_EV_FIBER_RUN);
         wr_exit(t);
@@ -1868,7 +1899,7 @@ GTRACE_API void gtrace_fiber_yield(void)
         /* t runs f, so it may read f's plain_gen before anything else. */
         if (unlikely(!f || !slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES) || !fiber_plain(f, gen)))
                 return fiber_yield_in(t, gen);
-        put_fiber(t->cur, f, gt_clock_counter(), PROTO_EV_FIBER_YIELD);
+        put_fiber(t->cur, f, counter_now(), PROTO_EV_FIBER_YIELD);
         atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
         atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
         fiber_unlock(f, PROTO_FIBER_RUNNABLE);

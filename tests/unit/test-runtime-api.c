@@ -467,7 +467,7 @@ END_TEST
 
 /* Region names, in the order their REGION_BEGIN events were read. */
 struct names {
-        char text[16][64];
+        char text[24][64];
         unsigned n;
 };
 
@@ -475,7 +475,7 @@ static int on_region(void *ctx, const struct fr_generation *g, const struct fr_e
 {
         struct names *nm = ctx;
         (void)g;
-        if (ev->type == PROTO_EV_REGION_BEGIN && nm->n < 16 && ev->str[1])
+        if (ev->type == PROTO_EV_REGION_BEGIN && nm->n < 24 && ev->str[1])
                 snprintf(nm->text[nm->n++], sizeof(nm->text[0]), "%s", ev->str[1]);
         return 0;
 }
@@ -559,12 +559,17 @@ START_TEST(test_string_cache_long_names)
                 "a name of twenty-four b1", "a name of twenty-four b2",
                 "a name of forty bytes, past thirty-two 1", "a name of forty bytes, past thirty-two 2",
                 "twenty-five at page end1", "twenty-five at page end2",
+                /* The second extends the first in the same buffer: the
+                 * compare must cover the cached name's NUL. */
+                "a name, seventeen", "a name, seventeen+",
+                /* Fifteen bytes: the second word's mask covers the NUL. */
+                "fifteen bytes.1", "fifteen bytes.2",
         };
         const char *dir = rt_tmpdir();
         struct gtrace_options o = opts(dir, 100000);
         ck_assert_int_eq(gtrace_start(&o), 0);
-        char *at[] = {mid, mid, mid, mid, end, end};
-        for (int i = 0; i < 6; i++) {
+        char *at[] = {mid, mid, mid, mid, end, end, mid, mid, mid, mid};
+        for (int i = 0; i < 10; i++) {
                 memcpy(at[i], want[i], strlen(want[i]) + 1);
                 for (int k = 0; k < 2; k++) { /* the second from the thread's cache */
                         gtrace_region_begin(at[i]);
@@ -573,8 +578,8 @@ START_TEST(test_string_cache_long_names)
         }
         struct names nm = dump_stop_region_names("long names");
         free(pages);
-        ck_assert_uint_eq(nm.n, 12);
-        for (unsigned i = 0; i < 12; i++)
+        ck_assert_uint_eq(nm.n, 20);
+        for (unsigned i = 0; i < 20; i++)
                 ck_assert_str_eq(nm.text[i], want[i / 2]);
 }
 END_TEST
