@@ -36,6 +36,7 @@
 /* Limits (docs/runtime.md lists them with their knobs). */
 #define GT_MAX_REGION_DEPTH 64        /* open regions tracked per thread */
 #define GT_MAX_EVENT_BYTES 96         /* largest fixed-arity event */
+#define GT_FAST_ROOM 192              /* the most a fast path asks room for */
 #define GT_MAX_LOG_BYTES 1024         /* longer log messages are truncated */
 #define GT_MAX_STACK_DEPTH 64
 
@@ -127,9 +128,11 @@ struct gt_slot {
         /* What every event reads and writes, first: with the slot 32-byte
          * aligned these four share one cache line (see struct gt_thread). */
         _Atomic(uint8_t *) pos; /* write cursor in tail (the crash handler reads it) */
-        uint8_t *end;
+        uint8_t *limit;         /* end - GT_FAST_ROOM (NULL: no room): a fast path's event
+                                 * fits at a cursor below it */
         uint64_t last;          /* time of the previous event */
         uint64_t nevents;
+        uint8_t *end;           /* the end of tail */
         uint64_t gen;           /* generation this slot holds; 0 = empty */
         struct gt_chunk *head;
         struct gt_chunk *tail;  /* the chunk being written */
@@ -144,12 +147,16 @@ struct gt_region {
         _Atomic uint64_t start;
 };
 
+/* key: the caller's pointer, with GT_KEY_COPY set unless it points into
+ * the program's read-only data (gt_str_fixed), whose text cannot change:
+ * one compare then tells a fixed string's hit, and a pointer to writable
+ * memory must also compare its text. */
+#define GT_KEY_COPY (1ull << 63) /* no user-space pointer has it */
 struct gt_strcache {
-        const char *ptr;
+        uintptr_t key;
         struct gt_str *e;
         uint64_t gen; /* generation e was last marked for */
         uint32_t id;  /* e->id, kept here so that a fast path need not read e */
-        bool fixed;   /* ptr is in the program's read-only data (gt_str_fixed) */
 };
 
 struct gt_fiber;

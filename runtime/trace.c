@@ -418,6 +418,21 @@ void gt_wait_writers(void)
 
 /* ---- the write section ---------------------------------------------------- */
 
+/* Moves t's seqlock from s, its value, to s + 1, as a release store.  On
+ * x86-64 one add to memory: a single instruction, so no signal handler of
+ * the thread can fall between its load and its store, and every store is a
+ * release there (the clobber keeps the compiler's stores before it).
+ * TSan sees only what C11 atomics do. */
+static inline void seq_step(struct gt_thread *t, uint64_t s)
+{
+#if defined(__x86_64__) && !defined(GTRACE_TSAN)
+        (void)s;
+        __asm__ volatile("addq $1, %0" : "+m"(t->seq) : : "memory");
+#else
+        atomic_store_explicit(&t->seq, s + 1, memory_order_release);
+#endif
+}
+
 /* Enters t's write section; returns the generation to write, or 0 when the
  * event must not be written (tracing stopped, or a nested call). */
 static inline uint64_t wr_enter(struct gt_thread *t)
@@ -436,7 +451,7 @@ static inline uint64_t wr_enter(struct gt_thread *t)
         atomic_store_explicit(&t->seq, s + 1, memory_order_seq_cst);
         gen = atomic_load_explicit(&gt.gen, memory_order_seq_cst);
 #else
-        atomic_store_explicit(&t->seq, s + 1, memory_order_relaxed);
+        seq_step(t, s);
         if (likely(gt.use_membarrier))
                 atomic_signal_fence(memory_order_seq_cst); /* paired with membarrier() */
         else
@@ -452,8 +467,7 @@ static inline void wr_exit(struct gt_thread *t)
 {
         /* Release: everything written in the section happens before the
          * advancer's acquire load that sees this value (invariant 2). */
-        atomic_store_explicit(&t->seq, atomic_load_explicit(&t->seq, memory_order_relaxed) + 1,
-                              memory_order_release);
+        seq_step(t, atomic_load_explicit(&t->seq, memory_order_relaxed));
 }
 
 /*
@@ -590,8 +604,9 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
         struct gt_strcache *c = strcache_at(t, s);
         struct gt_str *e = c->e;
         /* Same pointer is not enough: the caller may reuse a buffer (but
-         * not the program's own read-only data). */
-        if (likely(c->ptr == s && e && (c->fixed || str_same(e, s)))) {
+         * not the program's own read-only data; see GT_KEY_COPY). */
+        if (likely(e && (c->key == (uintptr_t)s ||
+                         (c->key == ((uintptr_t)s | GT_KEY_COPY) && str_same(e, s))))) {
                 if (unlikely(c->gen != gen)) {
                         gt_str_mark(e, gen);
                         c->gen = gen;
@@ -600,11 +615,10 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
         }
         e = gt_str_intern(s, strnlen(s, 4096));
         gt_str_mark(e, gen);
-        c->ptr = s;
+        c->key = gt_str_fixed(s) ? (uintptr_t)s : (uintptr_t)s | GT_KEY_COPY;
         c->e = e;
         c->gen = gen;
         c->id = e->id;
-        c->fixed = gt_str_fixed(s);
         return e;
 }
 
@@ -678,6 +692,7 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                 if (first)
                         s->tail = NULL;
                 s->end = slot_pos(s); /* no room: every further event here drops */
+                s->limit = NULL;
                 goto drop;
         }
         uint32_t used = atomic_load_explicit(&gt.in_use, memory_order_relaxed);
@@ -699,6 +714,7 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
         s->nchunks++;
         atomic_store_explicit(&s->pos, c->data, memory_order_relaxed);
         s->end = (uint8_t *)c + gt.chunk_bytes;
+        s->limit = s->end - GT_FAST_ROOM;
 
         if (claimed) {
                 uint8_t *p = write_thread_status(t, s, slot_pos(s), gen, now);
@@ -720,19 +736,25 @@ drop:
  * first event the status handshake happens in here, and the event must not
  * carry a time older than the status the advancer may have written.
  */
-/* Has t->cur, the slot of gen, a chunk with need bytes free, and is the
- * clock the cycle counter?  slot_room without its slow path: the fast paths
- * take this test alone, and then may read the counter without the
- * fallback's check (slot_room_slow sets cur_gen only for that clock). */
-static inline bool slot_fast(const struct gt_thread *t, uint64_t gen, size_t need)
+/* Is t->cur the slot of gen, with a chunk that has room for any event
+ * below GT_FAST_ROOM bytes, and is the clock the cycle counter?
+ * slot_room without its slow path: the fast paths take this test alone
+ * (two compares), and then may read the counter without the fallback's
+ * check (slot_room_slow sets cur_gen only for that clock). */
+static inline bool slot_fast(const struct gt_thread *t, uint64_t gen)
 {
         const struct gt_slot *s = t->cur;
-        return likely(t->cur_gen == gen && (size_t)(s->end - slot_pos(s)) >= need);
+        /* Strictly below: a slot with no room has limit NULL, its cursor
+         * perhaps NULL too. */
+        return likely(t->cur_gen == gen && (uintptr_t)slot_pos(s) < (uintptr_t)s->limit);
 }
 
 static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_t need)
 {
-        return likely(slot_fast(t, gen, need)) ? t->cur : slot_room_slow(t, gen, need);
+        struct gt_slot *s = t->cur;
+        if (likely(t->cur_gen == gen && (size_t)(s->end - slot_pos(s)) >= need))
+                return s;
+        return slot_room_slow(t, gen, need);
 }
 
 /* The events of the fast paths, written the same way by their general
@@ -1231,7 +1253,9 @@ static inline bool str_cached(struct gt_thread *t, const char *s, uint64_t gen, 
         *e = c->e;
         /* An entry marked for gen (never 0 here) was filled by str_get,
          * which sets e with it: e needs no test of its own. */
-        return likely(c->ptr == s && c->gen == gen && (c->fixed || str_same_short(c->e, s) == 1));
+        return likely(c->gen == gen) &&
+               (likely(c->key == (uintptr_t)s) ||
+                (c->key == ((uintptr_t)s | GT_KEY_COPY) && str_same_short(c->e, s) == 1));
 }
 
 /* The cycle counter in clock units, for the fast paths (which know from
@@ -1279,7 +1303,7 @@ GTRACE_API void gtrace_region_begin(const char *name)
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         uint32_t id;
         struct gt_str *e;
-        if (unlikely(depth >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen, GT_MAX_EVENT_BYTES) ||
+        if (unlikely(depth >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen) ||
                      !str_cached(t, name, gen, &id, &e)))
                 return region_begin_in(t, gen, name);
         struct gt_slot *s = t->cur;
@@ -1314,7 +1338,7 @@ GTRACE_API void gtrace_region_end(void)
 {
         FAST_ENTER(t, gen, region_end_new());
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
-        if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen, GT_MAX_EVENT_BYTES)))
+        if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen)))
                 return region_end_in(t, gen);
         put_region_end(t->cur, counter_now());
         atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
@@ -1342,7 +1366,7 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
         FAST_ENTER(t, gen, counter_new(name, value));
         uint32_t id;
         struct gt_str *e;
-        if (unlikely(!slot_fast(t, gen, GT_MAX_EVENT_BYTES) || !str_cached(t, name, gen, &id, &e)))
+        if (unlikely(!slot_fast(t, gen) || !str_cached(t, name, gen, &id, &e)))
                 return counter_in(t, gen, name, value);
         put_counter(t->cur, counter_now(), id, value);
         wr_exit(t);
@@ -1355,11 +1379,15 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
  * the bytes are garbage no event covers: the caller has room for 32).
  * SHORT_TEXT_NONE when the text is 32 bytes or longer, or when the 32 bytes
  * would cross into the next page (which the text may not reach: the load
- * could fault).  Sanitizers would flag the bytes read past the NUL: they
+ * could fault), or s is NULL (the general code logs ""), or s starts a page
+ * (one test finds both).  Sanitizers would flag the bytes read past the NUL: they
  * take strnlen and copy_text, as every longer text does.
  */
 #define SHORT_TEXT 32
 #define SHORT_TEXT_NONE ((size_t)-1)
+_Static_assert(GT_MAX_EVENT_BYTES + SHORT_TEXT <= GT_FAST_ROOM &&
+                       2 * GT_MAX_EVENT_BYTES <= GT_FAST_ROOM,
+               "slot_fast leaves room for every fast path's event");
 #if GT_TEXT32
 struct text32 {
         __m128i a, b;
@@ -1367,7 +1395,8 @@ struct text32 {
 
 static inline size_t text32_load(struct text32 *v, const char *s)
 {
-        if (((uintptr_t)s & 4095) > 4096 - SHORT_TEXT)
+        /* Also NULL, and (as a price of that) a text at a page's start. */
+        if ((((uintptr_t)s - 1) & 4095) >= 4096 - SHORT_TEXT)
                 return SHORT_TEXT_NONE;
         v->a = _mm_loadu_si128((const __m128i *)(const void *)s);
         v->b = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
@@ -1474,8 +1503,8 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
         size_t len;
         uint32_t id;
         struct gt_str *e;
-        if (unlikely(!message || (len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
-                     !slot_fast(t, gen, GT_MAX_EVENT_BYTES + SHORT_TEXT) ||
+        if (unlikely((len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
+                     !slot_fast(t, gen) ||
                      !str_cached(t, category, gen, &id, &e)))
                 return log_in(t, gen, category, message, LOG_FRAME());
         struct gt_slot *s = t->cur;
@@ -1828,7 +1857,7 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
         struct gt_fiber *f = fiber_home(fiber);
         if (unlikely(!f))
                 return fiber_run_in(t, gen, fiber);
-        if (unlikely(!slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES) ||
+        if (unlikely(!slot_fast(t, gen) ||
                      atomic_load_explicit(&t->fiber, memory_order_relaxed) || !fiber_try_take(f)))
                 return fiber_run_in(t, gen, fiber);
         struct gt_slot *s = t->cur;
@@ -1897,7 +1926,7 @@ GTRACE_API void gtrace_fiber_yield(void)
         FAST_ENTER(t, gen, fiber_yield_new());
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
         /* t runs f, so it may read f's plain_gen before anything else. */
-        if (unlikely(!f || !slot_fast(t, gen, 2 * GT_MAX_EVENT_BYTES) || !fiber_plain(f, gen)))
+        if (unlikely(!f || !slot_fast(t, gen) || !fiber_plain(f, gen)))
                 return fiber_yield_in(t, gen);
         put_fiber(t->cur, f, counter_now(), PROTO_EV_FIBER_YIELD);
         atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);

@@ -448,6 +448,16 @@ START_TEST(test_log_text_at_page_end)
                         n++;
                 }
         }
+        /* Texts that start a page (the fast path leaves them to the
+         * general code, with NULL). */
+        for (size_t len = 0; len <= 34; len += 2) {
+                char *text = map;
+                memset(text, 's', len);
+                text[len] = '\0';
+                gtrace_log("start", text);
+                want = rt_text_hash(want, text, len);
+                n++;
+        }
         /* And texts in the middle of a page, around the cut. */
         for (size_t len = 28; len <= 36; len++) {
                 char *text = map + 100;
