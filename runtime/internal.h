@@ -147,11 +147,13 @@ struct gt_region {
         _Atomic uint64_t start;
 };
 
-/* key: the caller's pointer, with GT_KEY_COPY set unless it points into
- * the program's read-only data (gt_str_fixed), whose text cannot change:
- * one compare then tells a fixed string's hit, and a pointer to writable
- * memory must also compare its text. */
-#define GT_KEY_COPY (1ull << 63) /* no user-space pointer has it */
+/* key: the caller's pointer when it points into the program's read-only
+ * data (gt_str_fixed), whose text cannot change, else its complement
+ * (GT_KEY_COPY): one compare then tells a fixed string's hit, and a pointer
+ * to writable memory must also compare its text.  The complement of a
+ * user-space pointer is never one (x86-64: it lies in the kernel's half;
+ * arm64: bits 48-55 set, even under top-byte tags). */
+#define GT_KEY_COPY(s) (~(uintptr_t)(s))
 struct gt_strcache {
         uintptr_t key;
         struct gt_str *e;

@@ -606,7 +606,7 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
         /* Same pointer is not enough: the caller may reuse a buffer (but
          * not the program's own read-only data; see GT_KEY_COPY). */
         if (likely(e && (c->key == (uintptr_t)s ||
-                         (c->key == ((uintptr_t)s | GT_KEY_COPY) && str_same(e, s))))) {
+                         (c->key == GT_KEY_COPY(s) && str_same(e, s))))) {
                 if (unlikely(c->gen != gen)) {
                         gt_str_mark(e, gen);
                         c->gen = gen;
@@ -615,7 +615,7 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
         }
         e = gt_str_intern(s, strnlen(s, 4096));
         gt_str_mark(e, gen);
-        c->key = gt_str_fixed(s) ? (uintptr_t)s : (uintptr_t)s | GT_KEY_COPY;
+        c->key = gt_str_fixed(s) ? (uintptr_t)s : GT_KEY_COPY(s);
         c->e = e;
         c->gen = gen;
         c->id = e->id;
@@ -1255,7 +1255,7 @@ static inline bool str_cached(struct gt_thread *t, const char *s, uint64_t gen, 
          * which sets e with it: e needs no test of its own. */
         return likely(c->gen == gen) &&
                (likely(c->key == (uintptr_t)s) ||
-                (c->key == ((uintptr_t)s | GT_KEY_COPY) && str_same_short(c->e, s) == 1));
+                (c->key == GT_KEY_COPY(s) && str_same_short(c->e, s) == 1));
 }
 
 /* The cycle counter in clock units, for the fast paths (which know from
