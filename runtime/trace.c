@@ -647,14 +647,17 @@ static uint8_t *write_thread_status(struct gt_thread *t, struct gt_slot *s, uint
 
 /*
  * Slow path: the first event of a generation on this thread, or the current
- * chunk is full, or the clock is not the cycle counter.  Returns the slot with at least `need` bytes free, or NULL
- * when the event must be dropped (counted).
+ * chunk is full, or the clock is not the cycle counter.  Returns the slot
+ * with at least `need` bytes free, or NULL when the event must be dropped
+ * (counted).
  */
 static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread *t, uint64_t gen,
                                                                 size_t need)
 {
         struct gt_slot *s = &t->slot[gen & 1];
         bool first = s->gen != gen, claimed = false;
+        if (!first && !s->lossy && (size_t)(s->end - slot_pos(s)) >= need)
+                return s; /* not the cycle counter (see slot_fast) */
         uint64_t now = gt_clock_now();
 
         if (first) {
@@ -684,8 +687,6 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                  * thread's stream must stay a consistent prefix (a region
                  * whose begin was dropped must not show its end). */
                 goto drop;
-        } else if ((size_t)(s->end - slot_pos(s)) >= need) {
-                return s; /* not the cycle counter (see slot_fast) */
         }
         struct gt_chunk *c = chunk_get();
         if (!c) {
@@ -736,8 +737,8 @@ drop:
  * first event the status handshake happens in here, and the event must not
  * carry a time older than the status the advancer may have written.
  */
-/* Is t->cur the slot of gen, with a chunk that has room for any event
- * below GT_FAST_ROOM bytes, and is the clock the cycle counter?
+/* Is t->cur the slot of gen, with a chunk that has room for any event of
+ * up to GT_FAST_ROOM bytes, and is the clock the cycle counter?
  * slot_room without its slow path: the fast paths take this test alone
  * (two compares), and then may read the counter without the fallback's
  * check (slot_room_slow sets cur_gen only for that clock). */
