@@ -418,18 +418,18 @@ void gt_wait_writers(void)
 
 /* ---- the write section ---------------------------------------------------- */
 
-/* Moves t's seqlock from s, its value, to s + 1, as a release store.  On
- * x86-64 one add to memory: a single instruction, so no signal handler of
- * the thread can fall between its load and its store, and every store is a
- * release there (the clobber keeps the compiler's stores before it).
- * TSan sees only what C11 atomics do. */
-static inline void seq_step(struct gt_thread *t, uint64_t s)
+/* Moves t's seqlock one step on, as a release store.  On x86-64 one add
+ * to memory: a single instruction, so no signal handler of the thread can
+ * fall between its load and its store, and every store is a release there
+ * (the clobber keeps the compiler's stores before it).  TSan sees only what
+ * C11 atomics do. */
+static inline void seq_step(struct gt_thread *t)
 {
 #if defined(__x86_64__) && !defined(GTRACE_TSAN)
-        (void)s;
         __asm__ volatile("addq $1, %0" : "+m"(t->seq) : : "memory");
 #else
-        atomic_store_explicit(&t->seq, s + 1, memory_order_release);
+        atomic_store_explicit(&t->seq, atomic_load_explicit(&t->seq, memory_order_relaxed) + 1,
+                              memory_order_release);
 #endif
 }
 
@@ -440,10 +440,9 @@ static inline uint64_t wr_enter(struct gt_thread *t)
         uint64_t s = atomic_load_explicit(&t->seq, memory_order_relaxed);
         /* Odd: a signal handler interrupted an event of this very thread.
          * Nesting would interleave two events' bytes: drop this one.  (A
-         * handler that runs between our load and store below finishes its
-         * own section first and leaves the counter even; our store then
-         * re-enters from the value we read, which only moves the counter
-         * back by two while nothing is in flight.) */
+         * handler that runs between this load and the step below finishes
+         * its own section first and leaves the counter even: the step
+         * enters from there.) */
         if (unlikely(s & 1))
                 return 0;
         uint64_t gen;
@@ -451,7 +450,7 @@ static inline uint64_t wr_enter(struct gt_thread *t)
         atomic_store_explicit(&t->seq, s + 1, memory_order_seq_cst);
         gen = atomic_load_explicit(&gt.gen, memory_order_seq_cst);
 #else
-        seq_step(t, s);
+        seq_step(t);
         if (likely(gt.use_membarrier))
                 atomic_signal_fence(memory_order_seq_cst); /* paired with membarrier() */
         else
@@ -459,7 +458,7 @@ static inline uint64_t wr_enter(struct gt_thread *t)
         gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
 #endif
         if (unlikely(!gen))
-                atomic_store_explicit(&t->seq, s + 2, memory_order_release);
+                seq_step(t); /* not tracing: leave the section again */
         return gen;
 }
 
@@ -467,7 +466,7 @@ static inline void wr_exit(struct gt_thread *t)
 {
         /* Release: everything written in the section happens before the
          * advancer's acquire load that sees this value (invariant 2). */
-        seq_step(t, atomic_load_explicit(&t->seq, memory_order_relaxed));
+        seq_step(t);
 }
 
 /*
