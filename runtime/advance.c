@@ -857,7 +857,7 @@ static void serve_dump(struct gt_dump_req *r)
  * it), nothing changes and the table stays shared: correct, only slower.
  * The copy costs what duplicating the table costs, once per start.
  */
-#if defined(__SANITIZE_ADDRESS__)
+#if GT_SAN_ADDRESS
 #define KEEP_STDERR 1
 #else
 #define KEEP_STDERR 0

@@ -33,6 +33,25 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* Sanitizer builds, by GCC's macros or clang's __has_feature: code that
+ * reads past a string's end (within its page) or a stale frame record
+ * takes its plain path there. */
+#if defined(__has_feature)
+#define GT_HAS_FEATURE(f) __has_feature(f)
+#else
+#define GT_HAS_FEATURE(f) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || GT_HAS_FEATURE(address_sanitizer)
+#define GT_SAN_ADDRESS 1
+#else
+#define GT_SAN_ADDRESS 0
+#endif
+#if defined(__SANITIZE_THREAD__) || GT_HAS_FEATURE(thread_sanitizer)
+#define GT_SAN_THREAD 1
+#else
+#define GT_SAN_THREAD 0
+#endif
+
 /* Limits (docs/runtime.md lists them with their knobs). */
 #define GT_MAX_REGION_DEPTH 64        /* open regions tracked per thread */
 #define GT_MAX_EVENT_BYTES 96         /* largest fixed-arity event */

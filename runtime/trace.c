@@ -139,16 +139,17 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#if defined(__SSE2__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-#define GT_TEXT32 1 /* see text32_load */
-#else
-#define GT_TEXT32 0
-#endif
 
 #include "internal.h"
 #include "tsdelta.h"
 #include "proto/event.h"
 #include "proto/varint.h"
+
+#if defined(__SSE2__) && !GT_SAN_ADDRESS && !GT_SAN_THREAD
+#define GT_TEXT32 1 /* see text32_load */
+#else
+#define GT_TEXT32 0
+#endif
 
 /* The lines an event touches (internal.h, struct gt_thread and gt_state). */
 _Static_assert(offsetof(struct gt_thread, depth) < 64 &&
@@ -513,7 +514,7 @@ static inline uint8_t *put_u(uint8_t *p, uint64_t v)
 #define STR_UNSURE 2
 static inline int str_same_short(const struct gt_str *e, const char *s)
 {
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !GT_SAN_ADDRESS && !GT_SAN_THREAD
         if (likely(e->len < 16 && ((uintptr_t)s & 4095) <= 4096 - 16)) {
                 uint64_t a0, a1, b0, b1;
                 memcpy(&a0, s, 8);
@@ -866,17 +867,6 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
         return e->id;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define GT_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GT_ASAN 1
-#endif
-#endif
-#ifndef GT_ASAN
-#define GT_ASAN 0
-#endif
-
 /*
  * Is the stack at start the one this thread interned last, already marked
  * for gen?  Then its id is t->last_stack->id.  It is when every frame
@@ -891,7 +881,7 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
  */
 static inline bool stack_is_last(const struct gt_thread *t, uint64_t gen, uintptr_t start)
 {
-#if GT_ASAN
+#if GT_SAN_ADDRESS
         (void)t, (void)gen, (void)start;
         return false;
 #else
