@@ -199,7 +199,8 @@ struct gt_str *gt_str_intern(const char *s, size_t len)
                                                          : n <= 8 ? 0
                                                                   : (1ull << (8 * (n - 8))) - 1;
                                 } else {
-                                        fresh->mask[0] = n >= 64 ? ~0ull : (1ull << n) - 1;
+                                        /* Longer names are compared by a loop. */
+                                        fresh->mask[0] = n <= 32 ? (1ull << n) - 1 : 0;
                                         fresh->mask[1] = 0;
                                 }
                                 fresh->id = atomic_fetch_add_explicit(&strs.next_id, 1,
