@@ -320,11 +320,12 @@ END_TEST
 START_TEST(test_monotonic_clock_every_event_kind)
 {
         const char *dir = rt_tmpdir();
-        ck_assert_int_eq(setenv("GTRACE_CLOCK", "monotonic", 1), 0); /* this test's own process */
+        ck_assert_int_eq(setenv("GTRACE_CLOCK", "monotonic", 1), 0);
         struct gtrace_options o = {.period_ms = 3600000, .dump_dir = dir,
                                    .flags = GTRACE_F_NO_DAEMON, .chunk_bytes = 4096,
                                    .max_buffer_bytes = 16 * 4096, .ring_generations = 4};
         ck_assert_int_eq(gtrace_start(&o), 0);
+        ck_assert_int_eq(unsetenv("GTRACE_CLOCK"), 0); /* read by gtrace_start only */
         enum { N = 1000 };
         uint64_t fib = gtrace_fiber_create("plain");
         for (int i = 0; i < N; i++) {
