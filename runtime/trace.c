@@ -1230,17 +1230,19 @@ void gt_tasks_status(uint64_t gen)
  * adjustment, a dozen instructions: a tenth of a region's cost).
  */
 
-/* Does the thread's cache entry for s hold s marked for gen?  Then *id and
- * *e are the string's id and the string: a fast path writes the id without
- * reading the string itself (one cache line fewer; a fixed string's text is
- * not read at all).  Flags and out-parameters rather than NULL: the
- * callers' conditions then need no test of a pointer of their own. */
+/* Does the thread's cache entry for s hold s marked for gen?  Then *id is
+ * the string's id, and *e the string unless e is NULL (only a region begin
+ * keeps it): a fast path writes the id without reading the string itself
+ * (one cache line fewer; a fixed string's text is not read at all).  Flags
+ * and out-parameters rather than NULL: the callers' conditions then need no
+ * test of a pointer of their own. */
 static inline bool str_cached(struct gt_thread *t, const char *s, uint64_t gen, uint32_t *id,
                               struct gt_str **e)
 {
         const struct gt_strcache *c = strcache_at(t, s);
         *id = c->id;
-        *e = c->e;
+        if (e)
+                *e = c->e;
         /* An entry marked for gen (never 0 here) was filled by str_get,
          * which sets e with it: e needs no test of its own. */
         return likely(c->gen == gen) &&
@@ -1355,8 +1357,7 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
 {
         FAST_ENTER(t, gen, counter_new(name, value));
         uint32_t id;
-        struct gt_str *e;
-        if (unlikely(!slot_fast(t, gen) || !str_cached(t, name, gen, &id, &e)))
+        if (unlikely(!slot_fast(t, gen) || !str_cached(t, name, gen, &id, NULL)))
                 return counter_in(t, gen, name, value);
         put_counter(t->cur, counter_now(), id, value);
         wr_exit(t);
@@ -1492,10 +1493,9 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
         struct text32 v;
         size_t len;
         uint32_t id;
-        struct gt_str *e;
         if (unlikely((len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
                      !slot_fast(t, gen) ||
-                     !str_cached(t, category, gen, &id, &e)))
+                     !str_cached(t, category, gen, &id, NULL)))
                 return log_in(t, gen, category, message, LOG_FRAME());
         struct gt_slot *s = t->cur;
         uint8_t *p = put_log_head(s, counter_now(), id, len);
