@@ -718,6 +718,47 @@ START_TEST(test_regress_drop_then_write_in_same_generation)
 }
 END_TEST
 
+/*
+ * A slot that dropped an event has no room any more, even where its chunk
+ * still has some: a log too long for what is left, with no chunk to take,
+ * drops, and so does every later event of the generation, through the
+ * general path and the fast path alike; else the thread's stream would not
+ * be a prefix of what it emitted.
+ */
+START_TEST(test_drop_leaves_no_room)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 3600000);
+        o.chunk_bytes = 4096;
+        o.max_buffer_bytes = 2 * 4096; /* two chunks for the whole process (the least) */
+        char text[1001];
+        memset(text, 'x', 1000);
+        text[1000] = '\0';
+        /* Taking the second chunk wakes the advancer early (half the pool),
+         * and a generation it cuts before the drop gives the chunks back:
+         * only a run whose events all fell in one generation tells. */
+        int tries = 0;
+        struct rt_summary s;
+        do {
+                ck_assert_int_lt(tries++, 50);
+                ck_assert_int_eq(gtrace_start(&o), 0);
+                for (int i = 0; i < 6; i++)
+                        gtrace_log("big", text); /* three to a chunk, ~1 KiB left in each */
+                gtrace_log("big", text);         /* not in the second's ~1 KiB, no third: dropped */
+                gtrace_counter("after", 1);      /* would fit in what is left */
+                gtrace_region_begin("after");
+                gtrace_region_end();
+                s = dump_and_read("no room after a drop");
+                gtrace_stop();
+        } while (s.generations != 1);
+        ck_assert_uint_eq(RT_COUNT(&s, LOG), 6);
+        ck_assert_uint_eq(RT_COUNT(&s, COUNTER), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_END), 0);
+        ck_assert_uint_eq(s.lost, 4);
+}
+END_TEST
+
 START_TEST(test_limits_drops_counted)
 {
         /* Two 4 KiB chunks for the whole process and a long period: most
@@ -1248,6 +1289,7 @@ int main(void)
         tcase_add_test(core, test_regress_stale_stack_cache_after_restart);
         suite_add_tcase(suite, core);
         TCase *limits = tcase_create("limits");
+        tcase_add_test(limits, test_drop_leaves_no_room);
         tcase_add_test(limits, test_limits_drops_counted);
         tcase_add_test(limits, test_regress_drop_then_write_in_same_generation);
         suite_add_tcase(suite, limits);
