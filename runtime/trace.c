@@ -647,17 +647,14 @@ static uint8_t *write_thread_status(struct gt_thread *t, struct gt_slot *s, uint
 
 /*
  * Slow path: the first event of a generation on this thread, or the current
- * chunk is full, or the clock is not the cycle counter.  Returns the slot
- * with at least `need` bytes free, or NULL when the event must be dropped
- * (counted).
+ * chunk is full.  Returns the slot with at least `need` bytes free, or NULL
+ * when the event must be dropped (counted).
  */
 static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread *t, uint64_t gen,
                                                                 size_t need)
 {
         struct gt_slot *s = &t->slot[gen & 1];
         bool first = s->gen != gen, claimed = false;
-        if (!first && !s->lossy && (size_t)(s->end - slot_pos(s)) >= need)
-                return s; /* not the cycle counter (see slot_fast) */
         uint64_t now = gt_clock_now();
 
         if (first) {
@@ -692,8 +689,6 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
         if (!c) {
                 if (first)
                         s->tail = NULL;
-                s->end = slot_pos(s); /* no room: every further event here drops */
-                s->limit = NULL;
                 goto drop;
         }
         uint32_t used = atomic_load_explicit(&gt.in_use, memory_order_relaxed);
@@ -725,6 +720,10 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                 goto drop; /* cannot happen with chunk_bytes >= 4 KiB; be safe */
         return s;
 drop:
+        /* No room from now on: every further event of the generation comes
+         * here and drops (slot_fast and slot_room see none). */
+        s->end = slot_pos(s);
+        s->limit = NULL;
         s->lossy = true;
         s->lost++;
         s->lost_total++;
@@ -750,10 +749,15 @@ static inline bool slot_fast(const struct gt_thread *t, uint64_t gen)
         return likely(t->cur_gen == gen && (uintptr_t)slot_pos(s) < (uintptr_t)s->limit);
 }
 
+/* The general paths' check asks the generation's slot itself, whatever
+ * the clock (t->cur_gen is the fast paths' gate: set only under the cycle
+ * counter).  A slot that dropped an event has no room left (end == pos),
+ * so room here also means not lossy.  Slot gen & 1 is the owner's: the
+ * advancer emptied it before publishing gen (invariant 3). */
 static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_t need)
 {
-        struct gt_slot *s = t->cur;
-        if (likely(t->cur_gen == gen && (size_t)(s->end - slot_pos(s)) >= need))
+        struct gt_slot *s = &t->slot[gen & 1];
+        if (likely(s->gen == gen && (size_t)(s->end - slot_pos(s)) >= need))
                 return s;
         return slot_room_slow(t, gen, need);
 }
