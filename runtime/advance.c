@@ -714,6 +714,8 @@ static void advance_finish(uint64_t gen, bool next, const struct gt_clock_ref *r
         uint64_t start = atomic_load_explicit(&gen_start_units, memory_order_relaxed);
 
         gt_wait_writers();
+        /* After the wait: no walk is still reading the ranges it replaces. */
+        gt_code_refresh();
         atomic_store_explicit(&gen_start_units, ref->units, memory_order_relaxed);
         if (next) {
                 struct status_part *sp = status_for(gen + 1);
@@ -1390,6 +1392,7 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
                 syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 #endif
         gt_str_fixed_init();
+        gt_code_init();
         r = gt_strtab_init(cfg.max_strings, cfg.string_bytes, cfg.max_stacks, cfg.stack_bytes);
         if (r < 0)
                 goto out;

@@ -126,6 +126,13 @@ uint64_t gt_stack_hash(const uint64_t *pcs, uint32_t n);
 void gt_str_mark(struct gt_str *e, uint64_t gen);
 void gt_stack_mark(struct gt_stack *e, uint64_t gen);
 /* Calls fn for every entry with last_gen >= gen. */
+/* code.c: the loaded objects' executable segments, for the stack walk.
+ * gt_code_addr is for events (lock-free); gt_code_init is for
+ * gtrace_start, gt_code_refresh for the advancer, after a gt_wait_writers. */
+void gt_code_init(void);
+void gt_code_refresh(void);
+bool gt_code_addr(uintptr_t pc);
+
 void gt_str_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_str *e), void *ctx);
 void gt_stack_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_stack *e), void *ctx);
 uint64_t gt_strtab_dropped(void);

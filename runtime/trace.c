@@ -850,6 +850,10 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
                         end0 = n > 0;
                         break;
                 }
+                /* A record made by a frame without a frame pointer holds
+                 * the caller's data, not a return address (code.c). */
+                if (!gt_code_addr(ret))
+                        break;
                 pcs[n++] = ret;
                 at[n] = next;
                 if (n == max || !frame_next_ok(next, fp, t->stack_last))

@@ -15,6 +15,13 @@ gtrace_check_test(test-runtime-fastpath SOURCES unit/test-runtime-fastpath.c
 # full stacks builds (docs/runtime.md).
 set_source_files_properties(unit/test-runtime-api.c PROPERTIES
   COMPILE_OPTIONS -fno-omit-frame-pointer)
+# A library it loads after gtrace_start, whose frames the walk learns of.
+add_library(gtrace_test_dso MODULE unit/test-dso.c)
+target_compile_options(gtrace_test_dso PRIVATE -fno-omit-frame-pointer)
+gtrace_target(gtrace_test_dso)
+add_dependencies(test-runtime-api gtrace_test_dso)
+target_compile_definitions(test-runtime-api PRIVATE
+  GTRACE_TEST_DSO="$<TARGET_FILE:gtrace_test_dso>")
 gtrace_check_test(test-runtime-delta SOURCES unit/test-runtime-delta.c TIMEOUT 60)
 gtrace_check_test(test-runtime-ring SOURCES unit/test-runtime-ring.c LIBS gtrace_static TIMEOUT 60)
 # The advance thread's own file table, against a real gtraced.  Not under

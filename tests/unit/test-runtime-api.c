@@ -6,6 +6,7 @@
  * run children and inspect what they leave behind.
  */
 #include <check.h>
+#include <dlfcn.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -176,6 +177,95 @@ START_TEST(test_stack_starts_at_caller)
                 ck_assert_uint_eq(s.last_log_npcs, n);
         }
         gtrace_stop();
+}
+END_TEST
+
+#if defined(__x86_64__)
+TEST_FRAME static void log_target(void)
+{
+        gtrace_log("stack", "under a record of data");
+        __asm__ volatile("" ::: "memory");
+}
+
+/* Calls log_target with %rbp pointing at rec, as code built without frame
+ * pointers may leave it: a pointer to its own data.  log_target saves it
+ * as its caller's frame record; rec sits where a record may (on the
+ * thread's stack, above log_target's, aligned) and holds a pointer above
+ * it and a "return address" that is data. */
+TEST_FRAME static void log_under_data(void)
+{
+        uintptr_t rec[4] __attribute__((aligned(16)));
+        rec[0] = (uintptr_t)&rec[2];
+        rec[1] = (uintptr_t)&rec[0];
+        rec[2] = 0; /* a return address of 0 ends a walk */
+        rec[3] = 0;
+        void (*target)(void) = log_target;
+        /* Past the red zone, aligned for the call; %rbx keeps %rsp. */
+        __asm__ volatile("mov %%rsp, %%rbx\n\t"
+                         "sub $128, %%rsp\n\t"
+                         "and $-16, %%rsp\n\t"
+                         "push %%rbp\n\t"
+                         "push %%rbp\n\t"
+                         "mov %0, %%rbp\n\t"
+                         "call *%1\n\t"
+                         "pop %%rbp\n\t"
+                         "pop %%rbp\n\t"
+                         "mov %%rbx, %%rsp"
+                         :
+                         : "r"(rec), "r"(target)
+                         : "rbx", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
+                           "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
+                           "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
+                           "xmm15", "memory", "cc");
+}
+
+/* A walk ends at a return address outside the code of every loaded
+ * object: log_target's frame, log_under_data's, and not the data record
+ * the latter's %rbp pointed at.  Walked twice: the thread's first stack,
+ * then again after a stack of another shape (no shortcut either time). */
+START_TEST(test_stack_ends_at_data)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 1000);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        uintptr_t fn = (uintptr_t)log_target;
+        for (int i = 0; i < 2; i++) {
+                log_under_data();
+                struct rt_summary s = dump_and_read("data");
+                ck_assert_str_eq(s.last_log, "under a record of data");
+                ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+                ck_assert_uint_eq(s.last_log_npcs, 2);
+                log_from_here();
+        }
+        gtrace_stop();
+}
+END_TEST
+#endif
+
+/* A library loaded after gtrace_start: until the advancer has read the
+ * loaded objects again, a walk ends at its frame (cut short, never data);
+ * after a cycle, the stack goes through it. */
+START_TEST(test_stack_through_library_loaded_later)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 3600000); /* cycles only when asked */
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        void *dso = dlopen(GTRACE_TEST_DSO, RTLD_NOW | RTLD_LOCAL);
+        ck_assert_msg(dso, "%s", dlerror());
+        void (*call)(void (*)(void)) = (void (*)(void (*)(void)))dlsym(dso, "test_dso_call");
+        ck_assert_ptr_nonnull(call);
+        call(log_from_here);
+        struct rt_summary s = dump_and_read("before"); /* the dump is a cycle */
+        uintptr_t fn = (uintptr_t)log_from_here;
+        ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+        ck_assert_uint_eq(s.last_log_npcs, 1);
+        call(log_from_here);
+        s = dump_and_read("after");
+        ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+        /* log_from_here, test_dso_call, this test and what called it. */
+        ck_assert_uint_ge(s.last_log_npcs, 3);
+        gtrace_stop();
+        dlclose(dso);
 }
 END_TEST
 
@@ -1273,6 +1363,10 @@ int main(void)
         tcase_add_test(core, test_api_env_bad_value);
         tcase_add_test(core, test_generation_self_contained);
         tcase_add_test(core, test_stack_starts_at_caller);
+#if defined(__x86_64__)
+        tcase_add_test(core, test_stack_ends_at_data);
+#endif
+        tcase_add_test(core, test_stack_through_library_loaded_later);
         tcase_add_test(core, test_stack_cache_follows_the_stack);
         tcase_add_test(core, test_stack_depth_cap);
         tcase_add_test(core, test_stack_depth_changes_across_restart);
