@@ -429,6 +429,10 @@ void gt_fork_child_reset(void);
  * thread's status claim, before it writes that status; lets a test make the
  * thread move on inside that window. */
 extern void (*gt_test_status_claimed)(uint64_t tid);
+/* Tests only (NULL otherwise): called right after an entry of the string
+ * (table 0) or stack (table 1) table is published in its slot, before the
+ * intern returns; lets a test hold its maker there while others find it. */
+extern void (*gt_test_published)(int table, const void *entry);
 /* gt_status_thread takes the thread's state as read before its claim (the
  * running fiber's id and name included: once the claim is won the thread
  * goes on and may end that fiber, and its slot be reused). */

@@ -14,6 +14,16 @@
  * a generation defines only the ids it references (last_gen, see
  * internal.h), so ids in one generation may have gaps.
  *
+ * Each table also lists its entries in the order they were made, so that
+ * cutting a generation visits the entries that exist rather than every slot
+ * (65536 and 16384 of them by default: most of an idle process's advance
+ * cycle when it scanned them).  An entry joins the list before it is
+ * published in a slot: whoever finds it in a slot, and marks it used in a
+ * generation, can rely on the list holding it by the time the advancer
+ * walks it for that generation (the advancer acquires the writer's section
+ * end).  An entry that loses the race for its slot stays in the list,
+ * never marked, never emitted; like its arena space, that is bounded.
+ *
  * Probing is bounded (GT_MAX_PROBE): an entry always sits within that many
  * slots of its home, so a nearly full table costs a bounded miss instead of
  * a scan of the whole table on every lookup.
@@ -79,6 +89,8 @@ bool gt_str_fixed(const char *s)
 
 struct table {
         _Atomic(void *) *slots;
+        _Atomic(void *) *list; /* entries in the order made (mask + 1 at most) */
+        _Atomic uint32_t listed;
         uint32_t mask;
         uint8_t *arena;
         size_t arena_bytes;
@@ -88,6 +100,7 @@ struct table {
 };
 
 static struct table strs, stacks;
+void (*gt_test_published)(int table, const void *entry);
 static struct gt_str *str_full;
 
 static uint64_t hash_bytes(const void *p, size_t n)
@@ -106,14 +119,21 @@ static int table_init(struct table *t, uint32_t max, uint64_t bytes)
 {
         t->mask = max - 1;
         t->slots = calloc(max, sizeof(*t->slots));
-        if (!t->slots)
+        t->list = calloc(max, sizeof(*t->list));
+        if (!t->slots || !t->list) {
+                free(t->slots);
+                free(t->list);
+                t->slots = t->list = NULL;
                 return -ENOMEM;
+        }
+        atomic_init(&t->listed, 0);
         /* Reserve without committing: pages are touched as entries are made. */
         void *a = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                        -1, 0);
         if (a == MAP_FAILED) {
                 free(t->slots);
-                t->slots = NULL;
+                free(t->list);
+                t->slots = t->list = NULL;
                 return -ENOMEM;
         }
         t->arena = a;
@@ -127,6 +147,7 @@ static int table_init(struct table *t, uint32_t max, uint64_t bytes)
 static void table_done(struct table *t)
 {
         free(t->slots);
+        free(t->list);
         if (t->arena)
                 munmap(t->arena, t->arena_bytes);
         *t = (struct table){0};
@@ -139,6 +160,35 @@ static void *arena_alloc(struct table *t, size_t n)
         if (off + n > t->arena_bytes)
                 return NULL;
         return t->arena + off;
+}
+
+/* Puts a finished entry, not yet published, on t's list; false when the
+ * list is full (the entry must then not be published). */
+static bool list_add(struct table *t, void *e)
+{
+        uint32_t i = atomic_load_explicit(&t->listed, memory_order_relaxed);
+        do {
+                if (i > t->mask)
+                        return false;
+        } while (!atomic_compare_exchange_weak_explicit(&t->listed, &i, i + 1,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed));
+        /* Release: a walker that sees the pointer sees the entry. */
+        atomic_store_explicit(&t->list[i], e, memory_order_release);
+        return true;
+}
+
+/* How many entries t's list holds; list_at(t, i) below it is one of them,
+ * or NULL for an insert in progress (which no section of a generation being
+ * cut can have used: see the top of this file). */
+static uint32_t list_len(struct table *t)
+{
+        return t->list ? atomic_load_explicit(&t->listed, memory_order_acquire) : 0;
+}
+
+static void *list_at(struct table *t, uint32_t i)
+{
+        return atomic_load_explicit(&t->list[i], memory_order_acquire);
 }
 
 int gt_strtab_init(uint32_t max_strings, uint64_t bytes, uint32_t max_stacks, uint64_t stack_bytes)
@@ -205,12 +255,17 @@ struct gt_str *gt_str_intern(const char *s, size_t len)
                                 }
                                 fresh->id = atomic_fetch_add_explicit(&strs.next_id, 1,
                                                                       memory_order_relaxed);
+                                if (!list_add(&strs, fresh))
+                                        goto full;
                         }
                         void *expect = NULL;
                         if (atomic_compare_exchange_strong_explicit(slot, &expect, fresh,
                                                                     memory_order_acq_rel,
-                                                                    memory_order_acquire))
+                                                                    memory_order_acquire)) {
+                                if (unlikely(gt_test_published))
+                                        gt_test_published(0, fresh);
                                 return fresh;
+                        }
                         e = expect; /* someone else filled the slot: compare with theirs */
                 }
                 if (str_equal(e, s, len))
@@ -240,12 +295,17 @@ struct gt_stack *gt_stack_intern(const uint64_t *pcs, uint32_t n)
                                 memcpy(fresh->pcs, pcs, n * sizeof(*pcs));
                                 fresh->id = atomic_fetch_add_explicit(&stacks.next_id, 1,
                                                                       memory_order_relaxed);
+                                if (!list_add(&stacks, fresh))
+                                        goto full;
                         }
                         void *expect = NULL;
                         if (atomic_compare_exchange_strong_explicit(slot, &expect, fresh,
                                                                     memory_order_acq_rel,
-                                                                    memory_order_acquire))
+                                                                    memory_order_acquire)) {
+                                if (unlikely(gt_test_published))
+                                        gt_test_published(1, fresh);
                                 return fresh;
+                        }
                         e = expect;
                 }
                 if (e->hash == h && e->n == n && memcmp(e->pcs, pcs, n * sizeof(*pcs)) == 0)
@@ -292,10 +352,8 @@ void gt_stack_mark(struct gt_stack *e, uint64_t gen)
 
 void gt_str_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_str *e), void *ctx)
 {
-        if (!strs.slots)
-                return;
-        for (uint32_t i = 0; i <= strs.mask; i++) {
-                struct gt_str *e = atomic_load_explicit(&strs.slots[i], memory_order_acquire);
+        for (uint32_t i = 0, n = list_len(&strs); i < n; i++) {
+                struct gt_str *e = list_at(&strs, i);
                 if (e && atomic_load_explicit(&e->last_gen, memory_order_relaxed) >= gen)
                         fn(ctx, e);
         }
@@ -303,10 +361,8 @@ void gt_str_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_str *e),
 
 void gt_stack_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_stack *e), void *ctx)
 {
-        if (!stacks.slots)
-                return;
-        for (uint32_t i = 0; i <= stacks.mask; i++) {
-                struct gt_stack *e = atomic_load_explicit(&stacks.slots[i], memory_order_acquire);
+        for (uint32_t i = 0, n = list_len(&stacks); i < n; i++) {
+                struct gt_stack *e = list_at(&stacks, i);
                 if (e && atomic_load_explicit(&e->last_gen, memory_order_relaxed) >= gen)
                         fn(ctx, e);
         }

@@ -186,6 +186,232 @@ START_TEST(test_stress_exact_counts)
 }
 END_TEST
 
+/* ---- names made while generations are cut ---------------------------------- */
+
+#define NAMES_PER_THREAD 3000
+#define SHARED_NAMES 256
+
+static void *namer_main(void *arg)
+{
+        struct worker *w = arg;
+        char name[48];
+        unsigned me = w->seed;
+        for (unsigned i = 0; i < w->iterations; i++) {
+                unsigned r = rand_r(&w->seed);
+                if (w->flusher && i % 100 == 0)
+                        gtrace_flush();
+                /* A name no one has used, then one that another thread may
+                 * be making at this moment, or has just made. */
+                snprintf(name, sizeof(name), "own-%u-%u", me, i);
+                gtrace_counter(name, (int64_t)i);
+                snprintf(name, sizeof(name), "shared-%u", r % SHARED_NAMES);
+                gtrace_region_begin(name);
+                gtrace_region_end();
+                w->counters++;
+                w->regions++;
+        }
+        return NULL;
+}
+
+/* Threads make thousands of new names while generations are cut every few
+ * milliseconds, and use the names other threads are making.  Every
+ * generation must define every name it uses: a generation is cut from the
+ * entries the tables list, and a name used in it must be listed by then,
+ * whichever thread made it and however far that thread has got. */
+START_TEST(test_names_made_across_generations)
+{
+        const char *dir = rt_tmpdir();
+        ck_assert_ptr_nonnull(dir);
+        struct gtrace_options o = {
+                .period_ms = 2,
+                .max_buffer_bytes = 256u << 20,
+                .ring_generations = 1024,
+                .ring_bytes = 1ull << 30,
+                .dump_dir = dir,
+                .flags = GTRACE_F_NO_DAEMON,
+        };
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        struct worker w[NTHREADS];
+        pthread_t th[NTHREADS];
+        for (int i = 0; i < NTHREADS; i++) {
+                w[i] = (struct worker){.seed = 7000u + (unsigned)i,
+                                       .iterations = NAMES_PER_THREAD, .flusher = i == 0};
+                ck_assert_int_eq(pthread_create(&th[i], NULL, namer_main, &w[i]), 0);
+        }
+        for (int i = 0; i < NTHREADS; i++)
+                pthread_join(th[i], NULL);
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("names", path, sizeof(path)), 0);
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        uint64_t names_dropped = gt_strtab_dropped();
+        gtrace_stop();
+        ck_assert_uint_eq(st.events_lost, 0);
+        ck_assert_uint_eq(st.generations_lost, 0);
+        ck_assert_uint_eq(names_dropped, 0);
+
+        struct rt_summary s;
+        /* Fails on a generation that uses a name it does not define. */
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_gt(s.generations, 10);
+        uint64_t counters = 0, regions = 0;
+        for (int i = 0; i < NTHREADS; i++) {
+                counters += w[i].counters;
+                regions += w[i].regions;
+        }
+        ck_assert_uint_eq(RT_COUNT(&s, COUNTER), counters);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), regions);
+        ck_assert_uint_eq(s.counters_table_full, 0);
+}
+END_TEST
+
+/* ---- an entry found in its slot before its maker returns --------------------- */
+
+#define HELD_NAME "held-in-section"
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        int stage; /* 1 B held in its section, 2 A published the stack, 3 B done, 4 A released */
+        bool b_made_stack;
+        bool a_ready, a_go; /* A registered (its first event), A may log */
+        bool a_held;        /* A held until released, not until a timeout */
+} pub = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, false, false, false};
+static _Thread_local char pub_role; /* 'A' or 'B' */
+
+static bool pub_wait(int stage)
+{
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 5;
+        int r = 0;
+        while (pub.stage < stage && r == 0)
+                r = pthread_cond_timedwait(&pub.cond, &pub.lock, &dl);
+        return pub.stage >= stage;
+}
+
+static void pub_set(int stage)
+{
+        pthread_mutex_lock(&pub.lock);
+        pub.stage = stage;
+        pthread_cond_broadcast(&pub.cond);
+        pthread_mutex_unlock(&pub.lock);
+}
+
+static void pub_hook(int table, const void *entry)
+{
+        pthread_mutex_lock(&pub.lock);
+        if (pub_role == 'B' && table == 0 &&
+            strcmp(((const struct gt_str *)entry)->data, HELD_NAME) == 0) {
+                /* B, inside its log's section (the old generation), holds
+                 * until A has made and published the stack B is about to
+                 * look up. */
+                pub.stage = 1;
+                pthread_cond_broadcast(&pub.cond);
+                (void)pub_wait(2);
+        } else if (pub_role == 'B' && table == 1) {
+                pub.b_made_stack = true; /* B did not find A's: no test */
+        } else if (pub_role == 'A' && table == 1) {
+                /* A, in the new generation, holds right after publishing
+                 * its stack, until the old generation has been cut. */
+                pub.stage = 2;
+                pthread_cond_broadcast(&pub.cond);
+                pub.a_held = pub_wait(4);
+        }
+        pthread_mutex_unlock(&pub.lock);
+}
+
+/* A and B log from the same call chain, so their stacks are one entry. */
+static __attribute__((noinline)) void pub_log(const char *category)
+{
+        gtrace_log(category, "same call site");
+        __asm__ volatile("" ::: "memory"); /* not a tail call */
+}
+
+static void *pub_thread(void *arg)
+{
+        pub_role = *(const char *)arg;
+        if (pub_role == 'A') {
+                /* Registered now: a thread's first event takes the threads'
+                 * lock, which the advancer holds while it waits for B. */
+                gtrace_counter("maker-ready", 1);
+                pthread_mutex_lock(&pub.lock);
+                pub.a_ready = true;
+                pthread_cond_broadcast(&pub.cond);
+                while (!pub.a_go)
+                        pthread_cond_wait(&pub.cond, &pub.lock);
+                pthread_mutex_unlock(&pub.lock);
+        }
+        pub_log(pub_role == 'B' ? HELD_NAME : "maker");
+        if (pub_role == 'B')
+                pub_set(3);
+        return NULL;
+}
+
+static void *pub_flusher(void *arg)
+{
+        *(int *)arg = gtrace_flush();
+        return NULL;
+}
+
+/* Thread B's log, in generation g, finds its stack published by thread A,
+ * whose log is in generation g + 1 and which has not yet returned from
+ * making it; then g is cut.  g uses the stack, so it must define it: an
+ * entry must be where the advancer looks for it (the table's list) before
+ * anyone can find it in its slot. */
+START_TEST(test_entry_found_before_its_maker_returns)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = {.period_ms = 3600000, .dump_dir = dir,
+                                   .flags = GTRACE_F_NO_DAEMON};
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        gt_test_published = pub_hook;
+        pthread_t a, b, fl;
+        int flushed = -1;
+        /* B first: the advancer checks the threads newest first, so it
+         * finds A outside any section, then waits for B. */
+        ck_assert_int_eq(pthread_create(&b, NULL, pub_thread, "B"), 0);
+        pthread_mutex_lock(&pub.lock);
+        ck_assert(pub_wait(1));
+        pthread_mutex_unlock(&pub.lock);
+        ck_assert_int_eq(pthread_create(&a, NULL, pub_thread, "A"), 0);
+        pthread_mutex_lock(&pub.lock);
+        while (!pub.a_ready)
+                pthread_cond_wait(&pub.cond, &pub.lock);
+        pthread_mutex_unlock(&pub.lock);
+        /* Cut g: the advancer moves to g + 1, passes A, waits for B. */
+        uint64_t g = atomic_load(&gt.gen);
+        ck_assert_int_eq(pthread_create(&fl, NULL, pub_flusher, &flushed), 0);
+        for (int i = 0; i < 5000 && atomic_load(&gt.gen) == g; i++)
+                usleep(1000);
+        ck_assert_uint_eq(atomic_load(&gt.gen), g + 1);
+        usleep(100 * 1000); /* past A: a barrier and a lock after the flip */
+        pthread_mutex_lock(&pub.lock);
+        pub.a_go = true;
+        pthread_cond_broadcast(&pub.cond);
+        pthread_mutex_unlock(&pub.lock);
+        pthread_join(fl, NULL); /* B went on once A published; g is cut */
+        ck_assert_int_eq(flushed, 0);
+        pub_set(4);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        gt_test_published = NULL;
+        ck_assert_int_eq(pub.stage, 4);
+        ck_assert(!pub.b_made_stack);
+        /* Else the advancer waited for A's section too: not the case tested. */
+        ck_assert(pub.a_held);
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump("found-before-return", path, sizeof(path)), 0);
+        gtrace_stop();
+        struct rt_summary s;
+        /* Fails on a generation that uses a stack it does not define. */
+        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        ck_assert_uint_eq(RT_COUNT(&s, LOG), 2);
+        ck_assert_uint_eq(RT_COUNT(&s, COUNTER), 1);
+        ck_assert_uint_eq(s.logs_without_stack, 0);
+}
+END_TEST
+
 /* ---- a fiber ended inside the advancer's status window ---------------------- */
 
 
@@ -280,6 +506,8 @@ int main(void)
         tcase_set_timeout(tc, 240);
         tcase_add_loop_test(tc, test_stress_exact_counts, 0, 2);
         tcase_add_test(tc, test_fiber_ends_inside_status_window);
+        tcase_add_test(tc, test_names_made_across_generations);
+        tcase_add_test(tc, test_entry_found_before_its_maker_returns);
         suite_add_tcase(suite, tc);
         SRunner *sr = srunner_create(suite);
         srunner_set_fork_status(sr, CK_NOFORK);
