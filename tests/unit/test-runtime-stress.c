@@ -100,6 +100,58 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
+/* Starts tracing, cutting every period_ms, with bounds no test here
+ * reaches: every event and every generation is kept. */
+static void start_lossless(uint32_t period_ms)
+{
+        const char *dir = rt_tmpdir();
+        ck_assert_ptr_nonnull(dir);
+        struct gtrace_options o = {
+                .period_ms = period_ms,
+                .max_buffer_bytes = 256u << 20,
+                .ring_generations = 1024,
+                .ring_bytes = 1ull << 30,
+                .dump_dir = dir,
+                .flags = GTRACE_F_NO_DAEMON,
+        };
+        ck_assert_int_eq(gtrace_start(&o), 0);
+}
+
+/* Runs fn on NTHREADS threads, w[i] for the i-th, flusher the first, and
+ * waits for them all. */
+static void run_workers(struct worker *w, unsigned seed, unsigned iterations,
+                        void *(*fn)(void *))
+{
+        pthread_t th[NTHREADS];
+        for (int i = 0; i < NTHREADS; i++) {
+                w[i] = (struct worker){.seed = seed + (unsigned)i, .iterations = iterations,
+                                       .flusher = i == 0};
+                ck_assert_int_eq(pthread_create(&th[i], NULL, fn, &w[i]), 0);
+        }
+        for (int i = 0; i < NTHREADS; i++)
+                pthread_join(th[i], NULL);
+}
+
+/* Dumps, stops, and reads the dump back into *s: nothing may have been
+ * lost, no name or stack dropped, and every generation must read (one
+ * that uses a name or stack it does not define fails). */
+static void dump_lossless(const char *reason, struct rt_summary *s)
+{
+        char path[4096];
+        ck_assert_int_eq(gtrace_dump(reason, path, sizeof(path)), 0);
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        uint64_t dropped = gt_strtab_dropped();
+        gtrace_stop();
+        ck_assert_uint_eq(st.events_lost, 0);
+        ck_assert_uint_eq(st.generations_lost, 0);
+        ck_assert_uint_eq(dropped, 0);
+        ck_assert_int_eq(rt_read_dump(path, s), 0);
+        ck_assert_uint_gt(s->generations, 10);
+        ck_assert_uint_eq(s->lost, 0);
+        ck_assert_uint_eq(s->gens_lost, 0);
+}
+
 /* _i: 0 with membarrier (the default), 1 with the fence-based fallback. */
 START_TEST(test_stress_exact_counts)
 {
@@ -111,27 +163,9 @@ START_TEST(test_stress_exact_counts)
         unsigned seed = (unsigned)(getenv("GTRACE_TEST_SEED") ? atoi(getenv("GTRACE_TEST_SEED"))
                                                                : 20261126);
         printf("stress seed %u\n", seed);
-        const char *dir = rt_tmpdir();
-        ck_assert_ptr_nonnull(dir);
-        struct gtrace_options o = {
-                .period_ms = 3,
-                .max_buffer_bytes = 256u << 20,
-                .ring_generations = 1024,
-                .ring_bytes = 1ull << 30,
-                .dump_dir = dir,
-                .flags = GTRACE_F_NO_DAEMON,
-        };
-        ck_assert_int_eq(gtrace_start(&o), 0);
-
+        start_lossless(3);
         struct worker w[NTHREADS];
-        pthread_t th[NTHREADS];
-        for (int i = 0; i < NTHREADS; i++) {
-                w[i] = (struct worker){.seed = seed + (unsigned)i, .iterations = ITERATIONS,
-                                       .flusher = i == 0};
-                ck_assert_int_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
-        }
-        for (int i = 0; i < NTHREADS; i++)
-                pthread_join(th[i], NULL);
+        run_workers(w, seed, ITERATIONS, worker_main);
         /* Finish the fibers still parked so every state is accounted for. */
         uint64_t readied = 0;
         for (size_t i = 0; i < sizeof(parked) / sizeof(parked[0]); i++) {
@@ -143,19 +177,8 @@ START_TEST(test_stress_exact_counts)
                 readied++;
         }
 
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("stress", path, sizeof(path)), 0);
-        struct gtrace_stats st;
-        gtrace_get_stats(&st);
-        gtrace_stop();
-        ck_assert_uint_eq(st.events_lost, 0);
-        ck_assert_uint_eq(st.generations_lost, 0);
-
         struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
-        ck_assert_uint_gt(s.generations, 10);
-        ck_assert_uint_eq(s.lost, 0);
-        ck_assert_uint_eq(s.gens_lost, 0);
+        dump_lossless("stress", &s);
         uint64_t regions = 0, counters = 0, logs = 0, tasks = 0, fibers = 0, syscalls = 0;
         for (int i = 0; i < NTHREADS; i++) {
                 regions += w[i].regions;
@@ -220,40 +243,11 @@ static void *namer_main(void *arg)
  * whichever thread made it and however far that thread has got. */
 START_TEST(test_names_made_across_generations)
 {
-        const char *dir = rt_tmpdir();
-        ck_assert_ptr_nonnull(dir);
-        struct gtrace_options o = {
-                .period_ms = 2,
-                .max_buffer_bytes = 256u << 20,
-                .ring_generations = 1024,
-                .ring_bytes = 1ull << 30,
-                .dump_dir = dir,
-                .flags = GTRACE_F_NO_DAEMON,
-        };
-        ck_assert_int_eq(gtrace_start(&o), 0);
+        start_lossless(2);
         struct worker w[NTHREADS];
-        pthread_t th[NTHREADS];
-        for (int i = 0; i < NTHREADS; i++) {
-                w[i] = (struct worker){.seed = 7000u + (unsigned)i,
-                                       .iterations = NAMES_PER_THREAD, .flusher = i == 0};
-                ck_assert_int_eq(pthread_create(&th[i], NULL, namer_main, &w[i]), 0);
-        }
-        for (int i = 0; i < NTHREADS; i++)
-                pthread_join(th[i], NULL);
-        char path[4096];
-        ck_assert_int_eq(gtrace_dump("names", path, sizeof(path)), 0);
-        struct gtrace_stats st;
-        gtrace_get_stats(&st);
-        uint64_t names_dropped = gt_strtab_dropped();
-        gtrace_stop();
-        ck_assert_uint_eq(st.events_lost, 0);
-        ck_assert_uint_eq(st.generations_lost, 0);
-        ck_assert_uint_eq(names_dropped, 0);
-
+        run_workers(w, 7000, NAMES_PER_THREAD, namer_main);
         struct rt_summary s;
-        /* Fails on a generation that uses a name it does not define. */
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
-        ck_assert_uint_gt(s.generations, 10);
+        dump_lossless("names", &s);
         uint64_t counters = 0, regions = 0;
         for (int i = 0; i < NTHREADS; i++) {
                 counters += w[i].counters;
@@ -279,15 +273,22 @@ static struct {
 } pub = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, false, false, false};
 static _Thread_local char pub_role; /* 'A' or 'B' */
 
-static bool pub_wait(int stage)
+/* With lock held, waits until *stage reaches want, 5 s at most: whether
+ * it did.  The hand-offs between a test's threads and a hook. */
+static bool stage_wait(pthread_cond_t *cond, pthread_mutex_t *lock, const int *stage, int want)
 {
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
         dl.tv_sec += 5;
         int r = 0;
-        while (pub.stage < stage && r == 0)
-                r = pthread_cond_timedwait(&pub.cond, &pub.lock, &dl);
-        return pub.stage >= stage;
+        while (*stage < want && r == 0)
+                r = pthread_cond_timedwait(cond, lock, &dl);
+        return *stage >= want;
+}
+
+static bool pub_wait(int stage)
+{
+        return stage_wait(&pub.cond, &pub.lock, &pub.stage, stage);
 }
 
 static void pub_set(int stage)
@@ -425,13 +426,7 @@ static struct {
 
 static bool win_wait(int stage)
 {
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += 5;
-        int r = 0;
-        while (win.stage < stage && r == 0)
-                r = pthread_cond_timedwait(&win.cond, &win.lock, &dl);
-        return win.stage >= stage;
+        return stage_wait(&win.cond, &win.lock, &win.stage, stage);
 }
 
 static void win_hook(uint64_t tid)
