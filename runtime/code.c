@@ -13,9 +13,13 @@
  * nearly every event, and a table that fills with them.  A walk now ends at
  * the first return address outside the code of the objects loaded.
  *
- * The ranges are read with dl_iterate_phdr, which takes the loader's lock,
- * so never by an event: at gtrace_start(), then by the advance thread once
- * per cycle when an object was loaded or unloaded since.  Two buffers: the
+ * The ranges are read with dl_iterate_phdr, which takes the loader's lock
+ * for the link map list, so never by an event: at gtrace_start(), then by
+ * the advance thread once per cycle, which reads the loader's counts of
+ * objects loaded and unloaded and stops there when they have not moved.
+ * That lock (glibc's dl_load_write_lock) is held only while the list
+ * changes and during other dl_iterate_phdr calls, not while a library's
+ * constructors or destructors run, so a cycle can wait on it only briefly.  Two buffers: the
  * advancer rebuilds the one not published, then publishes it; readers are
  * inside write sections, and the advancer rebuilds only after a wait for
  * every section in progress (gt_wait_writers), which a reader of the buffer
