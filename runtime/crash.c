@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -251,6 +252,64 @@ static const char *signal_name(int sig)
         }
 }
 
+/* Appends s to buf at n (cap bytes in all, one kept for the NUL). */
+static size_t note_str(char *buf, size_t cap, size_t n, const char *s)
+{
+        while (*s && n + 1 < cap)
+                buf[n++] = *s++;
+        return n;
+}
+
+static size_t note_hex(char *buf, size_t cap, size_t n, uintptr_t v)
+{
+        char d[2 * sizeof(v) + 1];
+        size_t k = sizeof(d) - 1;
+        d[k] = '\0';
+        do {
+                d[--k] = "0123456789abcdef"[v & 15];
+                v >>= 4;
+        } while (v);
+        return note_str(buf, cap, n, d + k);
+}
+
+/*
+ * The crashing thread's last event: a log of category "gtrace.crash" that
+ * names the signal, the instruction it struck at and, for a fault, the
+ * address, with the stack walked from the interrupted frame.  A viewer then
+ * shows on which thread, where and when the process died, at the end of
+ * that thread's timeline.  Not on the advance thread, nor when the signal
+ * struck inside one of the thread's own events: its buffer is mid-write.
+ */
+static void crash_note(int sig, const siginfo_t *info, const void *uctx)
+{
+        struct gt_thread *t = gt_self;
+        if (!t || gt_on_advancer || (atomic_load_explicit(&t->seq, memory_order_relaxed) & 1))
+                return;
+        uintptr_t pc = 0, fp = 0;
+#if defined(__x86_64__) && defined(REG_RIP)
+        const ucontext_t *uc = uctx;
+        pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+        fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+#else
+        (void)uctx;
+#endif
+        char msg[96];
+        size_t n = note_str(msg, sizeof(msg), 0, signal_name(sig));
+        if (pc) {
+                n = note_str(msg, sizeof(msg), n, " at 0x");
+                n = note_hex(msg, sizeof(msg), n, pc);
+        }
+        if (info && info->si_code > 0 && sig != SIGABRT) {
+                /* Sent by the kernel for a fault: si_addr is meaningful. */
+                n = note_str(msg, sizeof(msg), n, ", address 0x");
+                n = note_hex(msg, sizeof(msg), n, (uintptr_t)info->si_addr);
+        }
+        msg[n] = '\0';
+        /* The handler may run on an alternate stack: the walk starts from
+         * the interrupted frame's pointer, not from here. */
+        gt_log_context("gtrace.crash", msg, pc, fp);
+}
+
 static void chain(int sig, siginfo_t *info, void *uctx)
 {
         for (size_t i = 0; i < NFATAL; i++) {
@@ -329,6 +388,7 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                  * pushed under our feet; then seal what the current one
                  * holds. */
                 bool adv_ok = advancer_freeze(CRASH_HOLD_MS);
+                crash_note(sig, info, uctx);
                 uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
                 if (adv_ok)
                         crash_cut(gen, CRASH_CUT_MS);

@@ -126,6 +126,11 @@ uint64_t gt_stack_hash(const uint64_t *pcs, uint32_t n);
 void gt_str_mark(struct gt_str *e, uint64_t gen);
 void gt_stack_mark(struct gt_stack *e, uint64_t gen);
 /* Calls fn for every entry with last_gen >= gen. */
+/* gtrace_log with an interrupted context's stack instead of the caller's:
+ * pc (0: no stack) first, then the frame records from fp.  The crash
+ * handler's note (crash.c). */
+void gt_log_context(const char *category, const char *message, uintptr_t pc, uintptr_t fp);
+
 /* code.c: the loaded objects' executable segments, for the stack walk.
  * gt_code_addr is for events (lock-free); gt_code_init is for
  * gtrace_start, gt_code_refresh for the advancer, after a gt_wait_writers. */

@@ -835,15 +835,25 @@ static inline bool frame_next_ok(uintptr_t next, uintptr_t fp, uintptr_t last)
         return (next - fp - 1 < last - fp) & !(next & (sizeof(uintptr_t) - 1));
 }
 
+/* The stack from the frame record at fp (checked by the caller), walked and
+ * interned.  With pc0, an interrupted context's: pc0 is its first frame,
+ * and fp its frame pointer, which the walk follows if it is a record on
+ * this thread's stack (the crash handler's note, crash.c). */
 static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thread *t,
-                                                                  uint64_t gen, uintptr_t fp)
+                                                                  uint64_t gen, uintptr_t fp,
+                                                                  uintptr_t pc0)
 {
         uint64_t pcs[GT_MAX_STACK_DEPTH];
         uintptr_t at[GT_MAX_STACK_DEPTH + 1];
         uint32_t n = 0, max = gt.stack_depth;
         bool end0 = false;
-        at[0] = fp;
-        for (;;) {
+        if (pc0) {
+                if (!gt_code_addr(pc0))
+                        return 0;
+                pcs[n++] = pc0;
+        }
+        at[n] = fp;
+        for (; n < max && (!pc0 || frame_ok(fp, t->stack_lo, t->stack_last));) {
                 const uintptr_t *frame = (const uintptr_t *)fp;
                 uintptr_t next = frame[0], ret = frame[1];
                 if (!ret) {
@@ -865,7 +875,9 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
         if (!e)
                 return 0;
         t->last_stack = e;
-        t->quick_n = n <= t->quick_cap ? n : 0;
+        /* Its records are where a later walk may find them again; not a
+         * context's, whose first frame has none. */
+        t->quick_n = n <= t->quick_cap && !pc0 ? n : 0;
         for (uint32_t i = 0; i < t->quick_n; i++)
                 t->quick[i] = (struct gt_quick_frame){.at = at[i], .next = at[i + 1], .ret = pcs[i]};
         t->quick_end = at[n];
@@ -924,7 +936,7 @@ static inline uint64_t stack_walk(struct gt_thread *t, uint64_t gen, uintptr_t s
 {
         if (!frame_ok(start, t->stack_lo, t->stack_last))
                 return 0;
-        return stack_intern_walk(t, gen, start);
+        return stack_intern_walk(t, gen, start, 0);
 }
 
 /* The stack from the frame record at start, the public function's own (its
@@ -1447,11 +1459,13 @@ static inline uint8_t *put_log_head(struct gt_slot *s, uint64_t now, uint32_t ca
  * application's call site; the stack is walked from it.  When gtrace_log
  * reaches this by a tail call, that record is this function's own (its
  * prologue stores the same saved frame pointer at the same address), so
- * the walk reads the same two words either way.
+ * the walk reads the same two words either way.  With pc0, the stack is
+ * an interrupted context's instead: pc0, then the records from its frame
+ * pointer, frame (stack_intern_walk).
  */
 static __attribute__((noinline)) void log_in(struct gt_thread *t, uint64_t gen,
                                              const char *category, const char *message,
-                                             uintptr_t frame)
+                                             uintptr_t frame, uintptr_t pc0)
 {
         if (!message)
                 message = "";
@@ -1462,18 +1476,26 @@ static __attribute__((noinline)) void log_in(struct gt_thread *t, uint64_t gen,
                 uint8_t *p = put_log_head(s, now, str_get(t, category, gen)->id, len);
                 copy_text(p, message, len);
                 p += len;
-                p = put_u(p, (gt.stack_mask & (1u << GTRACE_KIND_LOG)) ? stack_from(t, gen, frame)
-                                                                       : 0);
+                uint64_t stack = 0;
+                if (gt.stack_mask & (1u << GTRACE_KIND_LOG))
+                        stack = pc0 ? stack_intern_walk(t, gen, frame, pc0)
+                                    : stack_from(t, gen, frame);
+                p = put_u(p, stack);
                 ev_commit(s, p);
         }
         wr_exit(t);
 }
 
 static __attribute__((noinline)) void log_new(const char *category, const char *message,
-                                              uintptr_t frame)
+                                              uintptr_t frame, uintptr_t pc0)
 {
         EV_ENTER(t, gen);
-        log_in(t, gen, category, message, frame);
+        log_in(t, gen, category, message, frame, pc0);
+}
+
+void gt_log_context(const char *category, const char *message, uintptr_t pc, uintptr_t fp)
+{
+        log_new(category, message, fp, pc);
 }
 
 /* The end of a log whose stack is not the thread's last (gtrace_log has
@@ -1493,7 +1515,7 @@ static __attribute__((noinline)) void log_stack_end(struct gt_thread *t, uint64_
 
 GTRACE_API void gtrace_log(const char *category, const char *message)
 {
-        FAST_ENTER(t, gen, log_new(category, message, LOG_FRAME()));
+        FAST_ENTER(t, gen, log_new(category, message, LOG_FRAME(), 0));
         /* The common case: a short text, room for it in the current chunk,
          * a known category, the stack the thread logged from last.  The
          * checks that need category and message come last but one, so
@@ -1504,7 +1526,7 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
         if (unlikely((len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
                      !slot_fast(t, gen) ||
                      !str_cached(t, category, gen, &id, NULL)))
-                return log_in(t, gen, category, message, LOG_FRAME());
+                return log_in(t, gen, category, message, LOG_FRAME(), 0);
         struct gt_slot *s = t->cur;
         uint8_t *p = put_log_head(s, counter_now(), id, len);
         text32_store(p, &v);

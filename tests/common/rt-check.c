@@ -69,6 +69,8 @@ static int on_event(void *ctx, const struct fr_generation *g, const struct fr_ev
                 if (ev->time >= s->last_log_time) {
                         memcpy(s->last_log, ev->bytes[2], n);
                         s->last_log[n] = '\0';
+                        const char *cat = ev->str[1] ? ev->str[1] : "";
+                        snprintf(s->last_log_category, sizeof(s->last_log_category), "%s", cat);
                         s->last_log_time = ev->time;
                         const uint64_t *pcs;
                         size_t npcs;

@@ -27,6 +27,7 @@ struct rt_summary {
         uint64_t counters_table_full; /* COUNTER events named "<gtrace: string table full>" */
         uint64_t last_log_time;     /* absolute clock units of the newest LOG */
         char last_log[256];         /* its message */
+        char last_log_category[64];
         uint64_t last_log_pc0;      /* innermost frame of its stack (0: none) */
         uint64_t last_log_npcs;     /* frames in its stack */
         uint64_t threads_seen;      /* distinct tids with events */

@@ -166,6 +166,9 @@ START_TEST(test_crash_dump_has_last_events)
         wait_proc(p.pid, "crashed", 1);
         ck_assert(dh_wait_until(dump_exists, &p.pid, 10000));
         check_dump(find_dump(p.pid), marker);
+        /* The crashing thread's last event, the handler's note, came too. */
+        ck_assert(dh_file_contains(find_dump(p.pid), "gtrace.crash"));
+        ck_assert(dh_file_contains(find_dump(p.pid), "SIGSEGV at 0x"));
         json_t *l = dh_request(D.sock, -1, "{\"command\":\"list\"}");
         ck_assert_str_eq(dh_str(dh_find_proc(l, p.pid), "signal_name"), "SIGSEGV");
         json_decref(l);

@@ -1124,6 +1124,24 @@ static void *pingpong(void *arg)
         return NULL;
 }
 
+/* Reads the crash dump at path into *s: it must validate, hold last_words
+ * once, and end with the crash handler's note for sig (its category, the
+ * signal's name first). */
+static void read_crash_dump(const char *path, const char *last_words, const char *sig,
+                            struct rt_summary *s)
+{
+        rt_watch[0] = last_words;
+        int rc = rt_read_dump(path, s);
+        rt_watch[0] = NULL;
+        ck_assert_msg(rc == 0, "%s: %s at %llu", path, s->err.msg,
+                      (unsigned long long)s->err.offset);
+        ck_assert_uint_eq(s->logs_with[0], 1);
+        ck_assert_str_eq(s->last_log_category, "gtrace.crash");
+        size_t n = strlen(sig);
+        ck_assert_msg(strncmp(s->last_log, sig, n) == 0 && s->last_log[n] == ' ', "%s",
+                      s->last_log);
+}
+
 /*
  * A thread crashes while the advancer pushes a generation every millisecond
  * into a two-entry ring, so every push evicts (frees) the oldest entry, and
@@ -1166,10 +1184,7 @@ START_TEST(test_crash_while_the_ring_turns)
                 const char *path = rt_find_dump(dir);
                 ck_assert_msg(path != NULL, "round %d: no crash dump in %s", round, dir);
                 struct rt_summary s;
-                int rc = rt_read_dump(path, &s);
-                ck_assert_msg(rc == 0, "round %d: %s: %s at %llu", round, path, s.err.msg,
-                              (unsigned long long)s.err.offset);
-                ck_assert_str_eq(s.last_log, "aborting now");
+                read_crash_dump(path, "aborting now", "SIGABRT", &s);
         }
 }
 END_TEST
@@ -1239,7 +1254,7 @@ START_TEST(test_crash_survived_keeps_tracing)
                 int rc = rt_read_dump(path, &s);
                 ck_assert_msg(rc == 0, "%s: %s", path, s.err.msg);
                 ndumps++;
-                if (strcmp(s.last_log, "before the signal") == 0) {
+                if (strcmp(s.last_log_category, "gtrace.crash") == 0 && s.logs_with[0] == 1) {
                         crash_seen++;
                         crash = s;
                 }
@@ -1292,12 +1307,18 @@ START_TEST(test_crash_leaves_valid_dump)
         const char *path = rt_find_dump(dir);
         ck_assert_ptr_nonnull(path);
         struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        read_crash_dump(path, "last words before the crash", "SIGSEGV", &s);
         ck_assert_str_eq(s.meta.origin, "crash");
         ck_assert_uint_eq(s.meta.signal, SIGSEGV);
         ck_assert_str_eq(s.meta.reason, "crash: SIGSEGV");
-        ck_assert_str_eq(s.last_log, "last words before the crash");
         ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), 1001);
+        /* The handler's note says where the fault struck and on what
+         * address, with the stack from there, the faulting instruction
+         * first. */
+        ck_assert_msg(strncmp(s.last_log, "SIGSEGV at 0x", 13) == 0, "%s", s.last_log);
+        ck_assert_msg(strstr(s.last_log, ", address 0x40") != NULL, "%s", s.last_log);
+        ck_assert_uint_ge(s.last_log_npcs, 2);
+        ck_assert_uint_eq(s.last_log_pc0, strtoull(s.last_log + 11, NULL, 16));
 }
 END_TEST
 
@@ -1325,9 +1346,8 @@ START_TEST(test_crash_daemon_unreachable_dumps_locally)
         const char *path = rt_find_dump(dir);
         ck_assert_ptr_nonnull(path);
         struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
+        read_crash_dump(path, "nobody is listening", "SIGSEGV", &s);
         ck_assert_str_eq(s.meta.origin, "crash");
-        ck_assert_str_eq(s.last_log, "nobody is listening");
 }
 END_TEST
 
@@ -1349,8 +1369,7 @@ START_TEST(test_abort_chains_to_default)
         const char *path = rt_find_dump(dir);
         ck_assert_ptr_nonnull(path);
         struct rt_summary s;
-        ck_assert_int_eq(rt_read_dump(path, &s), 0);
-        ck_assert_str_eq(s.last_log, "aborting");
+        read_crash_dump(path, "aborting", "SIGABRT", &s);
 }
 END_TEST
 

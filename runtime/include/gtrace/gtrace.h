@@ -91,6 +91,9 @@ GTRACE_API void gtrace_thread_name(const char *name);
 GTRACE_API void gtrace_region_begin(const char *name);
 GTRACE_API void gtrace_region_end(void);
 
+/* A log line, with its caller's stack unless stacks are off.  The category
+ * "gtrace.crash" is the crash handler's: a crashing thread's last event
+ * (docs/runtime.md). */
 GTRACE_API void gtrace_log(const char *category, const char *message);
 GTRACE_API void gtrace_counter(const char *name, int64_t value);
 
