@@ -175,6 +175,29 @@ static void print_thread(const struct fr_last *l, FILE *out, const struct fr_tra
         print_logs(l, out, thread_log, t, t->nlogs);
 }
 
+/* Threads whose last log is the crash handler's note (runtime/crash.c):
+ * where the process died, said before the rest. */
+static void print_crash(const struct fr_last *l, FILE *out, struct fr_track_thread *const *threads,
+                        size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                const struct fr_track_thread *t = threads[i];
+                const struct fr_track_log *lg = t->nlogs ? fr_track_thread_log(t, t->nlogs - 1) : NULL;
+                if (!lg || strcmp(lg->category, PROTO_CRASH_CATEGORY) != 0)
+                        continue;
+                char d[32];
+                fprintf(out, "crashed on thread %" PRIu64, t->tid);
+                if (t->name[0]) {
+                        fputs(" ", out);
+                        print_safe(out, t->name);
+                }
+                fprintf(out, " (%s before the end): ",
+                        fr_fmt_duration(d, sizeof(d), l->end_ns - lg->time_ns));
+                print_safe(out, lg->message);
+                fputc('\n', out);
+        }
+}
+
 static void print_fiber(const struct fr_last *l, FILE *out, const struct fr_track_fiber *f)
 {
         char d[32];
@@ -322,6 +345,7 @@ int fr_last_print(const struct fr_last *l, const struct fr_dump_meta *meta, FILE
                 fr_fmt_wall(wall, sizeof(wall), l->end_wall_ns, 1),
                 fr_fmt_duration(d, sizeof(d), l->end_ns - l->start_ns), l->generations,
                 l->generations == 1 ? "" : "s", l->events);
+        print_crash(l, out, threads, nthreads);
 
         for (size_t i = 0; i < nthreads; i++) {
                 fputc('\n', out);

@@ -307,7 +307,7 @@ static void crash_note(int sig, const siginfo_t *info, const void *uctx)
         msg[n] = '\0';
         /* The handler may run on an alternate stack: the walk starts from
          * the interrupted frame's pointer, not from here. */
-        gt_log_context("gtrace.crash", msg, pc, fp);
+        gt_log_context(PROTO_CRASH_CATEGORY, msg, pc, fp);
 }
 
 static void chain(int sig, siginfo_t *info, void *uctx)

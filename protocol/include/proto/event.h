@@ -54,6 +54,11 @@ enum proto_fiber_state {
 
 #define PROTO_MAX_ARGS 8
 
+/* The category of the LOG a crashing thread's last event is: the runtime's
+ * crash handler writes it (signal, instruction, fault address, the stack
+ * from the interrupted frame); `gtracectl view --last` names it first. */
+#define PROTO_CRASH_CATEGORY "gtrace.crash"
+
 /*
  * X(name, code, where, doc, args...)
  *   where: 'S' structural (top level), 'B' batch event, 'T' batch status event
