@@ -126,6 +126,16 @@ static const struct fr_track_log *fiber_log(const void *f, unsigned i)
         return fr_track_fiber_log(f, i);
 }
 
+/* "thread TID NAME" (no name: "thread TID"). */
+static void print_thread_id(FILE *out, const struct fr_track_thread *t)
+{
+        fprintf(out, "thread %" PRIu64, t->tid);
+        if (t->name[0]) {
+                fputs(" ", out);
+                print_safe(out, t->name);
+        }
+}
+
 static const char *thread_name(const struct fr_track *tr, uint64_t tid)
 {
         const struct fr_track_thread *t = fr_track_thread(tr, tid);
@@ -137,11 +147,7 @@ static void print_thread(const struct fr_last *l, FILE *out, const struct fr_tra
         char d[32];
         int busy = t->fiber || t->in_syscall || t->nregions;
 
-        fprintf(out, "thread %" PRIu64, t->tid);
-        if (t->name[0]) {
-                fputs(" ", out);
-                print_safe(out, t->name);
-        }
+        print_thread_id(out, t);
         fprintf(out, "  (last event %s before the end)\n",
                 fr_fmt_duration(d, sizeof(d), l->end_ns - t->last_ns));
         if (t->fiber) {
@@ -186,11 +192,8 @@ static void print_crash(const struct fr_last *l, FILE *out, struct fr_track_thre
                 if (!lg || strcmp(lg->category, PROTO_CRASH_CATEGORY) != 0)
                         continue;
                 char d[32];
-                fprintf(out, "crashed on thread %" PRIu64, t->tid);
-                if (t->name[0]) {
-                        fputs(" ", out);
-                        print_safe(out, t->name);
-                }
+                fputs("crashed on ", out);
+                print_thread_id(out, t);
                 fprintf(out, " (%s before the end): ",
                         fr_fmt_duration(d, sizeof(d), l->end_ns - lg->time_ns));
                 print_safe(out, lg->message);
