@@ -120,7 +120,7 @@ static uint64_t count_events(const uint8_t *p, const uint8_t *end)
         return n;
 }
 
-size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen, bool held)
+size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen)
 {
         struct sbuf b = {.p = buf, .cap = cap};
         uint64_t nbatches = 0, nevents = 0, lost = 0;
@@ -146,14 +146,16 @@ size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen, bool held)
         uint64_t start = gt_gen_start_units();
         if (!start || start > ref.units)
                 start = ref.units;
-        /* Generations the ring dropped that no generation has reported yet
-         * (the next one the advancer assembles would): said here, or a dump
-         * of a process that dies would show them missing, unexplained.  A
-         * process that lives on reports them again in the finished copy,
-         * which gtraced keeps instead of this one.  Read only with the
-         * advance thread held: it changes them under its lock. */
+        /* Generations the ring dropped that no generation in it reports
+         * yet (the next one the advancer assembles would, or the one it is
+         * assembling): said here, or a dump of a process that dies would
+         * show them missing, unexplained.  A process that lives on reports
+         * them again in the finished copy, which gtraced keeps instead of
+         * this one.  Read with the ring frozen (crash_handler): a cycle the
+         * handler could not hold has its generation refused, and that
+         * counted, or else its losses are still taken. */
         uint64_t dropped_bytes = 0;
-        uint64_t dropped = held ? gt_ring_dropped(&gt.ring, &dropped_bytes) : 0;
+        uint64_t dropped = gt_ring_dropped(&gt.ring, &dropped_bytes);
         uint8_t head[GT_GEN_HEADER_MAX];
         sb_raw(&b, head,
                gt_encode_generation_header(head, gen, &ref, start, dropped, dropped_bytes));
@@ -392,17 +394,18 @@ static void crash_handler(int sig, siginfo_t *info, void *uctx)
                 uint64_t gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
                 if (adv_ok)
                         crash_cut(gen, CRASH_CUT_MS);
-                size_t len = gt_seal_current(seal_buf, seal_cap, gen, adv_ok);
-                char reason[64] = "crash: ";
-                size_t rl = strlen(reason);
-                const char *name = signal_name(sig);
-                memcpy(reason + rl, name, strlen(name) + 1);
                 /* Only an advance cycle pushes to the ring, so with the
                  * advancer held the ring is still.  Otherwise it is read only
                  * between pushes: on the advance thread itself a push in
                  * progress never ends (no wait), elsewhere give a slow cycle
-                 * a little more time. */
+                 * a little more time.  Frozen before the seal, which reports
+                 * the ring's losses: a push it refuses counts its own. */
                 bool ring_ok = gt_ring_freeze(&gt.ring, adv_ok || gt_on_advancer ? 0 : CRASH_RING_MS);
+                size_t len = gt_seal_current(seal_buf, seal_cap, gen);
+                char reason[64] = "crash: ";
+                size_t rl = strlen(reason);
+                const char *name = signal_name(sig);
+                memcpy(reason + rl, name, strlen(name) + 1);
                 int sent = -ENOTCONN;
                 if (gt.daemon) {
                         /* After the sealed generation, what gtraced may not

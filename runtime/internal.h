@@ -461,9 +461,9 @@ void gt_dump_name(char *buf, size_t len, const char *command, pid_t pid, uint64_
 void gt_crash_install(void);
 void gt_crash_uninstall(void);
 /* Seal what the current generation holds into buf without locks or malloc;
- * returns the blob length (0 if nothing fits).  held: the advance thread is
- * held (its ring accounting may be read). */
-size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen, bool held);
+ * returns the blob length (0 if nothing fits).  The ring is frozen (its
+ * losses are read). */
+size_t gt_seal_current(uint8_t *buf, size_t cap, uint64_t gen);
 /* When the current generation began (clock units): the start the sealed
  * generation records, as its finished copy does. */
 uint64_t gt_gen_start_units(void);

@@ -57,8 +57,8 @@ static void ring_evict_oldest(struct gt_ring *r)
         if (r->unsent > r->count) {
                 /* It was never pushed: a real loss, recorded in the next generation. */
                 r->unsent = r->count;
-                r->gens_dropped++;
-                r->bytes_dropped += b->len;
+                atomic_fetch_add_explicit(&r->gens_dropped, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&r->bytes_dropped, b->len, memory_order_relaxed);
         }
         gt_blob_unref(b);
 }
@@ -68,8 +68,17 @@ bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
         /* See ring.h: busy, then frozen, both seq_cst. */
         atomic_store_explicit(&r->busy, 1, memory_order_seq_cst);
         if (atomic_load_explicit(&r->frozen, memory_order_seq_cst)) {
+                /* Lost, and what it was to report with it: count both
+                 * before busy clears, which the crash handler waits for. */
+                atomic_fetch_add_explicit(
+                        &r->frozen_dropped,
+                        1 + atomic_exchange_explicit(&r->taken_gens, 0, memory_order_relaxed),
+                        memory_order_relaxed);
+                atomic_fetch_add_explicit(
+                        &r->bytes_dropped,
+                        b->len + atomic_exchange_explicit(&r->taken_bytes, 0, memory_order_relaxed),
+                        memory_order_relaxed);
                 atomic_store_explicit(&r->busy, 0, memory_order_release);
-                atomic_fetch_add_explicit(&r->frozen_dropped, 1, memory_order_relaxed);
                 gt_blob_unref(b);
                 return false;
         }
@@ -79,6 +88,9 @@ bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
         r->count++;
         r->bytes += b->len;
         r->unsent++;
+        /* b reports what was taken. */
+        atomic_store_explicit(&r->taken_gens, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->taken_bytes, 0, memory_order_relaxed);
         atomic_store_explicit(&r->busy, 0, memory_order_release);
         return true;
 }
@@ -116,17 +128,27 @@ void gt_ring_mark_sent(struct gt_ring *r)
 uint64_t gt_ring_dropped(const struct gt_ring *r, uint64_t *ret_bytes)
 {
         if (ret_bytes)
-                *ret_bytes = r->bytes_dropped;
-        return r->gens_dropped + atomic_load_explicit(&r->frozen_dropped, memory_order_relaxed);
+                *ret_bytes = atomic_load_explicit(&r->bytes_dropped, memory_order_relaxed) +
+                             atomic_load_explicit(&r->taken_bytes, memory_order_relaxed);
+        return atomic_load_explicit(&r->gens_dropped, memory_order_relaxed) +
+               atomic_load_explicit(&r->frozen_dropped, memory_order_relaxed) +
+               atomic_load_explicit(&r->taken_gens, memory_order_relaxed);
 }
 
 uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes)
 {
-        uint64_t n = r->gens_dropped;
-        n += atomic_exchange_explicit(&r->frozen_dropped, 0, memory_order_relaxed);
+        /* Only the advance thread writes these.  Taken first, then
+         * subtracted: a crash handler reading in between counts them twice
+         * rather than not at all. */
+        uint64_t g = atomic_load_explicit(&r->gens_dropped, memory_order_relaxed);
+        uint64_t f = atomic_load_explicit(&r->frozen_dropped, memory_order_relaxed);
+        uint64_t by = atomic_load_explicit(&r->bytes_dropped, memory_order_relaxed);
+        atomic_store_explicit(&r->taken_gens, g + f, memory_order_relaxed);
+        atomic_store_explicit(&r->taken_bytes, by, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&r->gens_dropped, g, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&r->frozen_dropped, f, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&r->bytes_dropped, by, memory_order_relaxed);
         if (ret_bytes)
-                *ret_bytes = r->bytes_dropped;
-        r->gens_dropped = 0;
-        r->bytes_dropped = 0;
-        return n;
+                *ret_bytes = by;
+        return g + f;
 }

@@ -43,13 +43,21 @@ struct gt_ring {
         uint32_t count;
         uint64_t bytes;
         uint64_t unsent;        /* the newest `unsent` entries are not yet pushed to gtraced */
-        uint64_t gens_dropped;  /* evicted before being pushed anywhere (unsent) */
-        uint64_t bytes_dropped;
+        /* Losses no generation in the ring reports yet.  Written by the
+         * advance thread only, read by a crash handler without the hold:
+         * atomic, relaxed. */
+        _Atomic uint64_t gens_dropped;  /* evicted before being pushed anywhere (unsent) */
+        _Atomic uint64_t bytes_dropped;
+        /* Taken by the generation being assembled (gt_ring_take_dropped),
+         * which reports them once it is pushed: until then a crash handler
+         * counts them too, or a cycle it could not hold would lose them
+         * with the generation a frozen ring refuses. */
+        _Atomic uint64_t taken_gens, taken_bytes;
         uint64_t gens_evicted;  /* evicted at all, sent or not */
         uint64_t sent_total;    /* entries marked sent */
         atomic_int busy;        /* 1 while a push runs */
         atomic_int frozen;      /* set by the crash handler: pushes drop their blob */
-        _Atomic uint64_t frozen_dropped; /* blobs dropped so; added to gens_dropped */
+        _Atomic uint64_t frozen_dropped; /* blobs dropped so, and what they reported */
 };
 
 int gt_ring_init(struct gt_ring *r, uint32_t max_count, uint64_t max_bytes);
@@ -58,7 +66,8 @@ void gt_ring_done(struct gt_ring *r);
 /* Appends b (the ring takes the caller's reference), evicting oldest entries
  * until both bounds hold.  A blob larger than max_bytes alone is still kept
  * (as the only entry) so the newest data is never refused.  False when the
- * ring is frozen (a crash handler reads it): b is dropped and counted. */
+ * ring is frozen (a crash handler reads it): b is dropped and counted, with
+ * the losses it was to report (taken).  Either way nothing is taken after. */
 bool gt_ring_push(struct gt_ring *r, struct gt_blob *b);
 
 /* The crash handler's side: true once no push runs and none will until
@@ -75,11 +84,14 @@ struct gt_blob *gt_ring_first_unsent(const struct gt_ring *r);
 /* Marks that entry as pushed. */
 void gt_ring_mark_sent(struct gt_ring *r);
 
-/* Generations dropped unsent since the last call (and their bytes); resets. */
+/* Generations dropped unsent since the last call (and their bytes), for the
+ * generation being assembled to report: they are taken until it is pushed. */
 uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes);
-/* The same without the reset (the crash handler, which reports them in the
- * generation it seals and lets the advancer report them again if the
- * process lives on). */
+/* Every loss no generation in the ring reports, taken ones included,
+ * without a reset (the crash handler, which reports them in the generation
+ * it seals and lets the advancer report them again if the process lives
+ * on).  Async-signal-safe; exact once the ring is frozen, unless a cycle
+ * takes losses meanwhile (then they may count twice, never none). */
 uint64_t gt_ring_dropped(const struct gt_ring *r, uint64_t *ret_bytes);
 
 #endif

@@ -56,6 +56,41 @@ START_TEST(test_frozen_ring_keeps_its_entries)
 }
 END_TEST
 
+/* Losses a generation took to report are counted as long as it is not in
+ * the ring: by a crash handler reading the ring (gt_ring_dropped), and, if a
+ * frozen ring refuses that generation, with it.  Once it is in the ring, it
+ * reports them and they are no longer the ring's to count. */
+START_TEST(test_taken_losses_are_counted_until_pushed)
+{
+        struct gt_ring r;
+        ck_assert_int_eq(gt_ring_init(&r, 1, 1 << 20), 0);
+        ck_assert(gt_ring_push(&r, blob(1)));
+        r.unsent = 1;
+        ck_assert(gt_ring_push(&r, blob(2))); /* evicts 1, never sent: a loss */
+        uint64_t bytes;
+        ck_assert_uint_eq(gt_ring_dropped(&r, &bytes), 1);
+        /* Generation 3 is being assembled and reports that loss. */
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes), 1);
+        ck_assert_uint_eq(bytes, 100);
+        ck_assert_uint_eq(gt_ring_dropped(&r, &bytes), 1); /* taken, not yet reported */
+        ck_assert_uint_eq(bytes, 100);
+        /* The crash handler freezes the ring; generation 3 is refused: it
+         * is lost, with the loss it was to report. */
+        ck_assert(gt_ring_freeze(&r, 10));
+        ck_assert(!gt_ring_push(&r, blob(3)));
+        ck_assert_uint_eq(gt_ring_dropped(&r, &bytes), 2);
+        ck_assert_uint_eq(bytes, 200);
+        gt_ring_thaw(&r);
+        /* Generation 4 takes both and is pushed: it reports them. */
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes), 2);
+        ck_assert(gt_ring_push(&r, blob(4)));
+        ck_assert_uint_eq(gt_ring_dropped(&r, &bytes), 1); /* 2, unsent, evicted by 4 */
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, NULL), 1);
+        ck_assert(gt_ring_push(&r, blob(5)));
+        gt_ring_done(&r);
+}
+END_TEST
+
 START_TEST(test_freeze_gives_up_on_a_push_that_never_ends)
 {
         struct gt_ring r;
@@ -78,6 +113,7 @@ int main(void)
         Suite *s = suite_create("runtime-ring");
         TCase *tc = tcase_create("freeze");
         tcase_add_test(tc, test_frozen_ring_keeps_its_entries);
+        tcase_add_test(tc, test_taken_losses_are_counted_until_pushed);
         tcase_add_test(tc, test_freeze_gives_up_on_a_push_that_never_ends);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
