@@ -578,10 +578,12 @@ static struct gt_blob *assemble(uint64_t gen, const struct gt_clock_ref *ref, ui
                 status_reset(sp, gen); /* none were written (first generation) */
 
         pthread_mutex_lock(&gt.ring_lock);
-        lost_gens = gt_ring_take_dropped(&gt.ring, &lost_bytes);
+        uint64_t new_lost = 0;
+        lost_gens = gt_ring_take_dropped(&gt.ring, &lost_bytes, &new_lost);
         /* gtrace_get_stats() counts every loss since the start: the ring's
-         * count only holds the ones no generation has recorded yet. */
-        atomic_fetch_add_explicit(&gt.generations_lost, lost_gens, memory_order_relaxed);
+         * count only holds the ones no generation has recorded yet (a loss
+         * reported again, its first report lost, is counted once). */
+        atomic_fetch_add_explicit(&gt.generations_lost, new_lost, memory_order_relaxed);
         pthread_mutex_unlock(&gt.ring_lock);
         if (gb_reserve(head, GT_GEN_HEADER_MAX))
                 head->len = gt_encode_generation_header(head->p, gen, ref, start, lost_gens,
@@ -618,6 +620,8 @@ static struct gt_blob *assemble(uint64_t gen, const struct gt_clock_ref *ref, ui
         blob = blob_get(gen, len);
         if (!blob)
                 goto out;
+        blob->reported_gens = lost_gens;
+        blob->reported_bytes = lost_bytes;
         uint8_t *p = blob->data;
         memcpy(p, head->p, head->len);
         p += head->len;
@@ -633,7 +637,7 @@ static struct gt_blob *assemble(uint64_t gen, const struct gt_clock_ref *ref, ui
         atomic_fetch_add_explicit(&gt.events_lost, fc->lost, memory_order_relaxed);
 out:
         if (!blob)
-                atomic_fetch_add_explicit(&gt.generations_lost, 1, memory_order_relaxed);
+                gt_ring_untake(&gt.ring); /* this generation is a loss, and what it took */
         flush_write(fc, NULL); /* whatever is still held goes back */
         gb_recycle(head);
         gb_recycle(threads);

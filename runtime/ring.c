@@ -13,6 +13,7 @@ struct gt_blob *gt_blob_new(uint64_t gen, size_t len)
         b->refs = 1;
         b->gen = gen;
         b->len = len;
+        b->reported_gens = b->reported_bytes = 0;
         return b;
 }
 
@@ -59,6 +60,10 @@ static void ring_evict_oldest(struct gt_ring *r)
                 r->unsent = r->count;
                 atomic_fetch_add_explicit(&r->gens_dropped, 1, memory_order_relaxed);
                 atomic_fetch_add_explicit(&r->bytes_dropped, b->len, memory_order_relaxed);
+                /* And what it reported, which no one else will. */
+                atomic_fetch_add_explicit(&r->gens_carried, b->reported_gens, memory_order_relaxed);
+                atomic_fetch_add_explicit(&r->bytes_carried, b->reported_bytes,
+                                          memory_order_relaxed);
         }
         gt_blob_unref(b);
 }
@@ -70,13 +75,15 @@ bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
         if (atomic_load_explicit(&r->frozen, memory_order_seq_cst)) {
                 /* Lost, and what it was to report with it: count both
                  * before busy clears, which the crash handler waits for. */
+                atomic_fetch_add_explicit(&r->frozen_dropped, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&r->bytes_dropped, b->len, memory_order_relaxed);
                 atomic_fetch_add_explicit(
-                        &r->frozen_dropped,
-                        1 + atomic_exchange_explicit(&r->taken_gens, 0, memory_order_relaxed),
+                        &r->gens_carried,
+                        atomic_exchange_explicit(&r->taken_gens, 0, memory_order_relaxed),
                         memory_order_relaxed);
                 atomic_fetch_add_explicit(
-                        &r->bytes_dropped,
-                        b->len + atomic_exchange_explicit(&r->taken_bytes, 0, memory_order_relaxed),
+                        &r->bytes_carried,
+                        atomic_exchange_explicit(&r->taken_bytes, 0, memory_order_relaxed),
                         memory_order_relaxed);
                 atomic_store_explicit(&r->busy, 0, memory_order_release);
                 gt_blob_unref(b);
@@ -129,26 +136,45 @@ uint64_t gt_ring_dropped(const struct gt_ring *r, uint64_t *ret_bytes)
 {
         if (ret_bytes)
                 *ret_bytes = atomic_load_explicit(&r->bytes_dropped, memory_order_relaxed) +
+                             atomic_load_explicit(&r->bytes_carried, memory_order_relaxed) +
                              atomic_load_explicit(&r->taken_bytes, memory_order_relaxed);
         return atomic_load_explicit(&r->gens_dropped, memory_order_relaxed) +
                atomic_load_explicit(&r->frozen_dropped, memory_order_relaxed) +
+               atomic_load_explicit(&r->gens_carried, memory_order_relaxed) +
                atomic_load_explicit(&r->taken_gens, memory_order_relaxed);
 }
 
-uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes)
+uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes, uint64_t *ret_new)
 {
         /* Only the advance thread writes these.  Taken first, then
          * subtracted: a crash handler reading in between counts them twice
          * rather than not at all. */
         uint64_t g = atomic_load_explicit(&r->gens_dropped, memory_order_relaxed);
         uint64_t f = atomic_load_explicit(&r->frozen_dropped, memory_order_relaxed);
+        uint64_t c = atomic_load_explicit(&r->gens_carried, memory_order_relaxed);
         uint64_t by = atomic_load_explicit(&r->bytes_dropped, memory_order_relaxed);
-        atomic_store_explicit(&r->taken_gens, g + f, memory_order_relaxed);
-        atomic_store_explicit(&r->taken_bytes, by, memory_order_relaxed);
+        uint64_t cb = atomic_load_explicit(&r->bytes_carried, memory_order_relaxed);
+        atomic_store_explicit(&r->taken_gens, g + f + c, memory_order_relaxed);
+        atomic_store_explicit(&r->taken_bytes, by + cb, memory_order_relaxed);
         atomic_fetch_sub_explicit(&r->gens_dropped, g, memory_order_relaxed);
         atomic_fetch_sub_explicit(&r->frozen_dropped, f, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&r->gens_carried, c, memory_order_relaxed);
         atomic_fetch_sub_explicit(&r->bytes_dropped, by, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&r->bytes_carried, cb, memory_order_relaxed);
         if (ret_bytes)
-                *ret_bytes = by;
-        return g + f;
+                *ret_bytes = by + cb;
+        if (ret_new)
+                *ret_new = g + f;
+        return g + f + c;
+}
+
+void gt_ring_untake(struct gt_ring *r)
+{
+        atomic_fetch_add_explicit(&r->gens_dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->gens_carried,
+                                  atomic_exchange_explicit(&r->taken_gens, 0, memory_order_relaxed),
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->bytes_carried,
+                                  atomic_exchange_explicit(&r->taken_bytes, 0, memory_order_relaxed),
+                                  memory_order_relaxed);
 }

@@ -28,6 +28,9 @@ struct gt_blob {
         unsigned refs;
         uint64_t gen;
         size_t len;
+        /* Losses its header reports (gt_ring_take_dropped): if it is itself
+         * lost, they are reported again by a later generation. */
+        uint64_t reported_gens, reported_bytes;
         uint8_t data[];
 };
 
@@ -48,6 +51,9 @@ struct gt_ring {
          * atomic, relaxed. */
         _Atomic uint64_t gens_dropped;  /* evicted before being pushed anywhere (unsent) */
         _Atomic uint64_t bytes_dropped;
+        /* Losses counted before, whose report went with a generation that
+         * was itself lost (evicted unsent, or refused): to report again. */
+        _Atomic uint64_t gens_carried, bytes_carried;
         /* Taken by the generation being assembled (gt_ring_take_dropped),
          * which reports them once it is pushed: until then a crash handler
          * counts them too, or a cycle it could not hold would lose them
@@ -84,9 +90,14 @@ struct gt_blob *gt_ring_first_unsent(const struct gt_ring *r);
 /* Marks that entry as pushed. */
 void gt_ring_mark_sent(struct gt_ring *r);
 
-/* Generations dropped unsent since the last call (and their bytes), for the
- * generation being assembled to report: they are taken until it is pushed. */
-uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes);
+/* Losses for the generation being assembled to report (and their bytes):
+ * generations dropped unsent since the last call, and those whose report
+ * was lost with a later loss.  They are taken until it is pushed.  *ret_new
+ * (if not NULL): how many of them are new losses, not reported before. */
+uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes, uint64_t *ret_new);
+/* The generation that took them could not be made: it is a loss, and what
+ * it took is to be reported again. */
+void gt_ring_untake(struct gt_ring *r);
 /* Every loss no generation in the ring reports, taken ones included,
  * without a reset (the crash handler, which reports them in the generation
  * it seals and lets the advancer report them again if the process lives

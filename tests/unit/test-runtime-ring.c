@@ -43,7 +43,7 @@ START_TEST(test_frozen_ring_keeps_its_entries)
         ck_assert_uint_eq(gt_ring_at(&r, 1)->gen, 2);
         ck_assert_ptr_null(gt_ring_at(&r, 2));
         uint64_t bytes;
-        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes), 2);
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes, NULL), 2);
 
         gt_ring_thaw(&r);
         ck_assert(gt_ring_push(&r, blob(5)));
@@ -51,7 +51,7 @@ START_TEST(test_frozen_ring_keeps_its_entries)
         ck_assert_uint_eq(gt_ring_at(&r, 1)->gen, 5);
         /* Generation 1 left the ring without being sent anywhere: that
          * eviction is a loss of its own (the frozen drops were taken). */
-        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes), 1);
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes, NULL), 1);
         gt_ring_done(&r);
 }
 END_TEST
@@ -70,7 +70,7 @@ START_TEST(test_taken_losses_are_counted_until_pushed)
         uint64_t bytes;
         ck_assert_uint_eq(gt_ring_dropped(&r, &bytes), 1);
         /* Generation 3 is being assembled and reports that loss. */
-        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes), 1);
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes, NULL), 1);
         ck_assert_uint_eq(bytes, 100);
         ck_assert_uint_eq(gt_ring_dropped(&r, &bytes), 1); /* taken, not yet reported */
         ck_assert_uint_eq(bytes, 100);
@@ -82,11 +82,37 @@ START_TEST(test_taken_losses_are_counted_until_pushed)
         ck_assert_uint_eq(bytes, 200);
         gt_ring_thaw(&r);
         /* Generation 4 takes both and is pushed: it reports them. */
-        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes), 2);
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes, NULL), 2);
         ck_assert(gt_ring_push(&r, blob(4)));
         ck_assert_uint_eq(gt_ring_dropped(&r, &bytes), 1); /* 2, unsent, evicted by 4 */
-        ck_assert_uint_eq(gt_ring_take_dropped(&r, NULL), 1);
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, NULL, NULL), 1);
         ck_assert(gt_ring_push(&r, blob(5)));
+        gt_ring_done(&r);
+}
+END_TEST
+
+/* A generation evicted unsent takes with it the losses it reported: they
+ * are reported again by a later one (counted once as new losses). */
+START_TEST(test_evicted_report_is_carried)
+{
+        struct gt_ring r;
+        ck_assert_int_eq(gt_ring_init(&r, 1, 1 << 20), 0);
+        struct gt_blob *b = blob(1);
+        b->reported_gens = 3; /* it reported 3 earlier losses */
+        b->reported_bytes = 300;
+        ck_assert(gt_ring_push(&r, b));
+        ck_assert(gt_ring_push(&r, blob(2))); /* evicts 1, unsent */
+        uint64_t bytes, fresh;
+        ck_assert_uint_eq(gt_ring_dropped(&r, &bytes), 4);
+        ck_assert_uint_eq(bytes, 400);
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, &bytes, &fresh), 4);
+        ck_assert_uint_eq(fresh, 1); /* only generation 1 is a new loss */
+        ck_assert_uint_eq(bytes, 400);
+        /* The generation that took them cannot be made: a loss itself, and
+         * the four are reported again. */
+        gt_ring_untake(&r);
+        ck_assert_uint_eq(gt_ring_take_dropped(&r, NULL, &fresh), 5);
+        ck_assert_uint_eq(fresh, 1);
         gt_ring_done(&r);
 }
 END_TEST
@@ -114,6 +140,7 @@ int main(void)
         TCase *tc = tcase_create("freeze");
         tcase_add_test(tc, test_frozen_ring_keeps_its_entries);
         tcase_add_test(tc, test_taken_losses_are_counted_until_pushed);
+        tcase_add_test(tc, test_evicted_report_is_carried);
         tcase_add_test(tc, test_freeze_gives_up_on_a_push_that_never_ends);
         suite_add_tcase(s, tc);
         SRunner *sr = srunner_create(s);
