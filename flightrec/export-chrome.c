@@ -587,7 +587,12 @@ static __attribute__((noinline)) void ex_log(struct ex *x, const struct fr_gener
         const struct fr_track_thread *t = fr_track_event_thread(x->track);
 
         ev_begin(x, PH_I, ev->tid, ns);
-        xw_lit(w, ",\"s\":\"t\"");
+        /* The crash handler's note marks the whole process: viewers draw a
+         * process-scoped instant across all of its tracks. */
+        if (cat && strcmp(cat, PROTO_CRASH_CATEGORY) == 0)
+                xw_lit(w, ",\"s\":\"p\"");
+        else
+                xw_lit(w, ",\"s\":\"t\"");
         ev_name(x, "log", cat && cat[0] ? cat : "log");
         xw_lit(w, ",\"args\":{\"message\":");
         xw_str(w, (const char *)ev->bytes[A_LOG_MESSAGE],
