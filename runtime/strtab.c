@@ -89,8 +89,7 @@ bool gt_str_fixed(const char *s)
 
 struct table {
         _Atomic(void *) *slots;
-        _Atomic(void *) *list; /* entries in the order made (mask + 1 at most) */
-        _Atomic uint32_t listed;
+        _Atomic(void *) *list; /* entries by id - 1: in the order made (mask + 1 at most) */
         uint32_t mask;
         uint8_t *arena;
         size_t arena_bytes;
@@ -126,7 +125,6 @@ static int table_init(struct table *t, uint32_t max, uint64_t bytes)
                 t->slots = t->list = NULL;
                 return -ENOMEM;
         }
-        atomic_init(&t->listed, 0);
         /* Reserve without committing: pages are touched as entries are made. */
         void *a = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                        -1, 0);
@@ -162,28 +160,27 @@ static void *arena_alloc(struct table *t, size_t n)
         return t->arena + off;
 }
 
-/* Puts a finished entry, not yet published, on t's list; false when the
- * list is full (the entry must then not be published). */
-static bool list_add(struct table *t, void *e)
+/* Puts a finished entry, not yet published, on t's list at its id (ids
+ * are dense and taken once per entry made); false when that is past the
+ * list (the entry must then not be published). */
+static bool list_add(struct table *t, uint32_t id, void *e)
 {
-        uint32_t i = atomic_load_explicit(&t->listed, memory_order_relaxed);
-        do {
-                if (i > t->mask)
-                        return false;
-        } while (!atomic_compare_exchange_weak_explicit(&t->listed, &i, i + 1,
-                                                        memory_order_relaxed,
-                                                        memory_order_relaxed));
+        if (id - 1 > t->mask)
+                return false;
         /* Release: a walker that sees the pointer sees the entry. */
-        atomic_store_explicit(&t->list[i], e, memory_order_release);
+        atomic_store_explicit(&t->list[id - 1], e, memory_order_release);
         return true;
 }
 
-/* How many entries t's list holds; list_at(t, i) below it is one of them,
- * or NULL for an insert in progress (which no section of a generation being
- * cut can have used: see the top of this file). */
+/* How many entries t's list may hold; list_at(t, i) below it is one of
+ * them, or NULL for an insert in progress (which no section of a
+ * generation being cut can have used: see the top of this file). */
 static uint32_t list_len(struct table *t)
 {
-        return t->list ? atomic_load_explicit(&t->listed, memory_order_acquire) : 0;
+        if (!t->list)
+                return 0;
+        uint32_t n = atomic_load_explicit(&t->next_id, memory_order_relaxed) - 1;
+        return n <= t->mask ? n : t->mask + 1;
 }
 
 static void *list_at(struct table *t, uint32_t i)
@@ -255,7 +252,7 @@ struct gt_str *gt_str_intern(const char *s, size_t len)
                                 }
                                 fresh->id = atomic_fetch_add_explicit(&strs.next_id, 1,
                                                                       memory_order_relaxed);
-                                if (!list_add(&strs, fresh))
+                                if (!list_add(&strs, fresh->id, fresh))
                                         goto full;
                         }
                         void *expect = NULL;
@@ -295,7 +292,7 @@ struct gt_stack *gt_stack_intern(const uint64_t *pcs, uint32_t n)
                                 memcpy(fresh->pcs, pcs, n * sizeof(*pcs));
                                 fresh->id = atomic_fetch_add_explicit(&stacks.next_id, 1,
                                                                       memory_order_relaxed);
-                                if (!list_add(&stacks, fresh))
+                                if (!list_add(&stacks, fresh->id, fresh))
                                         goto full;
                         }
                         void *expect = NULL;
