@@ -853,7 +853,9 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
                 pcs[n++] = pc0;
         }
         at[n] = fp;
-        for (; n < max && (!pc0 || frame_ok(fp, t->stack_lo, t->stack_last));) {
+        /* A context's frame pointer is checked as stack_walk checks a start. */
+        bool walk = !pc0 || (n < max && frame_ok(fp, t->stack_lo, t->stack_last));
+        while (walk) {
                 const uintptr_t *frame = (const uintptr_t *)fp;
                 uintptr_t next = frame[0], ret = frame[1];
                 if (!ret) {
