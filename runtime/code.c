@@ -19,8 +19,9 @@
  * objects loaded and unloaded and stops there when they have not moved.
  * That lock (glibc's dl_load_write_lock) is held only while the list
  * changes and during other dl_iterate_phdr calls, not while a library's
- * constructors or destructors run, so a cycle can wait on it only briefly.  Two buffers: the
- * advancer rebuilds the one not published, then publishes it; readers are
+ * constructors or destructors run, so a cycle can wait on it only briefly.
+ * Two buffers: the advancer rebuilds the one not published, then publishes
+ * it; readers are
  * inside write sections, and the advancer rebuilds only after a wait for
  * every section in progress (gt_wait_writers), which a reader of the buffer
  * it is about to overwrite had begun before that buffer was replaced.  Until

@@ -125,7 +125,6 @@ uint64_t gt_stack_hash(const uint64_t *pcs, uint32_t n);
 /* Raises last_gen to gen (atomic max; off the fast path). */
 void gt_str_mark(struct gt_str *e, uint64_t gen);
 void gt_stack_mark(struct gt_stack *e, uint64_t gen);
-/* Calls fn for every entry with last_gen >= gen. */
 /* gtrace_log with an interrupted context's stack instead of the caller's:
  * pc (0: no stack) first, then the frame records from fp.  The crash
  * handler's note (crash.c). */
@@ -138,6 +137,7 @@ void gt_code_init(void);
 void gt_code_refresh(void);
 bool gt_code_addr(uintptr_t pc);
 
+/* Calls fn for every entry with last_gen >= gen. */
 void gt_str_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_str *e), void *ctx);
 void gt_stack_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_stack *e), void *ctx);
 uint64_t gt_strtab_dropped(void);
