@@ -68,6 +68,18 @@ static void ring_evict_oldest(struct gt_ring *r)
         gt_blob_unref(b);
 }
 
+/* What the generation being assembled took will not be reported by it:
+ * a later one reports it again. */
+static void carry_taken(struct gt_ring *r)
+{
+        atomic_fetch_add_explicit(&r->gens_carried,
+                                  atomic_exchange_explicit(&r->taken_gens, 0, memory_order_relaxed),
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->bytes_carried,
+                                  atomic_exchange_explicit(&r->taken_bytes, 0, memory_order_relaxed),
+                                  memory_order_relaxed);
+}
+
 bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
 {
         /* See ring.h: busy, then frozen, both seq_cst. */
@@ -77,14 +89,7 @@ bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
                  * before busy clears, which the crash handler waits for. */
                 atomic_fetch_add_explicit(&r->frozen_dropped, 1, memory_order_relaxed);
                 atomic_fetch_add_explicit(&r->bytes_dropped, b->len, memory_order_relaxed);
-                atomic_fetch_add_explicit(
-                        &r->gens_carried,
-                        atomic_exchange_explicit(&r->taken_gens, 0, memory_order_relaxed),
-                        memory_order_relaxed);
-                atomic_fetch_add_explicit(
-                        &r->bytes_carried,
-                        atomic_exchange_explicit(&r->taken_bytes, 0, memory_order_relaxed),
-                        memory_order_relaxed);
+                carry_taken(r);
                 atomic_store_explicit(&r->busy, 0, memory_order_release);
                 gt_blob_unref(b);
                 return false;
@@ -171,10 +176,5 @@ uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes, uint64_t *
 void gt_ring_untake(struct gt_ring *r)
 {
         atomic_fetch_add_explicit(&r->gens_dropped, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&r->gens_carried,
-                                  atomic_exchange_explicit(&r->taken_gens, 0, memory_order_relaxed),
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&r->bytes_carried,
-                                  atomic_exchange_explicit(&r->taken_bytes, 0, memory_order_relaxed),
-                                  memory_order_relaxed);
+        carry_taken(r);
 }
