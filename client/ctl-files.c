@@ -222,8 +222,8 @@ static json_t *last_json(const struct fr_last *l, const struct fr_dump_meta *met
                                           (json_int_t)(t->syscall_start_ns - l->start_ns)));
                 (void)json_array_append_new(jt, o);
                 /* The crash handler's note ends this thread: say so at the top. */
-                const struct fr_track_log *lg = t->nlogs ? fr_track_thread_log(t, t->nlogs - 1) : NULL;
-                if (lg && strcmp(lg->category, PROTO_CRASH_CATEGORY) == 0)
+                const struct fr_track_log *lg = fr_last_crash(t);
+                if (lg)
                         (void)json_object_set_new(
                                 root, "crash",
                                 json_pack("{s:I,s:s,s:I,s:s}", "tid", (json_int_t)t->tid, "name",

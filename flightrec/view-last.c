@@ -181,6 +181,12 @@ static void print_thread(const struct fr_last *l, FILE *out, const struct fr_tra
         print_logs(l, out, thread_log, t, t->nlogs);
 }
 
+const struct fr_track_log *fr_last_crash(const struct fr_track_thread *t)
+{
+        const struct fr_track_log *lg = t->nlogs ? fr_track_thread_log(t, t->nlogs - 1) : NULL;
+        return lg && strcmp(lg->category, PROTO_CRASH_CATEGORY) == 0 ? lg : NULL;
+}
+
 /* Threads whose last log is the crash handler's note (runtime/crash.c):
  * where the process died, said before the rest. */
 static void print_crash(const struct fr_last *l, FILE *out, struct fr_track_thread *const *threads,
@@ -188,8 +194,8 @@ static void print_crash(const struct fr_last *l, FILE *out, struct fr_track_thre
 {
         for (size_t i = 0; i < n; i++) {
                 const struct fr_track_thread *t = threads[i];
-                const struct fr_track_log *lg = t->nlogs ? fr_track_thread_log(t, t->nlogs - 1) : NULL;
-                if (!lg || strcmp(lg->category, PROTO_CRASH_CATEGORY) != 0)
+                const struct fr_track_log *lg = fr_last_crash(t);
+                if (!lg)
                         continue;
                 char d[32];
                 fputs("crashed on ", out);

@@ -280,6 +280,9 @@ int fr_last_collect(struct fr_dump *d, struct fr_last *ret, struct fr_error *ret
 void fr_last_done(struct fr_last *l);
 /* The human "trace backtrace".  0 or -EIO. */
 int fr_last_print(const struct fr_last *l, const struct fr_dump_meta *meta, FILE *out);
+/* t's last log if it is a crash handler's note (PROTO_CRASH_CATEGORY: the
+ * thread the process died on), else NULL. */
+const struct fr_track_log *fr_last_crash(const struct fr_track_thread *t);
 
 /* ---- gtracectl stats ---- */
 
