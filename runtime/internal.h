@@ -438,6 +438,9 @@ extern void (*gt_test_status_claimed)(uint64_t tid);
  * (table 0) or stack (table 1) table is published in its slot, before the
  * intern returns; lets a test hold its maker there while others find it. */
 extern void (*gt_test_published)(int table, const void *entry);
+/* Tests only (NULL otherwise): called when a wait for sections
+ * (gt_wait_sections) finds the thread tid inside one and waits for it. */
+extern void (*gt_test_section_wait)(uint64_t tid);
 /* gt_status_thread takes the thread's state as read before its claim (the
  * running fiber's id and name included: once the claim is won the thread
  * goes on and may end that fiber, and its slot be reused). */

@@ -393,6 +393,8 @@ bool gt_wait_sections(const struct gt_thread *skip, uint64_t deadline_ns)
                         if (t == skip)
                                 continue;
                         uint64_t s = atomic_load_explicit(&t->seq, memory_order_seq_cst);
+                        if (unlikely(gt_test_section_wait) && (s & 1))
+                                gt_test_section_wait(t->tid);
                         /* Odd: inside a write section that may have read the old
                          * generation.  Sections are a few hundred instructions;
                          * yield rather than burn the CPU of a preempted writer. */
@@ -1019,6 +1021,7 @@ static uint8_t *write_thread_status(struct gt_thread *t, struct gt_slot *s, uint
 #define THREAD_STATUS_BYTES (4 * 11 + GT_MAX_REGION_DEPTH * 24 + 6 * 11)
 
 void (*gt_test_status_claimed)(uint64_t tid);
+void (*gt_test_section_wait)(uint64_t tid);
 
 void gt_threads_status(uint64_t gen)
 {

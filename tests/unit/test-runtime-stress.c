@@ -270,7 +270,10 @@ static struct {
         bool b_made_stack;
         bool a_ready, a_go; /* A registered (its first event), A may log */
         bool a_held;        /* A held until released, not until a timeout */
-} pub = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, false, false, false};
+        uint64_t b_tid;
+        int waits_on_b;     /* 1: the advancer, past A, waits for B's section */
+} pub = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, false, false, false,
+         0, 0};
 static _Thread_local char pub_role; /* 'A' or 'B' */
 
 /* With lock held, waits until *stage reaches want, 5 s at most: whether
@@ -329,9 +332,22 @@ static __attribute__((noinline)) void pub_log(const char *category)
         __asm__ volatile("" ::: "memory"); /* not a tail call */
 }
 
+/* The advancer's wait for sections found tid inside one. */
+static void pub_section_wait(uint64_t tid)
+{
+        pthread_mutex_lock(&pub.lock);
+        if (tid == pub.b_tid) {
+                pub.waits_on_b = 1;
+                pthread_cond_broadcast(&pub.cond);
+        }
+        pthread_mutex_unlock(&pub.lock);
+}
+
 static void *pub_thread(void *arg)
 {
         pub_role = *(const char *)arg;
+        if (pub_role == 'B')
+                pub.b_tid = (uint64_t)gettid(); /* read by the test after stage 1 */
         if (pub_role == 'A') {
                 /* Registered now: a thread's first event takes the threads'
                  * lock, which the advancer holds while it waits for B. */
@@ -367,6 +383,7 @@ START_TEST(test_entry_found_before_its_maker_returns)
                                    .flags = GTRACE_F_NO_DAEMON};
         ck_assert_int_eq(gtrace_start(&o), 0);
         gt_test_published = pub_hook;
+        gt_test_section_wait = pub_section_wait;
         pthread_t a, b, fl;
         int flushed = -1;
         /* B first: the advancer checks the threads newest first, so it
@@ -383,11 +400,10 @@ START_TEST(test_entry_found_before_its_maker_returns)
         /* Cut g: the advancer moves to g + 1, passes A, waits for B. */
         uint64_t g = atomic_load(&gt.gen);
         ck_assert_int_eq(pthread_create(&fl, NULL, pub_flusher, &flushed), 0);
-        for (int i = 0; i < 5000 && atomic_load(&gt.gen) == g; i++)
-                usleep(1000);
-        ck_assert_uint_eq(atomic_load(&gt.gen), g + 1);
-        usleep(100 * 1000); /* past A: a barrier and a lock after the flip */
         pthread_mutex_lock(&pub.lock);
+        ck_assert_msg(stage_wait(&pub.cond, &pub.lock, &pub.waits_on_b, 1),
+                      "the advancer never waited for B");
+        ck_assert_uint_eq(atomic_load(&gt.gen), g + 1);
         pub.a_go = true;
         pthread_cond_broadcast(&pub.cond);
         pthread_mutex_unlock(&pub.lock);
@@ -397,6 +413,7 @@ START_TEST(test_entry_found_before_its_maker_returns)
         pthread_join(a, NULL);
         pthread_join(b, NULL);
         gt_test_published = NULL;
+        gt_test_section_wait = NULL;
         ck_assert_int_eq(pub.stage, 4);
         ck_assert(!pub.b_made_stack);
         /* Else the advancer waited for A's section too: not the case tested. */
