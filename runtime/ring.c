@@ -47,6 +47,21 @@ void gt_ring_done(struct gt_ring *r)
         r->count = 0;
 }
 
+/* Losses a lost generation reported, to be reported again by a later one. */
+static void carry(struct gt_ring *r, uint64_t gens, uint64_t bytes)
+{
+        atomic_fetch_add_explicit(&r->gens_carried, gens, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->bytes_carried, bytes, memory_order_relaxed);
+}
+
+/* The generation being assembled, which took the ring's losses, is pushed
+ * or lost: either way they are no longer taken. */
+static void untaken(struct gt_ring *r)
+{
+        atomic_store_explicit(&r->taken_gens, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->taken_bytes, 0, memory_order_relaxed);
+}
+
 static void ring_evict_oldest(struct gt_ring *r)
 {
         struct gt_blob *b = r->slots[r->head];
@@ -60,24 +75,9 @@ static void ring_evict_oldest(struct gt_ring *r)
                 r->unsent = r->count;
                 atomic_fetch_add_explicit(&r->gens_dropped, 1, memory_order_relaxed);
                 atomic_fetch_add_explicit(&r->bytes_dropped, b->len, memory_order_relaxed);
-                /* And what it reported, which no one else will. */
-                atomic_fetch_add_explicit(&r->gens_carried, b->reported_gens, memory_order_relaxed);
-                atomic_fetch_add_explicit(&r->bytes_carried, b->reported_bytes,
-                                          memory_order_relaxed);
+                carry(r, b->reported_gens, b->reported_bytes); /* what it reported */
         }
         gt_blob_unref(b);
-}
-
-/* What the generation being assembled took will not be reported by it:
- * a later one reports it again. */
-static void carry_taken(struct gt_ring *r)
-{
-        atomic_fetch_add_explicit(&r->gens_carried,
-                                  atomic_exchange_explicit(&r->taken_gens, 0, memory_order_relaxed),
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&r->bytes_carried,
-                                  atomic_exchange_explicit(&r->taken_bytes, 0, memory_order_relaxed),
-                                  memory_order_relaxed);
 }
 
 bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
@@ -89,7 +89,8 @@ bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
                  * before busy clears, which the crash handler waits for. */
                 atomic_fetch_add_explicit(&r->frozen_dropped, 1, memory_order_relaxed);
                 atomic_fetch_add_explicit(&r->bytes_dropped, b->len, memory_order_relaxed);
-                carry_taken(r);
+                carry(r, b->reported_gens, b->reported_bytes);
+                untaken(r);
                 atomic_store_explicit(&r->busy, 0, memory_order_release);
                 gt_blob_unref(b);
                 return false;
@@ -100,9 +101,7 @@ bool gt_ring_push(struct gt_ring *r, struct gt_blob *b)
         r->count++;
         r->bytes += b->len;
         r->unsent++;
-        /* b reports what was taken. */
-        atomic_store_explicit(&r->taken_gens, 0, memory_order_relaxed);
-        atomic_store_explicit(&r->taken_bytes, 0, memory_order_relaxed);
+        untaken(r); /* b reports them */
         atomic_store_explicit(&r->busy, 0, memory_order_release);
         return true;
 }
@@ -176,5 +175,7 @@ uint64_t gt_ring_take_dropped(struct gt_ring *r, uint64_t *ret_bytes, uint64_t *
 void gt_ring_untake(struct gt_ring *r)
 {
         atomic_fetch_add_explicit(&r->gens_dropped, 1, memory_order_relaxed);
-        carry_taken(r);
+        carry(r, atomic_load_explicit(&r->taken_gens, memory_order_relaxed),
+              atomic_load_explicit(&r->taken_bytes, memory_order_relaxed));
+        untaken(r);
 }
