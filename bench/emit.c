@@ -794,6 +794,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < run.nthreads; i++)
                 pthread_join(run.workers[i].thread, NULL);
 
+        /* Cut the open generation first: its events and losses count too. */
+        (void)gtrace_flush();
         struct gtrace_stats st;
         gtrace_get_stats(&st);
         report(lttng_enabled);

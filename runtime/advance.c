@@ -8,8 +8,9 @@
  * the daemon socket and its timers; on writers leaving their write sections
  * (a few hundred instructions).  Application threads reach it only through
  * gt.req_lock, and only from gtrace_dump(), gtrace_flush(), gtrace_stop()
- * and the rare early-advance kick (an eventfd write, when buffers are more
- * than half full).
+ * and the rare early-advance kick (an eventfd write, when the current
+ * generation holds more than half the buffer pool, or a thread found the
+ * pool empty).
  *
  * One generation's life, N being the current one:
  *
@@ -718,6 +719,8 @@ static void advance_finish(uint64_t gen, bool next, const struct gt_clock_ref *r
         uint64_t start = atomic_load_explicit(&gen_start_units, memory_order_relaxed);
 
         gt_wait_writers();
+        if (unlikely(gt_test_cycle))
+                gt_test_cycle(gen);
         /* After the wait: no walk is still reading the ranges it replaces. */
         gt_code_refresh();
         atomic_store_explicit(&gen_start_units, ref->units, memory_order_relaxed);
@@ -753,11 +756,16 @@ static void advance_cycle(bool next)
         if (cut > 1 && cut == gen)
                 advance_finish(gen - 1, true, &gt.crash_cut_ref);
 
+        /* A request for a cycle made from here on asks for the next one:
+         * the cut below may come too late for it (a thread that found no
+         * chunk for gen + 1 while gen is copied out needs a cut after this
+         * one, and cleared after the cut, its request would be lost, and
+         * the thread drop events until the period ends). */
+        atomic_store_explicit(&gt.kick, 0, memory_order_seq_cst);
         struct gt_clock_ref ref;
         gt_clock_reference(&ref);
-        atomic_store_explicit(&gt.gen, next ? gen + 1 : 0, memory_order_seq_cst);
+        gt_gen_publish(next ? gen + 1 : 0);
         advance_finish(gen, next, &ref);
-        atomic_store_explicit(&gt.kick, 0, memory_order_relaxed);
 }
 
 void gt_advance_wake(void)
@@ -766,6 +774,17 @@ void gt_advance_wake(void)
         if (gt.wake_fd >= 0)
                 (void)!write(gt.wake_fd, &one, sizeof(one));
 }
+
+void gt_advance_kick(void)
+{
+        /* The load first: threads past the mark keep asking, and a write
+         * each time would move the line between them for nothing. */
+        if (!atomic_load_explicit(&gt.kick, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&gt.kick, 1, memory_order_relaxed))
+                gt_advance_wake();
+}
+
+void (*gt_test_cycle)(uint64_t gen);
 
 /* ---- requests from application threads --------------------------------------------- */
 
@@ -1424,6 +1443,8 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
         atomic_store(&gt.fresh, 0);
         atomic_store(&gt.free_head, 0);
         atomic_store(&gt.in_use, 0);
+        atomic_store(&gt.gen_chunks[0], 0);
+        atomic_store(&gt.gen_chunks[1], 0);
         atomic_store(&gt.kick, 0);
         gt.kick_chunks = gt.nchunks / 2;
         atomic_store(&gt.next_fiber, 1);
@@ -1451,7 +1472,7 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
                 gt_crash_install();
 
         atomic_store_explicit(&gen_start_units, gt_clock_now(), memory_order_relaxed);
-        atomic_store_explicit(&gt.gen, 1, memory_order_seq_cst);
+        gt_gen_publish(1);
 
         /* The advance thread takes no signals: they belong to the application. */
         sigset_t all, old;

@@ -326,8 +326,13 @@ struct gt_state {
         _Atomic uint64_t free_head;   /* tag << 32 | (index + 1); 0 empty */
         _Atomic uint32_t *free_next;  /* per chunk: index + 1 of the next free one */
         _Atomic uint32_t in_use;      /* chunks handed out */
-        uint32_t kick_chunks;         /* in_use above this wakes the advancer early */
-        _Atomic int kick;             /* an early advance was requested */
+        /* Chunks taken for the generations of each parity, reset as the
+         * generation of that parity is published (gt_gen_publish): the
+         * current generation's count, without the chunks of the one the
+         * advancer is still copying out. */
+        _Atomic uint32_t gen_chunks[2];
+        uint32_t kick_chunks;         /* gen_chunks above this wakes the advancer early */
+        _Atomic int kick;             /* an early advance was requested (gt_advance_kick) */
 
         pthread_mutex_t threads_lock; /* guards the thread lists */
         struct gt_thread *threads;    /* live (invariant 1) */
@@ -383,6 +388,18 @@ struct gt_state {
 };
 
 extern struct gt_state gt;
+
+/* Makes gen the generation events go to (a cut; 0 stops tracing).  Its
+ * parity's chunk count starts over first: no thread writes a generation of
+ * that parity any more (the cut before waited for them), and none writes
+ * gen before this store. */
+static inline void gt_gen_publish(uint64_t gen)
+{
+        if (gen)
+                atomic_store_explicit(&gt.gen_chunks[gen & 1], 0, memory_order_relaxed);
+        atomic_store_explicit(&gt.gen, gen, memory_order_seq_cst);
+}
+
 /* Bytes of complete events in c, one of s's chunks (the tail's length is
  * the slot's cursor; a full chunk's was recorded when it filled).  The crash
  * handler calls this on other threads' live slots: a cursor that has
@@ -451,6 +468,14 @@ void gt_status_fiber(uint64_t gen, struct gt_fiber *f, uint32_t state);
 void gt_status_task(uint64_t gen, uint64_t task, uint64_t parent, struct gt_str *name,
                     uint64_t start);
 void gt_advance_wake(void);
+/* Asks the advance thread for a cycle now, once until that cycle begins
+ * (it clears the request before its cut: a request made while it is busy
+ * is a cycle more, never lost).  Async-signal-safe. */
+void gt_advance_kick(void);
+/* Tests only (NULL otherwise): called by the advance thread in each cycle
+ * after its cut, once no thread writes the generation cut, before that
+ * generation is assembled; lets a test hold a cycle in flight. */
+extern void (*gt_test_cycle)(uint64_t gen);
 /* The status records of gen for the crash handler; false while being written. */
 bool gt_status_records(uint64_t gen, const uint8_t **ret_p, size_t *ret_len,
                        uint64_t *ret_batches, uint64_t *ret_events);

@@ -691,12 +691,17 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
         if (!c) {
                 if (first)
                         s->tail = NULL;
+                /* The pool is empty: only a cut gives chunks back, and this
+                 * thread drops every event until one comes.  Ask for it
+                 * now, not at the period's end. */
+                gt_advance_kick();
                 goto drop;
         }
-        uint32_t used = atomic_load_explicit(&gt.in_use, memory_order_relaxed);
-        if (unlikely(used > gt.kick_chunks) &&
-            !atomic_exchange_explicit(&gt.kick, 1, memory_order_relaxed))
-                gt_advance_wake();
+        /* Half the pool in the current generation: cut it early, while
+         * the other half takes the events that come during the copy. */
+        if (unlikely(atomic_fetch_add_explicit(&gt.gen_chunks[gen & 1], 1,
+                                               memory_order_relaxed) >= gt.kick_chunks))
+                gt_advance_kick();
         c->base = first ? now : s->last;
         if (first)
                 s->last = now;

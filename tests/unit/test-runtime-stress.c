@@ -511,6 +511,91 @@ START_TEST(test_fiber_ends_inside_status_window)
 }
 END_TEST
 
+/* ---- a thread that found the pool empty while a cycle was in flight --------- */
+
+/*
+ * Half the pool in one generation wakes the advancer early; it cuts, and
+ * while it copies the generation out the thread fills what is left of the
+ * pool and drops.  The drop must bring the next cut at once: the generation
+ * the thread drops in ends there, not at the period's end (an hour here),
+ * and what the thread emits after it is kept.  The hook holds the cycle
+ * until the pool is empty, so the drop always falls inside it; the request
+ * it makes is the one a cycle that cleared its kick when done would lose.
+ */
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        int stage; /* 0 armed, 1 a cycle is held (hook to test), 2 let go */
+} cyc = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+
+static void cycle_hook(uint64_t gen)
+{
+        (void)gen;
+        pthread_mutex_lock(&cyc.lock);
+        if (cyc.stage == 0) {
+                cyc.stage = 1;
+                pthread_cond_broadcast(&cyc.cond);
+                /* Bounded: a test that failed before letting go must not
+                 * hang the advancer (and gtrace_stop) for ever. */
+                (void)stage_wait(&cyc.cond, &cyc.lock, &cyc.stage, 2);
+        }
+        pthread_mutex_unlock(&cyc.lock);
+}
+
+static uint64_t generations_now(void)
+{
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        return st.generations;
+}
+
+START_TEST(test_empty_pool_cuts_at_once)
+{
+        const char *dir = rt_tmpdir();
+        ck_assert_ptr_nonnull(dir);
+        struct gtrace_options o = {.period_ms = 3600000, .dump_dir = dir,
+                                   .flags = GTRACE_F_NO_DAEMON | GTRACE_F_NO_STACKS,
+                                   .chunk_bytes = 4096,
+                                   .max_buffer_bytes = 16 * 4096}; /* the kick past 8 */
+        static char text[1001]; /* three to a chunk */
+        memset(text, 'x', sizeof(text) - 1);
+        cyc.stage = 0;
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        gt_test_cycle = cycle_hook;
+        /* Ten chunks: the ninth asks for the early cut. */
+        for (int i = 0; i < 30; i++)
+                gtrace_log("fill", text);
+        pthread_mutex_lock(&cyc.lock);
+        bool held = stage_wait(&cyc.cond, &cyc.lock, &cyc.stage, 1);
+        pthread_mutex_unlock(&cyc.lock);
+        ck_assert_msg(held, "half the pool in one generation did not wake the advancer");
+        /* The cut is made (the hook runs after it): these go to the next
+         * generation, which gets the six or seven chunks the held one left,
+         * below the half-pool mark, and then drops. */
+        for (int i = 0; i < 100; i++)
+                gtrace_log("more", text);
+        ck_assert_uint_eq(generations_now(), 0);
+        pthread_mutex_lock(&cyc.lock);
+        cyc.stage = 2;
+        pthread_cond_broadcast(&cyc.cond);
+        pthread_mutex_unlock(&cyc.lock);
+        /* The held generation is pushed, then the one with the drops is
+         * cut by the request the drop made. */
+        uint64_t n = 0;
+        for (int i = 0; i < 1000 && (n = generations_now()) < 2; i++)
+                usleep(10000);
+        gt_test_cycle = NULL;
+        ck_assert_msg(n >= 2, "the generation that dropped was not cut (%llu finished)",
+                      (unsigned long long)n);
+        gtrace_counter("after", 1);
+        struct rt_summary s;
+        rt_dump_stop_read("empty-pool", &s);
+        ck_assert_uint_gt(s.lost, 0);
+        ck_assert_uint_eq(RT_COUNT(&s, LOG) + s.lost, 130);
+        ck_assert_uint_eq(RT_COUNT(&s, COUNTER), 1);
+}
+END_TEST
+
 int main(void)
 {
         Suite *suite = suite_create("runtime-stress");
@@ -520,6 +605,7 @@ int main(void)
         tcase_add_test(tc, test_fiber_ends_inside_status_window);
         tcase_add_test(tc, test_names_made_across_generations);
         tcase_add_test(tc, test_entry_found_before_its_maker_returns);
+        tcase_add_test(tc, test_empty_pool_cuts_at_once);
         suite_add_tcase(suite, tc);
         SRunner *sr = srunner_create(suite);
         srunner_set_fork_status(sr, CK_NOFORK);
