@@ -803,9 +803,12 @@ int main(int argc, char **argv)
                 char lost[96];
                 snprintf(lost, sizeof(lost), "%llu of %llu", (unsigned long long)st.events_lost,
                          (unsigned long long)(st.events + st.events_lost));
-                bench_row(run.nthreads == 1 ? "emit, 1 thread: gtrace events lost"
-                                            : "emit, 2 threads: gtrace events lost",
-                          lost, "", "0", "**NO**");
+                char what[128];
+                snprintf(what, sizeof(what), "emit, %s: gtrace events lost%s",
+                         run.nthreads == 1 ? "1 thread" : "2 threads",
+                         log_stacks ? "" : " (the run of logs without stacks)");
+                bench_row(what, lost, "dropped at full buffers and counted; their time is in the rows above",
+                          "0", "**NO**");
         }
         uint64_t gt = 0, gd = 0;
         for (int i = 0; i < run.nthreads; i++) {
