@@ -657,6 +657,15 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
 {
         struct gt_slot *s = &t->slot[gen & 1];
         bool first = s->gen != gen, claimed = false;
+        if (!first && s->lossy) {
+                /* Once an event is dropped, every later one of this generation
+                 * is too, even if chunks came back to the pool meanwhile: the
+                 * thread's stream must stay a consistent prefix (a region
+                 * whose begin was dropped must not show its end).  Without a
+                 * clock read: under overload a dropped event should cost
+                 * less than a kept one. */
+                goto drop;
+        }
         uint64_t now = gt_clock_now();
 
         if (first) {
@@ -680,12 +689,6 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                 claimed = prev < gen && atomic_compare_exchange_strong_explicit(
                                                 &t->status_gen, &prev, gen, memory_order_acq_rel,
                                                 memory_order_acquire);
-        } else if (s->lossy) {
-                /* Once an event is dropped, every later one of this generation
-                 * is too, even if chunks came back to the pool meanwhile: the
-                 * thread's stream must stay a consistent prefix (a region
-                 * whose begin was dropped must not show its end). */
-                goto drop;
         }
         struct gt_chunk *c = chunk_get();
         if (!c) {
@@ -1341,9 +1344,8 @@ static __attribute__((noinline)) void region_end_in(struct gt_thread *t, uint64_
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         if (likely(depth > 0 && depth <= GT_MAX_REGION_DEPTH)) {
                 struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
-                uint64_t now = gt_clock_now();
-                if (likely(s))
-                        put_region_end(s, now);
+                if (likely(s)) /* a dropped event reads no clock */
+                        put_region_end(s, gt_clock_now());
         }
         if (depth > 0)
                 atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
@@ -1371,9 +1373,10 @@ static __attribute__((noinline)) void counter_in(struct gt_thread *t, uint64_t g
                                                  const char *name, int64_t value)
 {
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
-        uint64_t now = gt_clock_now();
-        if (likely(s))
+        if (likely(s)) { /* a dropped event reads no clock */
+                uint64_t now = gt_clock_now();
                 put_counter(s, now, str_get(t, name, gen)->id, value);
+        }
         wr_exit(t);
 }
 
@@ -1481,8 +1484,8 @@ static __attribute__((noinline)) void log_in(struct gt_thread *t, uint64_t gen,
                 message = "";
         size_t len = strnlen(message, GT_MAX_LOG_BYTES);
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len);
-        uint64_t now = gt_clock_now();
-        if (likely(s)) {
+        if (likely(s)) { /* a dropped event reads no clock */
+                uint64_t now = gt_clock_now();
                 uint8_t *p = put_log_head(s, now, str_get(t, category, gen)->id, len);
                 copy_text(p, message, len);
                 p += len;
