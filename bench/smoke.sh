@@ -26,6 +26,12 @@ expect_rows() { # expect_rows WHAT MIN FILE
 expect_rows "bench-emit --threads 1" 6 "$scratch/emit1"
 "$bin/bench-emit" --threads 2 --rounds 2 --events 256 --only counter,region >"$scratch/emit2"
 expect_rows "bench-emit --threads 2" 4 "$scratch/emit2"
+"$bin/bench-emit" --rounds 1 --events 4096 --only counter --overload >"$scratch/emit3"
+expect_rows "bench-emit --overload" 2 "$scratch/emit3"
+if ! grep -q "overloaded" "$scratch/emit3"; then
+        echo "smoke: bench-emit --overload did not mark its rows" >&2
+        exit 1
+fi
 if "$bin/bench-emit" --only nosuchvariant >/dev/null 2>&1; then
         echo "smoke: bench-emit accepted an unknown variant" >&2
         exit 1
