@@ -549,18 +549,27 @@ static uint64_t generations_now(void)
         return st.generations;
 }
 
-START_TEST(test_empty_pool_cuts_at_once)
+/* Starts gtrace with nchunks chunks of 4 KiB for the whole process, no
+ * stacks and an hour's period (no cut but those the test makes or the
+ * pool asks for); returns a 1000-byte log text, three to a chunk. */
+static const char *start_small_pool(uint32_t nchunks)
 {
+        static char text[1001];
+        memset(text, 'x', sizeof(text) - 1);
         const char *dir = rt_tmpdir();
         ck_assert_ptr_nonnull(dir);
         struct gtrace_options o = {.period_ms = 3600000, .dump_dir = dir,
                                    .flags = GTRACE_F_NO_DAEMON | GTRACE_F_NO_STACKS,
                                    .chunk_bytes = 4096,
-                                   .max_buffer_bytes = 16 * 4096}; /* the kick past 8 */
-        static char text[1001]; /* three to a chunk */
-        memset(text, 'x', sizeof(text) - 1);
-        cyc.stage = 0;
+                                   .max_buffer_bytes = nchunks * 4096u};
         ck_assert_int_eq(gtrace_start(&o), 0);
+        return text;
+}
+
+START_TEST(test_empty_pool_cuts_at_once)
+{
+        cyc.stage = 0;
+        const char *text = start_small_pool(16); /* the kick past 8 */
         gt_test_cycle = cycle_hook;
         /* Ten chunks: the ninth asks for the early cut. */
         for (int i = 0; i < 30; i++)
@@ -605,15 +614,7 @@ END_TEST
  */
 START_TEST(test_copied_chunks_come_back_coldest_first)
 {
-        const char *dir = rt_tmpdir();
-        ck_assert_ptr_nonnull(dir);
-        struct gtrace_options o = {.period_ms = 3600000, .dump_dir = dir,
-                                   .flags = GTRACE_F_NO_DAEMON | GTRACE_F_NO_STACKS,
-                                   .chunk_bytes = 4096,
-                                   .max_buffer_bytes = 64 * 4096};
-        static char text[1001]; /* three to a chunk */
-        memset(text, 'x', sizeof(text) - 1);
-        ck_assert_int_eq(gtrace_start(&o), 0);
+        const char *text = start_small_pool(64);
         /* The only thread that emits: its chunks are the pool's first,
          * taken in order. */
         for (int i = 0; i < 9; i++)
