@@ -652,7 +652,7 @@ END_TEST
  * that the first one copied (the coldest in the advance thread's cache) is
  * the first taken: a thread writing a chunk the copy has just read misses
  * on every line (bench-emit's log stacks off: 1.4-1.8 times the floor
- * during a copy, 1.01 times with this order).
+ * during a copy; docs/performance.md has the runs).
  */
 START_TEST(test_copied_chunks_come_back_coldest_first)
 {
