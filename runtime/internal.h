@@ -324,6 +324,7 @@ struct gt_state {
         uint32_t nchunks;
         _Atomic uint32_t fresh;       /* next never-used chunk */
         _Atomic uint64_t free_head;   /* tag << 32 | (index + 1); 0 empty */
+        _Atomic uint64_t copied_head; /* the same, for chunks a cut in progress copied */
         _Atomic uint32_t *free_next;  /* per chunk: index + 1 of the next free one */
         _Atomic uint32_t in_use;      /* chunks handed out */
         /* Chunks taken for the generations of each parity, reset as the
@@ -427,6 +428,14 @@ void gt_threads_done(void);
 void gt_flush_threads(uint64_t gen, void (*fn)(void *ctx, struct gt_thread *t, struct gt_slot *s),
                       void *ctx);
 void gt_chunk_put(struct gt_chunk *c);
+/* A chunk a cut has copied, back in the pool but taken only when no other
+ * is left, until gt_chunks_copied_done() moves them all to the free stack,
+ * the first copied on top (advance.c, flush_write says why). */
+void gt_chunk_put_copied(struct gt_chunk *c);
+void gt_chunks_copied_done(void);
+/* Tests only (NULL otherwise): called by the advance thread once a cut's
+ * chunks are copied and back as copied, before they join the free stack. */
+extern void (*gt_test_copied)(uint64_t gen);
 
 /* Status handshake for every live thread at the start of gen; writes into
  * gt.status_buf through the callbacks in advance.c. */

@@ -191,37 +191,70 @@ static struct gt_chunk *chunk_take(uint32_t idx)
         return c;
 }
 
-/* Slow path (a new chunk).  Lock-free: pop the free stack (the tag in the
- * head's high half defeats ABA), else take a never-used chunk. */
-static struct gt_chunk *chunk_get(void)
+/* The pool's two stacks of returned chunks (free_head, copied_head):
+ * lock-free, each head packing a 32-bit ABA tag with index + 1, linked
+ * through free_next (a chunk is on one stack at most). */
+static bool chunk_pop(_Atomic uint64_t *top, uint32_t *ret)
 {
-        uint64_t head = atomic_load_explicit(&gt.free_head, memory_order_acquire);
+        uint64_t head = atomic_load_explicit(top, memory_order_acquire);
         while ((uint32_t)head) {
                 uint32_t idx = (uint32_t)head - 1;
                 uint32_t next = atomic_load_explicit(&gt.free_next[idx], memory_order_relaxed);
                 uint64_t want = ((head >> 32) + 1) << 32 | next;
-                if (atomic_compare_exchange_weak_explicit(&gt.free_head, &head, want,
-                                                          memory_order_acquire,
-                                                          memory_order_acquire))
-                        return chunk_take(idx);
+                if (atomic_compare_exchange_weak_explicit(top, &head, want, memory_order_acquire,
+                                                          memory_order_acquire)) {
+                        *ret = idx;
+                        return true;
+                }
         }
-        if (atomic_load_explicit(&gt.fresh, memory_order_relaxed) >= gt.nchunks)
-                return NULL;
-        uint32_t idx = atomic_fetch_add_explicit(&gt.fresh, 1, memory_order_relaxed);
-        if (idx >= gt.nchunks)
-                return NULL;
-        return chunk_take(idx);
+        return false;
+}
+
+static void chunk_push(_Atomic uint64_t *top, uint32_t idx)
+{
+        uint64_t head = atomic_load_explicit(top, memory_order_relaxed);
+        do {
+                atomic_store_explicit(&gt.free_next[idx], (uint32_t)head, memory_order_relaxed);
+        } while (!atomic_compare_exchange_weak_explicit(top, &head,
+                                                        ((head >> 32) + 1) << 32 | (idx + 1u),
+                                                        memory_order_release,
+                                                        memory_order_relaxed));
+}
+
+/* Slow path (a new chunk): a returned one, else a never-used one, else
+ * one a cut in progress has copied already (gt_chunk_put_copied: the
+ * last resort, its lines being in the advance thread's cache). */
+static struct gt_chunk *chunk_get(void)
+{
+        uint32_t idx;
+        if (chunk_pop(&gt.free_head, &idx))
+                return chunk_take(idx);
+        if (atomic_load_explicit(&gt.fresh, memory_order_relaxed) < gt.nchunks &&
+            (idx = atomic_fetch_add_explicit(&gt.fresh, 1, memory_order_relaxed)) < gt.nchunks)
+                return chunk_take(idx);
+        if (chunk_pop(&gt.copied_head, &idx))
+                return chunk_take(idx);
+        return NULL;
 }
 
 void gt_chunk_put(struct gt_chunk *c)
 {
-        uint64_t head = atomic_load_explicit(&gt.free_head, memory_order_relaxed);
-        do {
-                atomic_store_explicit(&gt.free_next[c->index], (uint32_t)head, memory_order_relaxed);
-        } while (!atomic_compare_exchange_weak_explicit(
-                &gt.free_head, &head, ((head >> 32) + 1) << 32 | (c->index + 1u),
-                memory_order_release, memory_order_relaxed));
+        chunk_push(&gt.free_head, c->index);
         atomic_fetch_sub_explicit(&gt.in_use, 1, memory_order_relaxed);
+}
+
+void gt_chunk_put_copied(struct gt_chunk *c)
+{
+        chunk_push(&gt.copied_head, c->index);
+        atomic_fetch_sub_explicit(&gt.in_use, 1, memory_order_relaxed);
+}
+
+void gt_chunks_copied_done(void)
+{
+        /* Popped last copied first, so the first copied ends on top. */
+        uint32_t idx;
+        while (chunk_pop(&gt.copied_head, &idx))
+                chunk_push(&gt.free_head, idx);
 }
 
 /* ---- threads ------------------------------------------------------------ */

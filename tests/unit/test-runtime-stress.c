@@ -648,6 +648,41 @@ START_TEST(test_kick_counts_the_current_generation)
 END_TEST
 
 /*
+ * While a cut is in flight, the chunks it has copied are back in the pool:
+ * a thread that finds no other takes them rather than drop events.  The
+ * hook holds the cut with every chunk copied, before they join the free
+ * stack; the next generation writes twelve chunks, six more than the pool
+ * has besides.
+ */
+START_TEST(test_copied_chunks_serve_before_drops)
+{
+        cyc.stage = 0;
+        const char *text = start_small_pool(16);
+        gt_test_copied = cycle_hook;
+        for (int i = 0; i < 30; i++) /* ten chunks: the ninth asks for the cut */
+                gtrace_log("fill", text);
+        pthread_mutex_lock(&cyc.lock);
+        bool held = stage_wait(&cyc.cond, &cyc.lock, &cyc.stage, 1);
+        pthread_mutex_unlock(&cyc.lock);
+        ck_assert_msg(held, "the cut did not copy its chunks");
+        for (int i = 0; i < 36; i++)
+                gtrace_log("next", text);
+        struct gt_slot *s = gt_self->cur;
+        bool dropped = s->lossy;
+        pthread_mutex_lock(&cyc.lock);
+        cyc.stage = 2;
+        pthread_cond_broadcast(&cyc.cond);
+        pthread_mutex_unlock(&cyc.lock);
+        struct rt_summary sum;
+        rt_dump_stop_read("copied-serve", &sum);
+        gt_test_copied = NULL;
+        ck_assert_msg(!dropped, "events dropped while copied chunks were in the pool");
+        ck_assert_uint_eq(RT_COUNT(&sum, LOG), 66);
+        ck_assert_uint_eq(sum.lost, 0);
+}
+END_TEST
+
+/*
  * A cut's chunks go back to the pool after the copy, last to first, so
  * that the first one copied (the coldest in the advance thread's cache) is
  * the first taken: a thread writing a chunk the copy has just read misses
@@ -688,6 +723,7 @@ int main(void)
         tcase_add_test(tc, test_entry_found_before_its_maker_returns);
         tcase_add_test(tc, test_empty_pool_cuts_at_once);
         tcase_add_test(tc, test_kick_counts_the_current_generation);
+        tcase_add_test(tc, test_copied_chunks_serve_before_drops);
         tcase_add_test(tc, test_copied_chunks_come_back_coldest_first);
         suite_add_tcase(suite, tc);
         SRunner *sr = srunner_create(suite);
