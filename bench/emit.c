@@ -46,6 +46,10 @@
  * what an event costs a thread when gtrace cannot keep it (rows marked
  * "overloaded", context only; the lost-events row says how many were kept).
  *
+ * --burst N: instead of the above, one thread logs N 24-byte texts as fast
+ * as it can with default options, and the row says how many gtrace kept:
+ * what a burst far above what the advance thread can copy loses.
+ *
  * --callgrind: one sample per variant on the calling thread, bracketed by
  * callgrind client requests (zero before, dump after), for instruction
  * counts; bench/run reads the dumps.
@@ -362,6 +366,7 @@ static size_t nvariants;
 static bool measured[NRESULTS];
 static bool log_stacks = true; /* --log-stacks */
 static bool overload;          /* --overload */
+static uint64_t burst;         /* --burst N: logs in one go, then the count kept */
 
 /* Is name one of the comma-separated list's? */
 static bool listed(const char *list, const char *name)
@@ -663,6 +668,36 @@ static void report(bool lttng_enabled)
         }
 }
 
+/* ---- a burst ---------------------------------------------------------------- */
+
+static int burst_mode(int cpu)
+{
+        (void)bench_pin(cpu);
+        double tpn = bench_ticks_per_ns();
+        uint64_t t0 = bench_ticks();
+        for (uint64_t i = 0; i < burst; i++)
+                gtrace_log("net", log_text);
+        uint64_t t1 = bench_ticks();
+        (void)gtrace_flush(); /* the open generation's events and losses count too */
+        struct gtrace_stats st;
+        gtrace_get_stats(&st);
+        gtrace_stop();
+        double ns = (double)(t1 - t0) / tpn / (double)burst;
+        uint64_t kept = st.events > burst ? burst : st.events; /* the thread's status aside */
+        char what[160], res[96], cmp[200];
+        snprintf(what, sizeof(what),
+                 "a burst: one thread logs %llu 24-byte texts at full speed (stack %s)",
+                 (unsigned long long)burst, log_stacks ? "on" : "off");
+        snprintf(res, sizeof(res), "%.1f%% kept (%llu lost, counted)",
+                 100.0 * (double)(st.events_lost < burst ? burst - st.events_lost : 0) /
+                         (double)burst,
+                 (unsigned long long)st.events_lost);
+        snprintf(cmp, sizeof(cmp), "%.2f ns per event; %llu generations cut; %llu events recorded",
+                 ns, (unsigned long long)st.generations, (unsigned long long)kept);
+        bench_row(what, res, cmp, "context", "");
+        return 0;
+}
+
 /* ---- callgrind mode -------------------------------------------------------- */
 
 static int callgrind_mode(void)
@@ -692,7 +727,7 @@ static void usage(FILE *f)
 {
         fprintf(f, "usage: bench-emit [--threads 1|2] [--rounds N] [--events N] [--callgrind]\n"
                    "                  [--lttng-enabled] [--cpus A,B] [--only VARIANT,...]\n"
-                   "                  [--log-stacks on|off] [--overload]\n"
+                   "                  [--log-stacks on|off] [--overload] [--burst N]\n"
                    "variants: floor floor_text floor_stack empty region counter log fiber collide\n"
                    "          lttng_ints lttng_msg lttng_disabled\n");
 }
@@ -709,6 +744,7 @@ int main(int argc, char **argv)
                 {"only", required_argument, NULL, 'o'},
                 {"log-stacks", required_argument, NULL, 's'},
                 {"overload", no_argument, NULL, 'O'},
+                {"burst", required_argument, NULL, 'B'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
@@ -746,6 +782,12 @@ int main(int argc, char **argv)
                         log_stacks = strcmp(optarg, "on") == 0;
                         break;
                 case 'O': overload = true; break;
+                case 'B':
+                        if (bench_parse_size(optarg, &burst) < 0 || burst == 0) {
+                                usage(stderr);
+                                return 2;
+                        }
+                        break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -795,6 +837,8 @@ int main(int argc, char **argv)
                 gtrace_stop();
                 return r;
         }
+        if (burst)
+                return burst_mode(cpus[0]);
 
         run.ticks_per_ns = bench_ticks_per_ns();
         pthread_barrier_init(&run.barrier, NULL, (unsigned)run.nthreads);

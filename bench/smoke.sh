@@ -28,6 +28,8 @@ expect_rows "bench-emit --threads 1" 6 "$scratch/emit1"
 expect_rows "bench-emit --threads 2" 4 "$scratch/emit2"
 "$bin/bench-emit" --rounds 1 --events 4096 --only counter --overload >"$scratch/emit3"
 expect_rows "bench-emit --overload" 2 "$scratch/emit3"
+"$bin/bench-emit" --burst 64K >"$scratch/emit4"
+expect_rows "bench-emit --burst" 1 "$scratch/emit4"
 if ! grep -q "overloaded" "$scratch/emit3"; then
         echo "smoke: bench-emit --overload did not mark its rows" >&2
         exit 1
