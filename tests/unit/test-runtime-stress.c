@@ -566,28 +566,43 @@ static const char *start_small_pool(uint32_t nchunks)
         return text;
 }
 
-START_TEST(test_empty_pool_cuts_at_once)
+/* Starts gtrace with a pool of sixteen chunks (start_small_pool), sets
+ * *hook to hold the first cut, and writes ten chunks of 1000-byte logs:
+ * the ninth asks for the early cut.  Returns the text once the hook holds
+ * that cut. */
+static const char *hold_first_cut(void (**hook)(uint64_t))
 {
         cyc.stage = 0;
         const char *text = start_small_pool(16); /* the kick past 8 */
-        gt_test_cycle = cycle_hook;
-        /* Ten chunks: the ninth asks for the early cut. */
+        *hook = cycle_hook;
         for (int i = 0; i < 30; i++)
                 gtrace_log("fill", text);
         pthread_mutex_lock(&cyc.lock);
         bool held = stage_wait(&cyc.cond, &cyc.lock, &cyc.stage, 1);
         pthread_mutex_unlock(&cyc.lock);
-        ck_assert_msg(held, "half the pool in one generation did not wake the advancer");
+        ck_assert_msg(held, "the advancer did not reach the hook with the first cut");
+        return text;
+}
+
+/* Lets the held cut go on. */
+static void cycle_release(void)
+{
+        pthread_mutex_lock(&cyc.lock);
+        cyc.stage = 2;
+        pthread_cond_broadcast(&cyc.cond);
+        pthread_mutex_unlock(&cyc.lock);
+}
+
+START_TEST(test_empty_pool_cuts_at_once)
+{
+        const char *text = hold_first_cut(&gt_test_cycle);
         /* The cut is made (the hook runs after it): these go to the next
          * generation, which gets the six or seven chunks the held one left,
          * below the half-pool mark, and then drops. */
         for (int i = 0; i < 100; i++)
                 gtrace_log("more", text);
         ck_assert_uint_eq(generations_now(), 0);
-        pthread_mutex_lock(&cyc.lock);
-        cyc.stage = 2;
-        pthread_cond_broadcast(&cyc.cond);
-        pthread_mutex_unlock(&cyc.lock);
+        cycle_release();
         /* The held generation is pushed, then the one with the drops is
          * cut by the request the drop made. */
         uint64_t n = 0;
@@ -614,23 +629,12 @@ END_TEST
  */
 START_TEST(test_kick_counts_the_current_generation)
 {
-        cyc.stage = 0;
-        const char *text = start_small_pool(16);
-        gt_test_cycle = cycle_hook;
-        for (int i = 0; i < 30; i++) /* ten chunks: the ninth asks for the cut */
-                gtrace_log("fill", text);
-        pthread_mutex_lock(&cyc.lock);
-        bool held = stage_wait(&cyc.cond, &cyc.lock, &cyc.stage, 1);
-        pthread_mutex_unlock(&cyc.lock);
-        ck_assert_msg(held, "half the pool in one generation did not wake the advancer");
+        const char *text = hold_first_cut(&gt_test_cycle);
         /* Three chunks of the next generation while sixteen are in use at
          * most: below its own mark, far above the mark for all in use. */
         for (int i = 0; i < 9; i++)
                 gtrace_log("next", text);
-        pthread_mutex_lock(&cyc.lock);
-        cyc.stage = 2;
-        pthread_cond_broadcast(&cyc.cond);
-        pthread_mutex_unlock(&cyc.lock);
+        cycle_release();
         uint64_t n = 0;
         for (int i = 0; i < 1000 && (n = generations_now()) < 1; i++)
                 usleep(10000);
@@ -656,23 +660,12 @@ END_TEST
  */
 START_TEST(test_copied_chunks_serve_before_drops)
 {
-        cyc.stage = 0;
-        const char *text = start_small_pool(16);
-        gt_test_copied = cycle_hook;
-        for (int i = 0; i < 30; i++) /* ten chunks: the ninth asks for the cut */
-                gtrace_log("fill", text);
-        pthread_mutex_lock(&cyc.lock);
-        bool held = stage_wait(&cyc.cond, &cyc.lock, &cyc.stage, 1);
-        pthread_mutex_unlock(&cyc.lock);
-        ck_assert_msg(held, "the cut did not copy its chunks");
+        const char *text = hold_first_cut(&gt_test_copied);
         for (int i = 0; i < 36; i++)
                 gtrace_log("next", text);
         struct gt_slot *s = gt_self->cur;
         bool dropped = s->lossy;
-        pthread_mutex_lock(&cyc.lock);
-        cyc.stage = 2;
-        pthread_cond_broadcast(&cyc.cond);
-        pthread_mutex_unlock(&cyc.lock);
+        cycle_release();
         struct rt_summary sum;
         rt_dump_stop_read("copied-serve", &sum);
         gt_test_copied = NULL;
