@@ -406,8 +406,6 @@ static void flush_thread(void *ctx, struct gt_thread *t, struct gt_slot *s)
  * 32 MiB cost 1.4-1.8 times one emitted outside it); a thread that finds
  * no chunk drops events, which is worse.
  */
-void (*gt_test_copied)(uint64_t gen);
-
 static uint8_t *flush_write(struct flush_ctx *fc, uint8_t *p)
 {
         for (size_t i = 0; i < fc->nheld; i++) {
@@ -798,6 +796,7 @@ void gt_advance_kick(void)
 }
 
 void (*gt_test_cycle)(uint64_t gen);
+void (*gt_test_copied)(uint64_t gen);
 
 /* ---- requests from application threads --------------------------------------------- */
 

@@ -21,10 +21,10 @@
  * changes and during other dl_iterate_phdr calls, not while a library's
  * constructors or destructors run, so a cycle can wait on it only briefly.
  * Two buffers: the advancer rebuilds the one not published, then publishes
- * it; readers are
- * inside write sections, and the advancer rebuilds only after a wait for
- * every section in progress (gt_wait_writers), which a reader of the buffer
- * it is about to overwrite had begun before that buffer was replaced.  Until
+ * it; readers are inside write sections, and the advancer rebuilds only
+ * after a wait for every section in progress (gt_wait_writers), which a
+ * reader of the buffer it is about to overwrite had begun before that
+ * buffer was replaced.  Until
  * the advancer's next cycle, a frame in an object just loaded ends the walk
  * (its stack is cut short, never wrong).
  */

@@ -897,23 +897,25 @@ static __attribute__((noinline, cold)) uint64_t stack_intern_walk(struct gt_thre
         }
         at[n] = fp;
         /* A context's frame pointer is checked as stack_walk checks a start. */
-        bool walk = !pc0 || (n < max && frame_ok(fp, t->stack_lo, t->stack_last));
-        while (walk) {
-                const uintptr_t *frame = (const uintptr_t *)fp;
-                uintptr_t next = frame[0], ret = frame[1];
-                if (!ret) {
-                        end0 = n > 0;
-                        break;
+        if (!pc0 || (n < max && frame_ok(fp, t->stack_lo, t->stack_last))) {
+                for (;;) {
+                        const uintptr_t *frame = (const uintptr_t *)fp;
+                        uintptr_t next = frame[0], ret = frame[1];
+                        if (!ret) {
+                                end0 = n > 0;
+                                break;
+                        }
+                        /* A record made by a frame without a frame pointer
+                         * holds the caller's data, not a return address
+                         * (code.c). */
+                        if (!gt_code_addr(ret))
+                                break;
+                        pcs[n++] = ret;
+                        at[n] = next;
+                        if (n == max || !frame_next_ok(next, fp, t->stack_last))
+                                break;
+                        fp = next;
                 }
-                /* A record made by a frame without a frame pointer holds
-                 * the caller's data, not a return address (code.c). */
-                if (!gt_code_addr(ret))
-                        break;
-                pcs[n++] = ret;
-                at[n] = next;
-                if (n == max || !frame_next_ok(next, fp, t->stack_last))
-                        break;
-                fp = next;
         }
         /* A cached stack is never empty: stack_capture relies on it. */
         struct gt_stack *e = n ? gt_stack_intern(pcs, n) : NULL;
