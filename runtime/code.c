@@ -24,9 +24,8 @@
  * it; readers are inside write sections, and the advancer rebuilds only
  * after a wait for every section in progress (gt_wait_writers), which a
  * reader of the buffer it is about to overwrite had begun before that
- * buffer was replaced.  Until
- * the advancer's next cycle, a frame in an object just loaded ends the walk
- * (its stack is cut short, never wrong).
+ * buffer was replaced.  Until the advancer's next cycle, a frame in an
+ * object just loaded ends the walk (its stack is cut short, never wrong).
  */
 #include <link.h>
 #include <stdint.h>
