@@ -526,12 +526,15 @@ static struct {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         int stage; /* 0 armed, 1 a cycle is held (hook to test), 2 let go */
-} cyc = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+        int cuts;  /* cycles the hook has seen, the held one included */
+} cyc = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
 
 static void cycle_hook(uint64_t gen)
 {
         (void)gen;
         pthread_mutex_lock(&cyc.lock);
+        cyc.cuts++;
+        pthread_cond_broadcast(&cyc.cond);
         if (cyc.stage == 0) {
                 cyc.stage = 1;
                 pthread_cond_broadcast(&cyc.cond);
@@ -567,16 +570,21 @@ static const char *start_small_pool(uint32_t nchunks)
 }
 
 /* Starts gtrace with a pool of sixteen chunks (start_small_pool), sets
- * *hook to hold the first cut, and writes ten chunks of 1000-byte logs:
- * the ninth asks for the early cut.  Returns the text once the hook holds
- * that cut. */
-static const char *hold_first_cut(void (**hook)(uint64_t))
+ * *hook to hold the first cut, and writes 1000-byte logs until the ninth
+ * chunk asks for that cut, and no further: a chunk the first generation
+ * took after the cut began would ask for a second one.  Returns the text
+ * once the hook holds the cut; *nlogs is how many logs it wrote. */
+static const char *hold_first_cut(void (**hook)(uint64_t), int *nlogs)
 {
         cyc.stage = 0;
+        cyc.cuts = 0;
         const char *text = start_small_pool(16); /* the kick past 8 */
         *hook = cycle_hook;
-        for (int i = 0; i < 30; i++)
+        *nlogs = 0;
+        while (atomic_load(&gt.gen_chunks[1]) <= gt.kick_chunks && *nlogs < 1000) {
                 gtrace_log("fill", text);
+                ++*nlogs;
+        }
         pthread_mutex_lock(&cyc.lock);
         bool held = stage_wait(&cyc.cond, &cyc.lock, &cyc.stage, 1);
         pthread_mutex_unlock(&cyc.lock);
@@ -595,27 +603,32 @@ static void cycle_release(void)
 
 START_TEST(test_empty_pool_cuts_at_once)
 {
-        const char *text = hold_first_cut(&gt_test_cycle);
+        int fill;
+        const char *text = hold_first_cut(&gt_test_cycle, &fill);
         /* The cut is made (the hook runs after it): these go to the next
-         * generation, which gets the six or seven chunks the held one left,
-         * below the half-pool mark, and then drops. */
+         * generation, which gets the chunks the held one left, below the
+         * half-pool mark, and then drops. */
         for (int i = 0; i < 100; i++)
                 gtrace_log("more", text);
         ck_assert_uint_eq(generations_now(), 0);
+        /* The drop asked for the next cut after this one cleared its own
+         * request: it stands. */
+        int kick = atomic_load(&gt.kick);
+        ck_assert_int_eq(kick, 1);
         cycle_release();
         /* The held generation is pushed, then the one with the drops is
-         * cut by the request the drop made. */
-        uint64_t n = 0;
-        for (int i = 0; i < 1000 && (n = generations_now()) < 2; i++)
-                usleep(10000);
+         * cut by the request the drop made: the hook sees that cut. */
+        pthread_mutex_lock(&cyc.lock);
+        (void)stage_wait(&cyc.cond, &cyc.lock, &cyc.cuts, 2);
+        int cuts = cyc.cuts;
+        pthread_mutex_unlock(&cyc.lock);
         gt_test_cycle = NULL;
-        ck_assert_msg(n >= 2, "the generation that dropped was not cut (%llu finished)",
-                      (unsigned long long)n);
+        ck_assert_msg(cuts >= 2, "the generation that dropped was not cut (%d cuts)", cuts);
         gtrace_counter("after", 1);
         struct rt_summary s;
         rt_dump_stop_read("empty-pool", &s);
         ck_assert_uint_gt(s.lost, 0);
-        ck_assert_uint_eq(RT_COUNT(&s, LOG) + s.lost, 130);
+        ck_assert_uint_eq(RT_COUNT(&s, LOG) + s.lost, (uint64_t)fill + 100);
         ck_assert_uint_eq(RT_COUNT(&s, COUNTER), 1);
 }
 END_TEST
@@ -629,24 +642,26 @@ END_TEST
  */
 START_TEST(test_kick_counts_the_current_generation)
 {
-        const char *text = hold_first_cut(&gt_test_cycle);
-        /* Three chunks of the next generation while sixteen are in use at
-         * most: below its own mark, far above the mark for all in use. */
+        int fill;
+        const char *text = hold_first_cut(&gt_test_cycle, &fill);
+        /* Three chunks of the next generation while the held one has nine:
+         * below its own mark, far above the mark for all in use. */
         for (int i = 0; i < 9; i++)
                 gtrace_log("next", text);
+        /* No request for a second cut (the cut in flight cleared the one
+         * it answers before it began). */
+        int kick = atomic_load(&gt.kick);
+        ck_assert_int_eq(kick, 0);
         cycle_release();
         uint64_t n = 0;
         for (int i = 0; i < 1000 && (n = generations_now()) < 1; i++)
                 usleep(10000);
         ck_assert_uint_eq(n, 1);
-        /* A second cut would follow at once (the advancer is awake and
-         * idle): give it the time, and see that none comes. */
-        usleep(500000);
         gt_test_cycle = NULL;
         ck_assert_uint_eq(generations_now(), 1);
         struct rt_summary sum;
         rt_dump_stop_read("own-mark", &sum);
-        ck_assert_uint_eq(RT_COUNT(&sum, LOG), 39);
+        ck_assert_uint_eq(RT_COUNT(&sum, LOG), (uint64_t)fill + 9);
         ck_assert_uint_eq(sum.lost, 0);
 }
 END_TEST
@@ -655,12 +670,13 @@ END_TEST
  * While a cut is in flight, the chunks it has copied are back in the pool:
  * a thread that finds no other takes them rather than drop events.  The
  * hook holds the cut with every chunk copied, before they join the free
- * stack; the next generation writes twelve chunks, six more than the pool
- * has besides.
+ * stack; the next generation writes twelve chunks, more than the seven
+ * the pool has besides.
  */
 START_TEST(test_copied_chunks_serve_before_drops)
 {
-        const char *text = hold_first_cut(&gt_test_copied);
+        int fill;
+        const char *text = hold_first_cut(&gt_test_copied, &fill);
         for (int i = 0; i < 36; i++)
                 gtrace_log("next", text);
         struct gt_slot *s = gt_self->cur;
@@ -670,7 +686,7 @@ START_TEST(test_copied_chunks_serve_before_drops)
         rt_dump_stop_read("copied-serve", &sum);
         gt_test_copied = NULL;
         ck_assert_msg(!dropped, "events dropped while copied chunks were in the pool");
-        ck_assert_uint_eq(RT_COUNT(&sum, LOG), 66);
+        ck_assert_uint_eq(RT_COUNT(&sum, LOG), (uint64_t)fill + 36);
         ck_assert_uint_eq(sum.lost, 0);
 }
 END_TEST
