@@ -589,7 +589,7 @@ static __attribute__((noinline)) void ex_log(struct ex *x, const struct fr_gener
         ev_begin(x, PH_I, ev->tid, ns);
         /* The crash handler's note marks the whole process: viewers draw a
          * process-scoped instant across all of its tracks. */
-        if (cat && strcmp(cat, PROTO_CRASH_CATEGORY) == 0)
+        if (proto_is_crash_note(cat))
                 xw_lit(w, ",\"s\":\"p\"");
         else
                 xw_lit(w, ",\"s\":\"t\"");

@@ -184,7 +184,7 @@ static void print_thread(const struct fr_last *l, FILE *out, const struct fr_tra
 const struct fr_track_log *fr_last_crash(const struct fr_track_thread *t)
 {
         const struct fr_track_log *lg = t->nlogs ? fr_track_thread_log(t, t->nlogs - 1) : NULL;
-        return lg && strcmp(lg->category, PROTO_CRASH_CATEGORY) == 0 ? lg : NULL;
+        return lg && proto_is_crash_note(lg->category) ? lg : NULL;
 }
 
 /* Threads whose last log is the crash handler's note (runtime/crash.c):

@@ -23,8 +23,10 @@
 #ifndef PROTO_EVENT_H
 #define PROTO_EVENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define PROTO_FORMAT_VERSION 1u
 
@@ -58,6 +60,12 @@ enum proto_fiber_state {
  * crash handler writes it (signal, instruction, fault address, the stack
  * from the interrupted frame); `gtracectl view --last` names it first. */
 #define PROTO_CRASH_CATEGORY "gtrace.crash"
+
+/* Is a LOG of category cat (NULL: none) the crash handler's note? */
+static inline bool proto_is_crash_note(const char *cat)
+{
+        return cat && strcmp(cat, PROTO_CRASH_CATEGORY) == 0;
+}
 
 /*
  * X(name, code, where, doc, args...)
