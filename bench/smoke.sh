@@ -44,4 +44,11 @@ grep -q '^gtrace_bytes=[1-9]' "$scratch/size"
 grep -q '^heap_per_thread=' "$scratch/mem"
 "$bin/bench-advancer" --rounds 1 --window-ms 20 --work 10 >"$scratch/adv"
 expect_rows "bench-advancer" 2 "$scratch/adv"
+# bench/run refuses a part it does not know, before it builds anything.
+if "$(dirname "$0")/run" --only emission,nosuchpart >/dev/null 2>"$scratch/run.err" ||
+        ! grep -q "unknown part 'nosuchpart'" "$scratch/run.err"; then
+        echo "smoke: bench/run accepted an unknown part" >&2
+        cat "$scratch/run.err" >&2
+        exit 1
+fi
 echo "smoke: all benchmark programs ran"
