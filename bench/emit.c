@@ -46,6 +46,10 @@
  * what an event costs a thread when gtrace cannot keep it (rows marked
  * "overloaded", context only; the lost-events row says how many were kept).
  *
+ * --tracing-off: gtrace is not started: what the calls cost a program built
+ * with its instrumentation that does not trace (rows marked "tracing off",
+ * context only, beside the floor and LTTng-UST's disabled tracepoint).
+ *
  * --burst N: instead of the above, one thread logs N 24-byte texts as fast
  * as it can with default options, and the row says how many gtrace kept:
  * what a burst far above what the advance thread can copy loses.
@@ -366,6 +370,7 @@ static size_t nvariants;
 static bool measured[NRESULTS];
 static bool log_stacks = true; /* --log-stacks */
 static bool overload;          /* --overload */
+static bool tracing_off;       /* --tracing-off */
 static uint64_t burst;         /* --burst N: logs in one go, then the count kept */
 
 /* Is name one of the comma-separated list's? */
@@ -591,6 +596,25 @@ static void report(bool lttng_enabled)
                 size_t n = 0;
                 enum result floor = R_FLOOR;
                 const char *label = rows[i].label;
+                if (tracing_off) {
+                        /* Nothing recorded: held to no floor, shown beside
+                         * the plain one and LTTng's disabled tracepoint. */
+                        if (rows[i].r == R_LOG)
+                                label = "gtrace log";
+                        ratio_of(rows[i].r, R_FLOOR, &rf);
+                        n = (size_t)snprintf(cmp, sizeof(cmp), "%.2f× floor [%.2f–%.2f]", rf.median,
+                                             rf.p25, rf.p75);
+                        if (have_lttng() && measured[R_LT_OFF]) {
+                                struct bench_stat lo;
+                                stat_of(R_LT_OFF, &lo);
+                                snprintf(cmp + n, sizeof(cmp) - n,
+                                         "; an LTTng-UST tracepoint disabled: %.2f ns", lo.median);
+                        }
+                        snprintf(what, sizeof(what),
+                                 "emit, %s: %s, tracing off (gtrace_start not called)", th, label);
+                        bench_row(what, res, cmp, "context", "");
+                        continue;
+                }
                 if (rows[i].r == R_LOG) {
                         label = log_stacks ? "gtrace log (24-byte text, stack on: the default)"
                                            : "gtrace log (24-byte text, stacks off: "
@@ -725,7 +749,8 @@ static void usage(FILE *f)
 {
         fprintf(f, "usage: bench-emit [--threads 1|2] [--rounds N] [--events N] [--callgrind]\n"
                    "                  [--lttng-enabled] [--cpus A,B] [--only VARIANT,...]\n"
-                   "                  [--log-stacks on|off] [--overload] [--burst N]\n"
+                   "                  [--log-stacks on|off] [--overload] [--tracing-off]\n"
+                   "                  [--burst N]\n"
                    "variants: floor floor_text floor_stack empty region counter log fiber collide\n"
                    "          lttng_ints lttng_msg lttng_disabled\n");
 }
@@ -742,6 +767,7 @@ int main(int argc, char **argv)
                 {"only", required_argument, NULL, 'o'},
                 {"log-stacks", required_argument, NULL, 's'},
                 {"overload", no_argument, NULL, 'O'},
+                {"tracing-off", no_argument, NULL, 'T'},
                 {"burst", required_argument, NULL, 'B'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
@@ -780,6 +806,7 @@ int main(int argc, char **argv)
                         log_stacks = strcmp(optarg, "on") == 0;
                         break;
                 case 'O': overload = true; break;
+                case 'T': tracing_off = true; break;
                 case 'B':
                         if (bench_parse_size(optarg, &burst) < 0 || burst == 0) {
                                 usage(stderr);
@@ -793,6 +820,10 @@ int main(int argc, char **argv)
         if (run.nthreads < 1 || run.nthreads > 2 || run.rounds < 1 || run.rounds > MAX_ROUNDS ||
             events < GROUP || events > (1ull << 32)) {
                 usage(stderr);
+                return 2;
+        }
+        if (tracing_off && (overload || burst)) {
+                fprintf(stderr, "bench-emit: --tracing-off goes with neither --overload nor --burst\n");
                 return 2;
         }
         run.groups = (uint32_t)(events / GROUP);
@@ -825,7 +856,7 @@ int main(int argc, char **argv)
                 o.max_buffer_bytes = 2 * 4096;
                 o.period_ms = 3600000;
         }
-        int r = gtrace_start(&o);
+        int r = tracing_off ? 0 : gtrace_start(&o);
         if (r < 0) {
                 fprintf(stderr, "bench-emit: gtrace_start: %s\n", strerror(-r));
                 return 1;

@@ -28,6 +28,11 @@ expect_rows "bench-emit --threads 1" 6 "$scratch/emit1"
 expect_rows "bench-emit --threads 2" 4 "$scratch/emit2"
 "$bin/bench-emit" --rounds 1 --events 4096 --only counter --overload >"$scratch/emit3"
 expect_rows "bench-emit --overload" 2 "$scratch/emit3"
+"$bin/bench-emit" --rounds 1 --events 256 --only region,log --tracing-off >"$scratch/emit5"
+if ! grep -q "tracing off" "$scratch/emit5"; then
+        echo "smoke: bench-emit --tracing-off did not mark its rows" >&2
+        exit 1
+fi
 "$bin/bench-emit" --burst 64K >"$scratch/emit4"
 expect_rows "bench-emit --burst" 1 "$scratch/emit4"
 if ! grep -q "overloaded" "$scratch/emit3"; then

@@ -506,17 +506,30 @@ static inline void wr_exit(struct gt_thread *t)
 }
 
 /*
+ * Whether a thread without its record may get one: tracing runs, or a
+ * forked child restarts it at its first event.  Two plain loads, so that an
+ * event while tracing is off returns before any call: a program built with
+ * its instrumentation and not tracing pays a few instructions an event, not
+ * a trip through thread_register's frame (which checks again, ordered).
+ */
+static inline bool may_register(void)
+{
+        return atomic_load_explicit(&gt.gen, memory_order_relaxed) != 0 ||
+               atomic_load_explicit(&gt.restart_after_fork, memory_order_relaxed) != 0;
+}
+
+/*
  * Opens an event: declares t (this thread's buffer) and gen (the generation
  * to write), or returns `ret` from the calling function when nothing may be
  * written.  A macro, so that no local's address escapes and the fast path
  * needs no stack frame beyond its registers.
  */
-#define EV_ENTER(t, gen, ...)                                         \
-        struct gt_thread *t = gt_self;                                \
-        if (unlikely(!t) && !(t = thread_register()))                 \
-                return __VA_ARGS__;                                   \
-        uint64_t gen = wr_enter(t);                                   \
-        if (unlikely(!gen))                                           \
+#define EV_ENTER(t, gen, ...)                                                      \
+        struct gt_thread *t = gt_self;                                             \
+        if (unlikely(!t) && (!may_register() || !(t = thread_register())))         \
+                return __VA_ARGS__;                                                \
+        uint64_t gen = wr_enter(t);                                                \
+        if (unlikely(!gen))                                                        \
                 return __VA_ARGS__
 
 /*
@@ -527,7 +540,7 @@ static inline void wr_exit(struct gt_thread *t)
 #define FAST_ENTER(t, gen, first)                                     \
         struct gt_thread *t = gt_self;                                \
         if (unlikely(!t))                                             \
-                return first;                                         \
+                return may_register() ? first : (void)0;              \
         uint64_t gen = wr_enter(t);                                   \
         if (unlikely(!gen))                                           \
                 return
