@@ -33,6 +33,8 @@ if ! grep -q "tracing off" "$scratch/emit5"; then
         echo "smoke: bench-emit --tracing-off did not mark its rows" >&2
         exit 1
 fi
+"$bin/bench-emit" --cold --rounds 1 >"$scratch/emit6"
+expect_rows "bench-emit --cold" 1 "$scratch/emit6"
 "$bin/bench-emit" --burst 64K >"$scratch/emit4"
 expect_rows "bench-emit --burst" 1 "$scratch/emit4"
 if ! grep -q "overloaded" "$scratch/emit3"; then
