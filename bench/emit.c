@@ -90,6 +90,13 @@
 #endif
 #endif
 
+/* Which libgtrace this binary links (bench-emit-static: libgtrace.a). */
+#if defined(GTRACE_BENCH_STATIC)
+#define GTRACE_BENCH_LINK "linked with libgtrace.a"
+#else
+#define GTRACE_BENCH_LINK "linked with libgtrace.so"
+#endif
+
 #define GROUP 32 /* events between two timer reads */
 #define MAX_ROUNDS 10000
 
@@ -734,9 +741,11 @@ static int burst_mode(int cpu)
 #define COLD_EVICT (1u << 20) /* bytes written between two requests */
 #define COLD_REQUESTS 2000    /* requests per kind in a sample */
 
-enum { COLD_EMPTY, COLD_FLOOR, COLD_GTRACE, COLD_KINDS };
+enum { COLD_EMPTY, COLD_FLOOR, COLD_GTRACE, COLD_FIRST, COLD_KINDS };
 
-/* One request's events: a region for the request and one per phase. */
+/* One request's events: a region for the request and one per phase.
+ * COLD_FIRST: one gtrace region, then six of the floor's appends: what the
+ * first event of a request costs beyond the floor's. */
 static __attribute__((noinline)) void cold_request(int kind)
 {
         switch (kind) {
@@ -749,6 +758,12 @@ static __attribute__((noinline)) void cold_request(int kind)
                 gtrace_region_begin("respond");
                 gtrace_region_end();
                 gtrace_region_end();
+                break;
+        case COLD_FIRST:
+                gtrace_region_begin("request");
+                gtrace_region_end();
+                for (uint64_t j = 0; j < 6; j++)
+                        floor_event(0x20, j);
                 break;
         case COLD_FLOOR:
                 for (uint64_t j = 0; j < 8; j++)
@@ -806,7 +821,7 @@ static int cold_mode(int cpu, uint32_t rounds)
                         samples[k][r] = sum / keep / tpn;
                 }
         }
-        struct bench_stat e, f, g, rt;
+        struct bench_stat e, f, g, rt, first;
         for (uint32_t r = 0; r < rounds; r++) {
                 double fl = samples[COLD_FLOOR][r] - samples[COLD_EMPTY][r];
                 ratio[r] = fl > 0 ? (samples[COLD_GTRACE][r] - samples[COLD_EMPTY][r]) / fl : 0;
@@ -815,19 +830,26 @@ static int cold_mode(int cpu, uint32_t rounds)
         for (uint32_t r = 0; r < rounds; r++) {
                 samples[COLD_FLOOR][r] -= samples[COLD_EMPTY][r];
                 samples[COLD_GTRACE][r] -= samples[COLD_EMPTY][r];
+                samples[COLD_FIRST][r] -= samples[COLD_EMPTY][r];
         }
+        bench_stat(samples[COLD_FIRST], rounds, &first);
         bench_stat(samples[COLD_EMPTY], rounds, &e);
         bench_stat(samples[COLD_FLOOR], rounds, &f);
         bench_stat(samples[COLD_GTRACE], rounds, &g);
         bench_stat(ratio, rounds, &rt);
-        char res[96], cmp[256];
+        char res[96], cmp[320], what[160];
         bench_fmt_stat(res, sizeof(res), &g, "ns", 1);
         snprintf(cmp, sizeof(cmp),
-                 "the floor's 8 appends: %.1f ns [%.1f–%.1f]; gtrace/floor %.2f× [%.2f–%.2f] "
+                 "the floor's 8 appends: %.1f ns [%.1f–%.1f]; gtrace/floor %.2f× [%.2f–%.2f]; "
+                 "one gtrace region and 6 of the floor's appends: %.1f ns [%.1f–%.1f] "
                  "(the timer alone: %.1f ns, subtracted)",
-                 f.median, f.p25, f.p75, rt.median, rt.p25, rt.p75, e.median);
-        bench_row("emit, cold: a request's 8 events (4 regions) after 1 MiB of other memory traffic",
-                  res, cmp, "context", "");
+                 f.median, f.p25, f.p75, rt.median, rt.p25, rt.p75, first.median, first.p25,
+                 first.p75, e.median);
+        snprintf(what, sizeof(what),
+                 "emit, cold: a request's 8 events (4 regions) after 1 MiB of other memory "
+                 "traffic, %s",
+                 GTRACE_BENCH_LINK);
+        bench_row(what, res, cmp, "context", "");
         for (int k = 0; k < COLD_KINDS; k++)
                 free(samples[k]);
         free(ratio);
