@@ -26,18 +26,27 @@
  * reader of the buffer it is about to overwrite had begun before that
  * buffer was replaced.  Until the advancer's next cycle, a frame in an
  * object just loaded ends the walk (its stack is cut short, never wrong).
+ *
+ * A buffer grows when the objects' segments outnumber it, and only while
+ * it is not published, so no reader is in the arrays it replaces; up to
+ * CODE_MAX segments (beyond, the later objects' frames end walks, as an
+ * object just loaded does).  The buffers live as long as the process.
  */
 #include <link.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "internal.h"
 
-#define CODE_MAX 512 /* executable segments; beyond, the later objects' frames end walks */
+#define CODE_FIRST 256       /* segments a buffer holds at first */
+#define CODE_MAX (1u << 16)  /* at most: 1 MiB a buffer */
 
 struct code_ranges {
-        uint32_t n;
-        uintptr_t lo[CODE_MAX], hi[CODE_MAX]; /* [lo, hi), sorted by lo, disjoint */
+        uint32_t n, cap;
+        uintptr_t *lo, *hi; /* [lo, hi), sorted by lo, disjoint; cap of each */
 };
+
+uint32_t gt_test_code_first;
 
 static struct code_ranges code_buf[2];
 static _Atomic(const struct code_ranges *) code_cur;
@@ -47,7 +56,7 @@ static bool code_built;
 struct code_scan {
         struct code_ranges *r;
         unsigned long long adds, subs;
-        bool first, force, unchanged;
+        bool first, force, unchanged, full;
 };
 
 static int code_add(struct dl_phdr_info *info, size_t size, void *ctx)
@@ -68,8 +77,10 @@ static int code_add(struct dl_phdr_info *info, size_t size, void *ctx)
                 const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
                 if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || !ph->p_memsz)
                         continue;
-                if (r->n == CODE_MAX)
+                if (r->n == r->cap) {
+                        sc->full = true;
                         return 1;
+                }
                 uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
                 /* Insertion sort: objects come in load order, not address order. */
                 uint32_t j = r->n++;
@@ -83,6 +94,21 @@ static int code_add(struct dl_phdr_info *info, size_t size, void *ctx)
         return 0;
 }
 
+/* Gives r room for cap segments (r is not published).  On failure r keeps
+ * what it had, and the scan keeps the segments that fit. */
+static void code_grow(struct code_ranges *r, uint32_t cap)
+{
+        uintptr_t *lo = realloc(r->lo, cap * sizeof(*lo));
+        if (!lo)
+                return;
+        r->lo = lo;
+        uintptr_t *hi = realloc(r->hi, cap * sizeof(*hi));
+        if (!hi)
+                return;
+        r->hi = hi;
+        r->cap = cap;
+}
+
 /* Reads the loaded objects into the buffer not published and publishes
  * it, if any was loaded or unloaded since the last build (or always, with
  * force).  Never while a reader may be in that buffer: see the top. */
@@ -90,9 +116,21 @@ static void code_build(bool force)
 {
         const struct code_ranges *cur = atomic_load_explicit(&code_cur, memory_order_relaxed);
         struct code_ranges *next = cur == &code_buf[0] ? &code_buf[1] : &code_buf[0];
-        struct code_scan sc = {.r = next, .first = true, .force = force};
-        next->n = 0;
-        (void)dl_iterate_phdr(code_add, &sc);
+        if (!next->cap)
+                code_grow(next, gt_test_code_first ? gt_test_code_first : CODE_FIRST);
+        struct code_scan sc;
+        for (;;) {
+                sc = (struct code_scan){.r = next, .first = true, .force = force};
+                next->n = 0;
+                (void)dl_iterate_phdr(code_add, &sc);
+                if (!sc.full || !next->cap || next->cap >= CODE_MAX)
+                        break;
+                uint32_t cap = next->cap;
+                code_grow(next, cap * 2 < CODE_MAX ? cap * 2 : CODE_MAX);
+                if (next->cap == cap)
+                        break; /* out of memory: what fits */
+                force = true;   /* the counts are read; scan it all again */
+        }
         if (sc.unchanged)
                 return; /* keep the published one */
         code_adds = sc.adds;

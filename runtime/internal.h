@@ -136,6 +136,9 @@ void gt_log_context(const char *category, const char *message, uintptr_t pc, uin
 void gt_code_init(void);
 void gt_code_refresh(void);
 bool gt_code_addr(uintptr_t pc);
+/* Test hook: when set before gtrace_start, the segments a code buffer holds
+ * at first (it grows from there), so that a test sees the growth. */
+extern uint32_t gt_test_code_first;
 
 /* Calls fn for every entry with last_gen >= gen. */
 void gt_str_foreach(uint64_t gen, void (*fn)(void *ctx, const struct gt_str *e), void *ctx);

@@ -269,6 +269,32 @@ START_TEST(test_stack_through_library_loaded_later)
 }
 END_TEST
 
+/* The code table grows with the objects loaded: with room for one segment
+ * at first, frames in the test's own executable, in libc and in a library
+ * loaded later are all still walked through. */
+START_TEST(test_stack_code_table_grows)
+{
+        gt_test_code_first = 1;
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 3600000); /* cycles only when asked */
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        void *dso = dlopen(GTRACE_TEST_DSO, RTLD_NOW | RTLD_LOCAL);
+        ck_assert_msg(dso, "%s", dlerror());
+        void (*call)(void (*)(void)) = (void (*)(void (*)(void)))dlsym(dso, "test_dso_call");
+        ck_assert_ptr_nonnull(call);
+        (void)dump_and_read("load"); /* a cycle: the advancer reads the new object */
+        call(log_from_here);
+        struct rt_summary s = dump_and_read("after");
+        uintptr_t fn = (uintptr_t)log_from_here;
+        ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+        /* log_from_here, test_dso_call, this test and what called it. */
+        ck_assert_uint_ge(s.last_log_npcs, 3);
+        gtrace_stop();
+        gt_test_code_first = 0;
+        dlclose(dso);
+}
+END_TEST
+
 /* rec(k) logs from k frames deeper than rec(0) does, always from the same
  * call site: stacks that share their innermost frame and differ further out. */
 TEST_FRAME static void rec(int k)
@@ -1393,6 +1419,7 @@ int main(void)
         tcase_add_test(core, test_stack_ends_at_data);
 #endif
         tcase_add_test(core, test_stack_through_library_loaded_later);
+        tcase_add_test(core, test_stack_code_table_grows);
         tcase_add_test(core, test_stack_cache_follows_the_stack);
         tcase_add_test(core, test_stack_depth_cap);
         tcase_add_test(core, test_stack_depth_changes_across_restart);
