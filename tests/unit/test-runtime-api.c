@@ -242,28 +242,43 @@ START_TEST(test_stack_ends_at_data)
 END_TEST
 #endif
 
+typedef void (*dso_call_fn)(void (*)(void));
+
+/* Starts tracing (cycles only when asked: a dump is one) and loads the test
+ * library after it; returns the library's test_dso_call. */
+static dso_call_fn start_then_load_dso(void **dso)
+{
+        struct gtrace_options o = opts(rt_tmpdir(), 3600000);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        *dso = dlopen(GTRACE_TEST_DSO, RTLD_NOW | RTLD_LOCAL);
+        ck_assert_msg(*dso, "%s", dlerror());
+        dso_call_fn call = (dso_call_fn)dlsym(*dso, "test_dso_call");
+        ck_assert_ptr_nonnull(call);
+        return call;
+}
+
+/* Dumps (a cycle) and returns how many frames the last log's stack has,
+ * checking that it starts in log_from_here. */
+static uint64_t last_log_frames(const char *why)
+{
+        struct rt_summary s = dump_and_read(why);
+        uintptr_t fn = (uintptr_t)log_from_here;
+        ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
+        return s.last_log_npcs;
+}
+
 /* A library loaded after gtrace_start: until the advancer has read the
  * loaded objects again, a walk ends at its frame (cut short, never data);
  * after a cycle, the stack goes through it. */
 START_TEST(test_stack_through_library_loaded_later)
 {
-        const char *dir = rt_tmpdir();
-        struct gtrace_options o = opts(dir, 3600000); /* cycles only when asked */
-        ck_assert_int_eq(gtrace_start(&o), 0);
-        void *dso = dlopen(GTRACE_TEST_DSO, RTLD_NOW | RTLD_LOCAL);
-        ck_assert_msg(dso, "%s", dlerror());
-        void (*call)(void (*)(void)) = (void (*)(void (*)(void)))dlsym(dso, "test_dso_call");
-        ck_assert_ptr_nonnull(call);
+        void *dso;
+        dso_call_fn call = start_then_load_dso(&dso);
         call(log_from_here);
-        struct rt_summary s = dump_and_read("before"); /* the dump is a cycle */
-        uintptr_t fn = (uintptr_t)log_from_here;
-        ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
-        ck_assert_uint_eq(s.last_log_npcs, 1);
+        ck_assert_uint_eq(last_log_frames("before"), 1);
         call(log_from_here);
-        s = dump_and_read("after");
-        ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
         /* log_from_here, test_dso_call, this test and what called it. */
-        ck_assert_uint_ge(s.last_log_npcs, 3);
+        ck_assert_uint_ge(last_log_frames("after"), 3);
         gtrace_stop();
         dlclose(dso);
 }
@@ -275,20 +290,11 @@ END_TEST
 START_TEST(test_stack_code_table_grows)
 {
         gt_test_code_first = 1;
-        const char *dir = rt_tmpdir();
-        struct gtrace_options o = opts(dir, 3600000); /* cycles only when asked */
-        ck_assert_int_eq(gtrace_start(&o), 0);
-        void *dso = dlopen(GTRACE_TEST_DSO, RTLD_NOW | RTLD_LOCAL);
-        ck_assert_msg(dso, "%s", dlerror());
-        void (*call)(void (*)(void)) = (void (*)(void (*)(void)))dlsym(dso, "test_dso_call");
-        ck_assert_ptr_nonnull(call);
+        void *dso;
+        dso_call_fn call = start_then_load_dso(&dso);
         (void)dump_and_read("load"); /* a cycle: the advancer reads the new object */
         call(log_from_here);
-        struct rt_summary s = dump_and_read("after");
-        uintptr_t fn = (uintptr_t)log_from_here;
-        ck_assert(s.last_log_pc0 > fn && s.last_log_pc0 < fn + 256);
-        /* log_from_here, test_dso_call, this test and what called it. */
-        ck_assert_uint_ge(s.last_log_npcs, 3);
+        ck_assert_uint_ge(last_log_frames("after"), 3);
         gtrace_stop();
         gt_test_code_first = 0;
         dlclose(dso);
