@@ -28,9 +28,11 @@
  * object just loaded ends the walk (its stack is cut short, never wrong).
  *
  * A buffer grows when the objects' segments outnumber it, and only while
- * it is not published, so no reader is in the arrays it replaces; up to
- * CODE_MAX segments (beyond, the later objects' frames end walks, as an
- * object just loaded does).  The buffers live as long as the process.
+ * it is not published, so no reader is in the arrays it replaces: it holds
+ * every segment the process has loaded (16 bytes each), as the loader's
+ * own list holds every object.  Only when memory runs out do the later
+ * objects' frames end walks, as an object just loaded does.  The buffers
+ * live as long as the process.
  */
 #include <link.h>
 #include <stdint.h>
@@ -38,8 +40,7 @@
 
 #include "internal.h"
 
-#define CODE_FIRST 256       /* segments a buffer holds at first */
-#define CODE_MAX (1u << 16)  /* at most: 1 MiB a buffer */
+#define CODE_FIRST 256 /* segments a buffer holds at first */
 
 struct code_ranges {
         uint32_t n, cap;
@@ -116,17 +117,21 @@ static void code_build(bool force)
 {
         const struct code_ranges *cur = atomic_load_explicit(&code_cur, memory_order_relaxed);
         struct code_ranges *next = cur == &code_buf[0] ? &code_buf[1] : &code_buf[0];
-        if (!next->cap)
-                code_grow(next, gt_test_code_first ? gt_test_code_first : CODE_FIRST);
+        /* A test's small start applies to every build, so that each one
+         * it makes has to grow. */
+        if (gt_test_code_first)
+                code_grow(next, gt_test_code_first);
+        else if (!next->cap)
+                code_grow(next, CODE_FIRST);
         struct code_scan sc;
         for (;;) {
                 sc = (struct code_scan){.r = next, .first = true, .force = force};
                 next->n = 0;
                 (void)dl_iterate_phdr(code_add, &sc);
-                if (!sc.full || !next->cap || next->cap >= CODE_MAX)
-                        break;
                 uint32_t cap = next->cap;
-                code_grow(next, cap * 2 < CODE_MAX ? cap * 2 : CODE_MAX);
+                if (!sc.full || !cap || cap > UINT32_MAX / 2)
+                        break;
+                code_grow(next, cap * 2);
                 if (next->cap == cap)
                         break; /* out of memory: what fits */
                 force = true;   /* the counts are read; scan it all again */

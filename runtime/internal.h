@@ -136,8 +136,8 @@ void gt_log_context(const char *category, const char *message, uintptr_t pc, uin
 void gt_code_init(void);
 void gt_code_refresh(void);
 bool gt_code_addr(uintptr_t pc);
-/* Test hook: when set before gtrace_start, the segments a code buffer holds
- * at first (it grows from there), so that a test sees the growth. */
+/* Test hook: when set, the segments a code buffer holds at the start of
+ * every build (it grows from there), so that a test sees the growth. */
 extern uint32_t gt_test_code_first;
 
 /* Calls fn for every entry with last_gen >= gen. */
