@@ -750,6 +750,8 @@ static void advance_finish(uint64_t gen, bool next, const struct gt_clock_ref *r
                 ring_push_blob(b);
                 atomic_fetch_add_explicit(&gt.generations, 1, memory_order_relaxed);
         }
+        if (unlikely(gt_test_finished))
+                gt_test_finished(gen);
 }
 
 static void advance_cycle(bool next)
@@ -797,6 +799,7 @@ void gt_advance_kick(void)
 
 void (*gt_test_cycle)(uint64_t gen);
 void (*gt_test_copied)(uint64_t gen);
+void (*gt_test_finished)(uint64_t gen);
 
 /* ---- requests from application threads --------------------------------------------- */
 

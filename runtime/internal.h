@@ -488,6 +488,9 @@ void gt_advance_kick(void);
  * after its cut, once no thread writes the generation cut, before that
  * generation is assembled; lets a test hold a cycle in flight. */
 extern void (*gt_test_cycle)(uint64_t gen);
+/* Tests only (NULL otherwise): called by the advance thread once gen is
+ * assembled and counted, before it looks for the next cycle to make. */
+extern void (*gt_test_finished)(uint64_t gen);
 /* The status records of gen for the crash handler; false while being written. */
 bool gt_status_records(uint64_t gen, const uint8_t **ret_p, size_t *ret_len,
                        uint64_t *ret_batches, uint64_t *ret_events);

@@ -601,6 +601,25 @@ static void cycle_release(void)
         pthread_mutex_unlock(&cyc.lock);
 }
 
+/* The advance thread held once a generation is finished, before it looks
+ * for the next cycle to make: what it would do next is fixed by then. */
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        int finished; /* generations finished (the hook held at the first) */
+        int go;       /* 1: let it go on */
+} fin = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+static void finished_hook(uint64_t gen)
+{
+        (void)gen;
+        pthread_mutex_lock(&fin.lock);
+        fin.finished++;
+        pthread_cond_broadcast(&fin.cond);
+        (void)stage_wait(&fin.cond, &fin.lock, &fin.go, 1); /* bounded */
+        pthread_mutex_unlock(&fin.lock);
+}
+
 START_TEST(test_empty_pool_cuts_at_once)
 {
         int fill;
@@ -652,13 +671,26 @@ START_TEST(test_kick_counts_the_current_generation)
          * it answers before it began). */
         int kick = atomic_load(&gt.kick);
         ck_assert_int_eq(kick, 0);
+        fin.finished = fin.go = 0;
+        gt_test_finished = finished_hook;
         cycle_release();
-        uint64_t n = 0;
-        for (int i = 0; i < 1000 && (n = generations_now()) < 1; i++)
-                usleep(10000);
-        ck_assert_uint_eq(n, 1);
+        /* The held generation finished, the advance thread held before it
+         * looks for another cycle: no request waits for one. */
+        pthread_mutex_lock(&fin.lock);
+        (void)stage_wait(&fin.cond, &fin.lock, &fin.finished, 1);
+        uint64_t n = generations_now();
+        kick = atomic_load(&gt.kick);
         gt_test_cycle = NULL;
-        ck_assert_uint_eq(generations_now(), 1);
+        gt_test_finished = NULL;
+        uint64_t n_after = generations_now();
+        /* Let go before asserting: a failed check must not leave the
+         * advance thread waiting on this lock. */
+        fin.go = 1;
+        pthread_cond_broadcast(&fin.cond);
+        pthread_mutex_unlock(&fin.lock);
+        ck_assert_int_eq(kick, 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_uint_eq(n_after, 1);
         struct rt_summary sum;
         rt_dump_stop_read("own-mark", &sum);
         ck_assert_uint_eq(RT_COUNT(&sum, LOG), (uint64_t)fill + 9);
