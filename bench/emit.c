@@ -779,7 +779,7 @@ static int cold_mode(int cpu, uint32_t rounds)
         floor_self = calloc(1, sizeof(*floor_self));
         uint8_t *evict = malloc(COLD_EVICT);
         double *samples[COLD_KINDS], *ratio = calloc(rounds, sizeof(double));
-        uint32_t *t = calloc(COLD_REQUESTS, sizeof(uint32_t));
+        double *t = calloc(COLD_REQUESTS, sizeof(double)); /* ticks of each request */
         bool ok = floor_self && evict && ratio && t;
         for (int k = 0; k < COLD_KINDS; k++)
                 ok = (samples[k] = calloc(rounds, sizeof(double))) != NULL && ok;
@@ -802,35 +802,30 @@ static int cold_mode(int cpu, uint32_t rounds)
                                 __asm__ volatile("" ::: "memory");
                                 uint64_t t0 = bench_ticks();
                                 cold_request(k);
-                                uint64_t t1 = bench_ticks();
-                                t[q] = (uint32_t)(t1 - t0 < UINT32_MAX ? t1 - t0 : UINT32_MAX);
+                                t[q] = (double)(bench_ticks() - t0);
                         }
                         /* The mean request of the sample without its
                          * slowest tenth (interrupts and the advance
                          * thread's cuts land in a few).  A mean, not a
                          * median: a request is a few tens of ticks, and
                          * the counter of a VM may step by several. */
-                        double v[COLD_REQUESTS], sum = 0;
-                        for (uint32_t q = 0; q < COLD_REQUESTS; q++)
-                                v[q] = (double)t[q];
                         struct bench_stat st;
-                        bench_stat(v, COLD_REQUESTS, &st); /* sorts v */
+                        bench_stat(t, COLD_REQUESTS, &st); /* sorts t */
                         uint32_t keep = COLD_REQUESTS - COLD_REQUESTS / 10;
+                        double sum = 0;
                         for (uint32_t q = 0; q < keep; q++)
-                                sum += v[q];
+                                sum += t[q];
                         samples[k][r] = sum / keep / tpn;
                 }
         }
+        /* Per round: the empty request (the timer) subtracted, then the
+         * ratio of gtrace's request to the floor's. */
         struct bench_stat e, f, g, rt, first;
         for (uint32_t r = 0; r < rounds; r++) {
-                double fl = samples[COLD_FLOOR][r] - samples[COLD_EMPTY][r];
-                ratio[r] = fl > 0 ? (samples[COLD_GTRACE][r] - samples[COLD_EMPTY][r]) / fl : 0;
-        }
-        /* Per request, the empty request's median subtracted per round. */
-        for (uint32_t r = 0; r < rounds; r++) {
-                samples[COLD_FLOOR][r] -= samples[COLD_EMPTY][r];
-                samples[COLD_GTRACE][r] -= samples[COLD_EMPTY][r];
-                samples[COLD_FIRST][r] -= samples[COLD_EMPTY][r];
+                for (int k = COLD_FLOOR; k < COLD_KINDS; k++)
+                        samples[k][r] -= samples[COLD_EMPTY][r];
+                double fl = samples[COLD_FLOOR][r];
+                ratio[r] = fl > 0 ? samples[COLD_GTRACE][r] / fl : 0;
         }
         bench_stat(samples[COLD_FIRST], rounds, &first);
         bench_stat(samples[COLD_EMPTY], rounds, &e);
