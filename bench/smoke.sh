@@ -58,4 +58,19 @@ if "$(dirname "$0")/run" --only emission,nosuchpart >/dev/null 2>"$scratch/run.e
         cat "$scratch/run.err" >&2
         exit 1
 fi
+# bench/http-ab refuses what it cannot run, before starting anything; with
+# wrk installed, a tiny A/B runs through.
+for bad in "a=" "a= a=" "a= b" "a= b=lib=/nonexistent" "--windows 0 a= b="; do
+        # shellcheck disable=SC2086 # each case is several words
+        if "$(dirname "$0")/http-ab" --build "$bin/.." $bad >/dev/null 2>"$scratch/ab.err"; then
+                echo "smoke: bench/http-ab accepted '$bad'" >&2
+                exit 1
+        fi
+        grep -q "^bench/http-ab: " "$scratch/ab.err"
+done
+if command -v wrk >/dev/null && [ "$(nproc)" -ge 2 ] && [ -x "$bin/bench-httpd" ]; then
+        "$(dirname "$0")/http-ab" --build "$bin/.." --windows 1 --per-set 1 --window 1 --warm 1 \
+                off= on=--trace >"$scratch/ab" 2>"$scratch/ab.err"
+        grep -q "^on " "$scratch/ab"
+fi
 echo "smoke: all benchmark programs ran"
