@@ -54,6 +54,7 @@
 
 /* Limits (docs/runtime.md lists them with their knobs). */
 #define GT_MAX_REGION_DEPTH 64        /* open regions tracked per thread */
+#define GT_NO_GEN UINT64_MAX          /* gt_thread.cur_gen: no slot for the fast paths */
 #define GT_MAX_EVENT_BYTES 96         /* largest fixed-arity event */
 #define GT_FAST_ROOM 192              /* the most a fast path asks room for */
 #define GT_MAX_LOG_BYTES 1024         /* longer log messages are truncated */
@@ -210,9 +211,10 @@ struct gt_thread {
         /* Seqlock: odd while the owner is inside a write section (invariant 2). */
         _Atomic uint64_t seq;
         /* The slot the owner writes and the generation it was set up for
-         * (0: none): the fast paths' one check, in the line of seq.  Only
-         * the owner reads them, so the slot of a generation the advancer is
-         * flushing is never looked at (slot_fast). */
+         * (GT_NO_GEN: none, never 0, which is no generation): the fast
+         * paths' one check, in the line of seq.  Only the owner reads them,
+         * so the slot of a generation the advancer is flushing is never
+         * looked at (slot_fast). */
         struct gt_slot *cur;
         uint64_t cur_gen;
         /* Region depth: a status field (below), here for its line. */

@@ -291,6 +291,7 @@ static struct gt_thread *thread_register(void)
         if (!t)
                 return NULL;
         memset(t, 0, bytes);
+        t->cur_gen = GT_NO_GEN;
         t->quick_cap = cap;
         t->tid = (uint64_t)syscall(SYS_gettid);
         pthread_attr_t attr;
@@ -391,7 +392,7 @@ void gt_threads_done(void)
         for (struct gt_thread *t = gt.threads; t; t = t->next) {
                 memset(t->slot, 0, sizeof(t->slot));
                 t->cur = NULL;
-                t->cur_gen = 0;
+                t->cur_gen = GT_NO_GEN;
                 atomic_store_explicit(&t->status_gen, 0, memory_order_relaxed);
                 atomic_store_explicit(&t->depth, 0, memory_order_relaxed);
                 atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
@@ -506,6 +507,54 @@ static inline void wr_exit(struct gt_thread *t)
 }
 
 /*
+ * Whether the fast paths' way into the write section orders the section's
+ * first step before its load of gt.gen: with membarrier (the advancer's
+ * barrier makes the compiler fence enough), or under TSan (seq_cst).
+ * Without, slot_fast never passes (t->cur_gen stays GT_NO_GEN) and
+ * FAST_SLOW fences before the general code reads gen again.
+ */
+static inline bool fast_fenced(void)
+{
+#if defined(GTRACE_TSAN)
+        return true;
+#else
+        return gt.use_membarrier;
+#endif
+}
+
+/* wr_enter for the fast paths: they look at gen only through slot_fast,
+ * whose t->cur_gen is never 0, so a stopped tracer (gen 0) fails that one
+ * check too and needs no test of its own; nor is the fence chosen here (see
+ * fast_fenced).  False when a signal handler interrupted an event of this
+ * thread, with the section not entered (see wr_enter). */
+static inline bool wr_enter_fast(struct gt_thread *t, uint64_t *gen)
+{
+        uint64_t s = atomic_load_explicit(&t->seq, memory_order_relaxed);
+        if (unlikely(s & 1))
+                return false;
+#if defined(GTRACE_TSAN)
+        atomic_store_explicit(&t->seq, s + 1, memory_order_seq_cst);
+        *gen = atomic_load_explicit(&gt.gen, memory_order_seq_cst);
+#else
+        seq_step(t);
+        atomic_signal_fence(memory_order_seq_cst); /* paired with membarrier() */
+        *gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
+#endif
+        return true;
+}
+
+/* The generation a fast path's way out may write: gen again after the fence
+ * the fast path left out (no membarrier), 0 when tracing stopped. */
+static inline uint64_t slow_gen(uint64_t gen)
+{
+        if (unlikely(!fast_fenced())) {
+                atomic_thread_fence(memory_order_seq_cst);
+                gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
+        }
+        return gen;
+}
+
+/*
  * Whether a thread without its record may get one: tracing runs, or a
  * forked child restarts it at its first event.  Two plain loads, so that an
  * event while tracing is off returns before any call: a program built with
@@ -541,9 +590,25 @@ static inline bool may_register(void)
         struct gt_thread *t = gt_self;                                \
         if (unlikely(!t))                                             \
                 return may_register() ? first : (void)0;              \
-        uint64_t gen = wr_enter(t);                                   \
-        if (unlikely(!gen))                                           \
+        uint64_t gen;                                                 \
+        if (unlikely(!wr_enter_fast(t, &gen)))                        \
                 return
+
+/*
+ * A fast path's way out to the general code, `call`, which gets t's section
+ * and gen: gen made good first (slow_gen), and with tracing stopped the
+ * section is left instead.  Every exit of a fast path before its slot_fast
+ * passed goes this way; none writes anything before.
+ */
+#define FAST_SLOW(t, gen, call)                                       \
+        do {                                                          \
+                gen = slow_gen(gen);                                  \
+                if (likely(gen))                                      \
+                        call;                                         \
+                else                                                  \
+                        wr_exit(t);                                   \
+                return;                                               \
+        } while (0)
 
 static inline uint8_t *put_u(uint8_t *p, uint64_t v)
 {
@@ -723,8 +788,10 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                 memset(s, 0, sizeof(*s));
                 s->gen = gen;
                 t->cur = s;
-                /* With any other clock, every event comes here, below. */
-                t->cur_gen = gt_clock_is_counter() ? gen : 0;
+                /* With any other clock, or without membarrier (the fast
+                 * paths take gen without a fence, see wr_enter_fast), every
+                 * event comes here, below. */
+                t->cur_gen = gt_clock_is_counter() && fast_fenced() ? gen : GT_NO_GEN;
                 /* The status handshake (see the design notes): CAS before any
                  * state of this generation changes -- even when this event is
                  * dropped below, for the change it stands for is not, and the
@@ -1378,7 +1445,7 @@ GTRACE_API void gtrace_region_begin(const char *name)
         struct gt_str *e;
         if (unlikely(depth >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen) ||
                      !str_cached(t, name, gen, &id, &e)))
-                return region_begin_in(t, gen, name);
+                FAST_SLOW(t, gen, region_begin_in(t, gen, name));
         struct gt_slot *s = t->cur;
         uint64_t now = counter_now();
         region_open(t, depth, e, now);
@@ -1411,7 +1478,7 @@ GTRACE_API void gtrace_region_end(void)
         FAST_ENTER(t, gen, region_end_new());
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen)))
-                return region_end_in(t, gen);
+                FAST_SLOW(t, gen, region_end_in(t, gen));
         put_region_end(t->cur, counter_now());
         atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
         wr_exit(t);
@@ -1439,7 +1506,7 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
         FAST_ENTER(t, gen, counter_new(name, value));
         uint32_t id;
         if (unlikely(!slot_fast(t, gen) || !str_cached(t, name, gen, &id, NULL)))
-                return counter_in(t, gen, name, value);
+                FAST_SLOW(t, gen, counter_in(t, gen, name, value));
         put_counter(t->cur, counter_now(), id, value);
         wr_exit(t);
 }
@@ -1587,7 +1654,7 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
         if (unlikely((len = text32_load(&v, message)) == SHORT_TEXT_NONE ||
                      !slot_fast(t, gen) ||
                      !str_cached(t, category, gen, &id, NULL)))
-                return log_in(t, gen, category, message, LOG_FRAME(), 0);
+                FAST_SLOW(t, gen, log_in(t, gen, category, message, LOG_FRAME(), 0));
         struct gt_slot *s = t->cur;
         uint8_t *p = put_log_head(s, counter_now(), id, len);
         text32_store(p, &v);
@@ -1937,10 +2004,10 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
         FAST_ENTER(t, gen, fiber_run_new(fiber));
         struct gt_fiber *f = fiber_home(fiber);
         if (unlikely(!f))
-                return fiber_run_in(t, gen, fiber);
+                FAST_SLOW(t, gen, fiber_run_in(t, gen, fiber));
         if (unlikely(!slot_fast(t, gen) ||
                      atomic_load_explicit(&t->fiber, memory_order_relaxed) || !fiber_try_take(f)))
-                return fiber_run_in(t, gen, fiber);
+                FAST_SLOW(t, gen, fiber_run_in(t, gen, fiber));
         struct gt_slot *s = t->cur;
         if (unlikely(!fiber_plain(f, gen)))
                 return fiber_run_taken(t, gen, f, s);
@@ -2008,7 +2075,7 @@ GTRACE_API void gtrace_fiber_yield(void)
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
         /* t runs f, so it may read f's plain_gen before anything else. */
         if (unlikely(!f || !slot_fast(t, gen) || !fiber_plain(f, gen)))
-                return fiber_yield_in(t, gen);
+                FAST_SLOW(t, gen, fiber_yield_in(t, gen));
         put_fiber(t->cur, f, counter_now(), PROTO_EV_FIBER_YIELD);
         atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
         atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);

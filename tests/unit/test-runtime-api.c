@@ -103,6 +103,47 @@ START_TEST(test_api_start_twice_and_bad_options)
 }
 END_TEST
 
+/* A thread that traced in one session and calls on after gtrace_stop():
+ * each fast path finds the generation gone through its one slot check and
+ * leaves its write section again (the seqlock even, nothing written), and
+ * the next session records exactly its own events. */
+START_TEST(test_api_fast_paths_after_stop)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 1000);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        uint64_t f = gtrace_fiber_create("f");
+        ck_assert_uint_ne(f, 0);
+        gtrace_region_begin("warm");
+        gtrace_counter("n", 1);
+        gtrace_log("c", "m");
+        gtrace_fiber_run(f);
+        gtrace_fiber_yield();
+        gtrace_region_end();
+        ck_assert_ptr_nonnull(gt_self);
+        gtrace_stop();
+        for (int i = 0; i < 3; i++) {
+                gtrace_region_begin("after");
+                gtrace_region_end();
+                gtrace_counter("n", 2);
+                gtrace_log("c", "after stop");
+                gtrace_fiber_run(f);
+                gtrace_fiber_yield();
+                ck_assert_uint_eq(atomic_load(&gt_self->seq) & 1, 0);
+        }
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        gtrace_region_begin("again");
+        gtrace_counter("n", 3);
+        gtrace_region_end();
+        struct rt_summary s = dump_and_read("after-stop");
+        gtrace_stop();
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_BEGIN), 1);
+        ck_assert_uint_eq(RT_COUNT(&s, REGION_END), 1);
+        ck_assert_uint_eq(RT_COUNT(&s, COUNTER), 1);
+        ck_assert_uint_eq(RT_COUNT(&s, LOG), 0);
+}
+END_TEST
+
 START_TEST(test_api_env_bad_value)
 {
         setenv("GTRACE_PERIOD_MS", "soon", 1);
@@ -1418,6 +1459,7 @@ int main(void)
         TCase *core = tcase_create("core");
         tcase_add_test(core, test_api_noop_when_stopped);
         tcase_add_test(core, test_api_start_twice_and_bad_options);
+        tcase_add_test(core, test_api_fast_paths_after_stop);
         tcase_add_test(core, test_api_env_bad_value);
         tcase_add_test(core, test_generation_self_contained);
         tcase_add_test(core, test_stack_starts_at_caller);
