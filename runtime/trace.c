@@ -872,6 +872,21 @@ static inline bool slot_fast(const struct gt_thread *t, uint64_t gen)
         return likely(t->cur_gen == gen && (uintptr_t)slot_pos(s) < (uintptr_t)s->limit);
 }
 
+/* slot_fast that gives the caller the cursor it checked, to write at: the
+ * load is atomic (the crash handler reads it), so the compiler does not
+ * reuse it, and loading it again costs an instruction.  For the fast paths
+ * with registers to spare (region end, fibers); the others (region begin,
+ * counter, log) would keep it in a callee-saved register, and saving that
+ * costs more than the load. */
+static inline bool slot_fast_at(const struct gt_thread *t, uint64_t gen, uint8_t **at)
+{
+        const struct gt_slot *s = t->cur;
+        if (unlikely(t->cur_gen != gen))
+                return false;
+        *at = slot_pos(s);
+        return likely((uintptr_t)*at < (uintptr_t)s->limit);
+}
+
 /* The general paths' check asks the generation's slot itself, whatever
  * the clock (t->cur_gen is the fast paths' gate: set only under the cycle
  * counter).  A slot that dropped an event has no room left (end == pos),
@@ -887,26 +902,25 @@ static inline struct gt_slot *slot_room(struct gt_thread *t, uint64_t gen, size_
 
 /* The events of the fast paths, written the same way by their general
  * paths: into s, which has room. */
-static inline void put_region_begin(struct gt_slot *s, uint64_t now, uint32_t name)
+static inline void put_region_begin_at(struct gt_slot *s, uint8_t *p, uint64_t now,
+                                      uint32_t name)
 {
-        uint8_t *p = slot_pos(s);
         *p++ = PROTO_EV_REGION_BEGIN;
         p = put_u(p, ts_delta(s, now));
         p = put_u(p, name);
         ev_commit(s, p);
 }
 
-static inline void put_region_end(struct gt_slot *s, uint64_t now)
+static inline void put_region_end_at(struct gt_slot *s, uint8_t *p, uint64_t now)
 {
-        uint8_t *p = slot_pos(s);
         *p++ = PROTO_EV_REGION_END;
         p = put_u(p, ts_delta(s, now));
         ev_commit(s, p);
 }
 
-static inline void put_counter(struct gt_slot *s, uint64_t now, uint32_t name, int64_t value)
+static inline void put_counter_at(struct gt_slot *s, uint8_t *p, uint64_t now, uint32_t name,
+                                  int64_t value)
 {
-        uint8_t *p = slot_pos(s);
         *p++ = PROTO_EV_COUNTER;
         p = put_u(p, ts_delta(s, now));
         p = put_u(p, name);
@@ -1417,7 +1431,7 @@ static __attribute__((noinline)) void region_begin_in(struct gt_thread *t, uint6
                 uint64_t now = gt_clock_now();
                 struct gt_str *e = str_get(t, name, gen);
                 if (likely(s))
-                        put_region_begin(s, now, e->id);
+                        put_region_begin_at(s, slot_pos(s), now, e->id);
                 region_open(t, depth, e, now);
         } else {
                 /* Deeper than tracked: neither begin nor end is recorded. */
@@ -1449,7 +1463,7 @@ GTRACE_API void gtrace_region_begin(const char *name)
         struct gt_slot *s = t->cur;
         uint64_t now = counter_now();
         region_open(t, depth, e, now);
-        put_region_begin(s, now, id);
+        put_region_begin_at(s, slot_pos(s), now, id);
         atomic_store_explicit(&t->depth, depth + 1, memory_order_relaxed);
         wr_exit(t);
 }
@@ -1460,7 +1474,7 @@ static __attribute__((noinline)) void region_end_in(struct gt_thread *t, uint64_
         if (likely(depth > 0 && depth <= GT_MAX_REGION_DEPTH)) {
                 struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
                 if (likely(s)) /* a dropped event reads no clock */
-                        put_region_end(s, gt_clock_now());
+                        put_region_end_at(s, slot_pos(s), gt_clock_now());
         }
         if (depth > 0)
                 atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
@@ -1477,9 +1491,10 @@ GTRACE_API void gtrace_region_end(void)
 {
         FAST_ENTER(t, gen, region_end_new());
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
-        if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !slot_fast(t, gen)))
+        uint8_t *p;
+        if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !slot_fast_at(t, gen, &p)))
                 FAST_SLOW(t, gen, region_end_in(t, gen));
-        put_region_end(t->cur, counter_now());
+        put_region_end_at(t->cur, p, counter_now());
         atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
         wr_exit(t);
 }
@@ -1490,7 +1505,7 @@ static __attribute__((noinline)) void counter_in(struct gt_thread *t, uint64_t g
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES);
         if (likely(s)) { /* a dropped event reads no clock */
                 uint64_t now = gt_clock_now();
-                put_counter(s, now, str_get(t, name, gen)->id, value);
+                put_counter_at(s, slot_pos(s), now, str_get(t, name, gen)->id, value);
         }
         wr_exit(t);
 }
@@ -1507,7 +1522,8 @@ GTRACE_API void gtrace_counter(const char *name, int64_t value)
         uint32_t id;
         if (unlikely(!slot_fast(t, gen) || !str_cached(t, name, gen, &id, NULL)))
                 FAST_SLOW(t, gen, counter_in(t, gen, name, value));
-        put_counter(t->cur, counter_now(), id, value);
+        struct gt_slot *s = t->cur;
+        put_counter_at(s, slot_pos(s), counter_now(), id, value);
         wr_exit(t);
 }
 
@@ -1571,10 +1587,9 @@ static inline void text32_store(uint8_t *dst, const struct text32 *v)
 
 /* A LOG event up to its text, which goes at the pointer returned, then
  * the stack id: both of gtrace_log's ways write it so. */
-static inline uint8_t *put_log_head(struct gt_slot *s, uint64_t now, uint32_t category,
-                                    size_t len)
+static inline uint8_t *put_log_head_at(struct gt_slot *s, uint8_t *p, uint64_t now,
+                                       uint32_t category, size_t len)
 {
-        uint8_t *p = slot_pos(s);
         *p++ = PROTO_EV_LOG;
         p = put_u(p, ts_delta(s, now));
         p = put_u(p, category);
@@ -1601,7 +1616,7 @@ static __attribute__((noinline)) void log_in(struct gt_thread *t, uint64_t gen,
         struct gt_slot *s = slot_room(t, gen, GT_MAX_EVENT_BYTES + len);
         if (likely(s)) { /* a dropped event reads no clock */
                 uint64_t now = gt_clock_now();
-                uint8_t *p = put_log_head(s, now, str_get(t, category, gen)->id, len);
+                uint8_t *p = put_log_head_at(s, slot_pos(s), now, str_get(t, category, gen)->id, len);
                 copy_text(p, message, len);
                 p += len;
                 uint64_t stack = 0;
@@ -1656,7 +1671,7 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
                      !str_cached(t, category, gen, &id, NULL)))
                 FAST_SLOW(t, gen, log_in(t, gen, category, message, LOG_FRAME(), 0));
         struct gt_slot *s = t->cur;
-        uint8_t *p = put_log_head(s, counter_now(), id, len);
+        uint8_t *p = put_log_head_at(s, slot_pos(s), counter_now(), id, len);
         text32_store(p, &v);
         p += len;
         uint64_t stack = 0;
@@ -1942,9 +1957,9 @@ static inline bool fiber_plain(const struct gt_fiber *f, uint64_t gen)
 }
 
 /* A RUN or YIELD event of a plain fiber (fiber_emit's common case). */
-static inline void put_fiber(struct gt_slot *s, struct gt_fiber *f, uint64_t now, uint8_t type)
+static inline void put_fiber_at(struct gt_slot *s, uint8_t *p, struct gt_fiber *f, uint64_t now,
+                                uint8_t type)
 {
-        uint8_t *p = slot_pos(s);
         *p++ = type;
         p = put_u(p, ts_delta(s, now));
         p = put_u(p, atomic_load_explicit(&f->id, memory_order_relaxed));
@@ -2005,7 +2020,8 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
         struct gt_fiber *f = fiber_home(fiber);
         if (unlikely(!f))
                 FAST_SLOW(t, gen, fiber_run_in(t, gen, fiber));
-        if (unlikely(!slot_fast(t, gen) ||
+        uint8_t *p;
+        if (unlikely(!slot_fast_at(t, gen, &p) ||
                      atomic_load_explicit(&t->fiber, memory_order_relaxed) || !fiber_try_take(f)))
                 FAST_SLOW(t, gen, fiber_run_in(t, gen, fiber));
         struct gt_slot *s = t->cur;
@@ -2013,7 +2029,7 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
                 return fiber_run_taken(t, gen, f, s);
         uint64_t now = counter_now();
         atomic_store_explicit(&t->fiber, f, memory_order_release); /* as fiber_run_taken */
-        put_fiber(s, f, now, PROTO_EV_FIBER_RUN);
+        put_fiber_at(s, p, f, now, PROTO_EV_FIBER_RUN);
         wr_exit(t);
 }
 
@@ -2074,9 +2090,10 @@ GTRACE_API void gtrace_fiber_yield(void)
         FAST_ENTER(t, gen, fiber_yield_new());
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
         /* t runs f, so it may read f's plain_gen before anything else. */
-        if (unlikely(!f || !slot_fast(t, gen) || !fiber_plain(f, gen)))
+        uint8_t *p;
+        if (unlikely(!f || !slot_fast_at(t, gen, &p) || !fiber_plain(f, gen)))
                 FAST_SLOW(t, gen, fiber_yield_in(t, gen));
-        put_fiber(t->cur, f, counter_now(), PROTO_EV_FIBER_YIELD);
+        put_fiber_at(t->cur, p, f, counter_now(), PROTO_EV_FIBER_YIELD);
         atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
         atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
         fiber_unlock(f, PROTO_FIBER_RUNNABLE);
