@@ -24,7 +24,10 @@
  * where the kernel runs between requests, is not a microbenchmark's):
  * "floor" (the timestamped thread-local append bench-emit calls the floor),
  * "rdtsc" (the cycle counter read alone) or "call" (an empty call).
- * Default "gtrace".
+ * Default "gtrace".  Two more set the floor beside itself grown, for what a
+ * call's footprint costs here: "floor-data" reads eight more data lines
+ * (the same eight) per call, "floor-code" (x86-64) first runs ten jumps,
+ * each to the start of the next code line.
  * --idle-thread starts a thread that only sleeps, in a file table of its
  * own as gtrace's advance thread: what any second thread costs a process
  * that had only one (glibc leaves its single-threaded paths for good).
@@ -77,7 +80,7 @@ struct reply {
 
 /* ---- the instrumentation points -------------------------------------------- */
 
-enum probe { PROBE_GTRACE, PROBE_FLOOR, PROBE_RDTSC, PROBE_CALL };
+enum probe { PROBE_GTRACE, PROBE_FLOOR, PROBE_RDTSC, PROBE_CALL, PROBE_FLOOR_DATA, PROBE_FLOOR_CODE };
 static enum probe probe;
 
 /* Stand-ins of known cost, out of line as an API call is (--probe). */
@@ -110,6 +113,30 @@ static __attribute__((noinline)) void probe_floor(uint8_t type, uint64_t arg)
         floor_buf.pos = floor_put(p, arg);
 }
 
+static __attribute__((noinline)) void probe_floor_data(uint8_t type, uint64_t arg)
+{
+        static volatile uint64_t lines[8][8] __attribute__((aligned(64)));
+        uint64_t x = 0;
+        for (int i = 0; i < 8; i++)
+                x += lines[i][0];
+        floor_buf.sink += x;
+        probe_floor(type, arg);
+}
+
+#if defined(__x86_64__)
+#define HAVE_PROBE_FLOOR_CODE 1
+static __attribute__((noinline)) void probe_floor_code(uint8_t type, uint64_t arg)
+{
+        __asm__ volatile(".p2align 6\n"
+                         ".rept 10\n"
+                         "jmp 1f\n"
+                         ".p2align 6\n"
+                         "1:\n"
+                         ".endr" ::: "memory");
+        probe_floor(type, arg);
+}
+#endif
+
 static __attribute__((noinline)) void probe_rdtsc(void)
 {
         floor_buf.sink += bench_ticks();
@@ -125,6 +152,10 @@ static void stand_in(uint8_t type, uint64_t arg)
         switch (probe) {
         case PROBE_FLOOR: probe_floor(type, arg); break;
         case PROBE_RDTSC: probe_rdtsc(); break;
+        case PROBE_FLOOR_DATA: probe_floor_data(type, arg); break;
+#if defined(HAVE_PROBE_FLOOR_CODE)
+        case PROBE_FLOOR_CODE: probe_floor_code(type, arg); break;
+#endif
         default: probe_call(); break;
         }
 }
@@ -376,9 +407,14 @@ int main(int argc, char **argv)
                 {0},
         };
         static const char usage[] =
-                "usage: bench-httpd [--trace] [--probe gtrace|floor|rdtsc|call] [--idle-thread]\n"
+                "usage: bench-httpd [--trace] [--probe KIND] [--idle-thread]\n"
                 "                   [--port N]\n"
-                "                   [--warmup W --requests N]\n";
+                "                   [--warmup W --requests N]\n"
+                "KIND: gtrace (default), floor, rdtsc, call, floor-data"
+#if defined(HAVE_PROBE_FLOOR_CODE)
+                ", floor-code"
+#endif
+                "\n";
         bool trace = false, idle_thread = false;
         int port = 0;
         for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -397,8 +433,18 @@ int main(int argc, char **argv)
                                 probe = PROBE_RDTSC;
                         else if (!strcmp(optarg, "call"))
                                 probe = PROBE_CALL;
+                        else if (!strcmp(optarg, "floor-data"))
+                                probe = PROBE_FLOOR_DATA;
+#if defined(HAVE_PROBE_FLOOR_CODE)
+                        else if (!strcmp(optarg, "floor-code"))
+                                probe = PROBE_FLOOR_CODE;
+#endif
                         else {
-                                fprintf(stderr, "bench-httpd: --probe gtrace|floor|rdtsc|call\n");
+                                fprintf(stderr, "bench-httpd: --probe gtrace|floor|rdtsc|call|floor-data"
+#if defined(HAVE_PROBE_FLOOR_CODE)
+                                                "|floor-code"
+#endif
+                                                "\n");
                                 return 2;
                         }
                         break;
