@@ -597,8 +597,9 @@ static inline bool may_register(void)
 /*
  * A fast path's way out to the general code, `call`, which gets t's section
  * and gen: gen made good first (slow_gen), and with tracing stopped the
- * section is left instead.  Every exit of a fast path before its slot_fast
- * passed goes this way; none writes anything before.
+ * section is left instead.  Every exit of a fast path to its general code
+ * goes this way, and none has written anything before it (each fast path
+ * writes only once its slot_fast passed, which needs a live, fenced gen).
  */
 #define FAST_SLOW(t, gen, call)                                       \
         do {                                                          \
@@ -863,7 +864,8 @@ drop:
  * up to GT_FAST_ROOM bytes, and is the clock the cycle counter?
  * slot_room without its slow path: the fast paths take this test alone
  * (two compares), and then may read the counter without the fallback's
- * check (slot_room_slow sets cur_gen only for that clock). */
+ * check (slot_room_slow sets cur_gen only for that clock, and only where
+ * the fast paths' way into the section is fenced: fast_fenced). */
 static inline bool slot_fast(const struct gt_thread *t, uint64_t gen)
 {
         const struct gt_slot *s = t->cur;
