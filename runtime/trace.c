@@ -706,8 +706,11 @@ static inline void copy_text(uint8_t *dst, const char *src, size_t len)
  * bits alone would collide. */
 static inline struct gt_strcache *strcache_at(struct gt_thread *t, const char *s)
 {
-        return &t->strcache[((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) >>
-                            (64 - GT_STRCACHE_BITS)];
+        /* Fibonacci hashing of the address's low 32 bits: a multiply by an
+         * immediate (a 64-bit constant needs a move of its own first).  Two
+         * names that collide only cost their events the general path. */
+        return &t->strcache[(uint32_t)((uint32_t)(uintptr_t)s * 0x9e3779b9u) >>
+                            (32 - GT_STRCACHE_BITS)];
 }
 
 /* The interned string s, marked as used in gen, through the thread's cache. */
