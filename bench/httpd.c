@@ -27,7 +27,9 @@
  * Default "gtrace".  Two more set the floor beside itself grown, for what a
  * call's footprint costs here: "floor-data" reads eight more data lines
  * (the same eight) per call, "floor-code" (x86-64) first runs ten jumps,
- * each to the start of the next code line.
+ * each to the start of the next code line, "floor-alu" (x86-64) 24 adds
+ * that depend on nothing (what gtrace's fast path has over the floor, in
+ * instructions, without its branches or lines).
  * --idle-thread starts a thread that only sleeps, in a file table of its
  * own as gtrace's advance thread: what any second thread costs a process
  * that had only one (glibc leaves its single-threaded paths for good).
@@ -80,7 +82,15 @@ struct reply {
 
 /* ---- the instrumentation points -------------------------------------------- */
 
-enum probe { PROBE_GTRACE, PROBE_FLOOR, PROBE_RDTSC, PROBE_CALL, PROBE_FLOOR_DATA, PROBE_FLOOR_CODE };
+enum probe {
+        PROBE_GTRACE,
+        PROBE_FLOOR,
+        PROBE_RDTSC,
+        PROBE_CALL,
+        PROBE_FLOOR_DATA,
+        PROBE_FLOOR_CODE,
+        PROBE_FLOOR_ALU
+};
 static enum probe probe;
 
 /* Stand-ins of known cost, out of line as an API call is (--probe). */
@@ -135,6 +145,17 @@ static __attribute__((noinline)) void probe_floor_code(uint8_t type, uint64_t ar
                          ".endr" ::: "memory");
         probe_floor(type, arg);
 }
+
+static __attribute__((noinline)) void probe_floor_alu(uint8_t type, uint64_t arg)
+{
+        __asm__ volatile(".rept 6\n"
+                         "add $1, %%r8\n"
+                         "add $1, %%r9\n"
+                         "add $1, %%r10\n"
+                         "add $1, %%r11\n"
+                         ".endr" ::: "r8", "r9", "r10", "r11", "cc");
+        probe_floor(type, arg);
+}
 #endif
 
 static __attribute__((noinline)) void probe_rdtsc(void)
@@ -155,6 +176,7 @@ static void stand_in(uint8_t type, uint64_t arg)
         case PROBE_FLOOR_DATA: probe_floor_data(type, arg); break;
 #if defined(HAVE_PROBE_FLOOR_CODE)
         case PROBE_FLOOR_CODE: probe_floor_code(type, arg); break;
+        case PROBE_FLOOR_ALU: probe_floor_alu(type, arg); break;
 #endif
         default: probe_call(); break;
         }
@@ -412,7 +434,7 @@ int main(int argc, char **argv)
                 "                   [--warmup W --requests N]\n"
                 "KIND: gtrace (default), floor, rdtsc, call, floor-data"
 #if defined(HAVE_PROBE_FLOOR_CODE)
-                ", floor-code"
+                ", floor-code, floor-alu"
 #endif
                 "\n";
         bool trace = false, idle_thread = false;
@@ -438,11 +460,13 @@ int main(int argc, char **argv)
 #if defined(HAVE_PROBE_FLOOR_CODE)
                         else if (!strcmp(optarg, "floor-code"))
                                 probe = PROBE_FLOOR_CODE;
+                        else if (!strcmp(optarg, "floor-alu"))
+                                probe = PROBE_FLOOR_ALU;
 #endif
                         else {
                                 fprintf(stderr, "bench-httpd: --probe gtrace|floor|rdtsc|call|floor-data"
 #if defined(HAVE_PROBE_FLOOR_CODE)
-                                                "|floor-code"
+                                                "|floor-code|floor-alu"
 #endif
                                                 "\n");
                                 return 2;
