@@ -470,35 +470,6 @@ static inline void seq_step(struct gt_thread *t)
 #endif
 }
 
-/* Enters t's write section; returns the generation to write, or 0 when the
- * event must not be written (tracing stopped, or a nested call). */
-static inline uint64_t wr_enter(struct gt_thread *t)
-{
-        uint64_t s = atomic_load_explicit(&t->seq, memory_order_relaxed);
-        /* Odd: a signal handler interrupted an event of this very thread.
-         * Nesting would interleave two events' bytes: drop this one.  (A
-         * handler that runs between this load and the step below finishes
-         * its own section first and leaves the counter even: the step
-         * enters from there.) */
-        if (unlikely(s & 1))
-                return 0;
-        uint64_t gen;
-#if defined(GTRACE_TSAN)
-        atomic_store_explicit(&t->seq, s + 1, memory_order_seq_cst);
-        gen = atomic_load_explicit(&gt.gen, memory_order_seq_cst);
-#else
-        seq_step(t);
-        if (likely(gt.use_membarrier))
-                atomic_signal_fence(memory_order_seq_cst); /* paired with membarrier() */
-        else
-                atomic_thread_fence(memory_order_seq_cst);
-        gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
-#endif
-        if (unlikely(!gen))
-                seq_step(t); /* not tracing: leave the section again */
-        return gen;
-}
-
 static inline void wr_exit(struct gt_thread *t)
 {
         /* Release: everything written in the section happens before the
@@ -522,11 +493,17 @@ static inline bool fast_fenced(void)
 #endif
 }
 
-/* wr_enter for the fast paths: they look at gen only through slot_fast,
- * whose t->cur_gen is never 0, so a stopped tracer (gen 0) fails that one
- * check too and needs no test of its own; nor is the fence chosen here (see
- * fast_fenced).  False when a signal handler interrupted an event of this
- * thread, with the section not entered (see wr_enter). */
+/*
+ * Enters t's write section and reads the generation, with the fence left to
+ * the caller (see fast_fenced): the fast paths look at gen only through
+ * slot_fast, whose t->cur_gen is never 0, so a stopped tracer (gen 0) fails
+ * that one check too and needs no test of its own.  False, with the section
+ * not entered, when a signal handler interrupted an event of this very
+ * thread: nesting would interleave two events' bytes, so this one is
+ * dropped.  (A handler that runs between the load and the step finishes its
+ * own section first and leaves the counter even: the step enters from
+ * there.)
+ */
 static inline bool wr_enter_fast(struct gt_thread *t, uint64_t *gen)
 {
         uint64_t s = atomic_load_explicit(&t->seq, memory_order_relaxed);
@@ -551,6 +528,19 @@ static inline uint64_t slow_gen(uint64_t gen)
                 atomic_thread_fence(memory_order_seq_cst);
                 gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
         }
+        return gen;
+}
+
+/* Enters t's write section; returns the generation to write, or 0 when the
+ * event must not be written (tracing stopped, or a nested call). */
+static inline uint64_t wr_enter(struct gt_thread *t)
+{
+        uint64_t gen;
+        if (unlikely(!wr_enter_fast(t, &gen)))
+                return 0;
+        gen = slow_gen(gen);
+        if (unlikely(!gen))
+                wr_exit(t); /* not tracing: leave the section again */
         return gen;
 }
 
