@@ -522,27 +522,56 @@ END_TEST
  * until the pool is empty, so the drop always falls inside it; the request
  * it makes is the one a cycle that cleared its kick when done would lose.
  */
-static struct {
+/*
+ * The advance thread held at a test hook (hold_hit): every call counts in
+ * hits, and the first one waits there (stage 1) until the test lets it go
+ * (hold_release, stage 2).  Bounded: a test that failed before letting go
+ * must not hang the advancer (and gtrace_stop) for ever.
+ */
+struct hold {
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        int stage; /* 0 armed, 1 a cycle is held (hook to test), 2 let go */
-        int cuts;  /* cycles the hook has seen, the held one included */
-} cyc = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+        int stage; /* 0 armed, 1 held, 2 let go */
+        int hits;  /* calls of the hook, the held one included */
+};
+#define HOLD_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
+
+static void hold_arm(struct hold *h)
+{
+        pthread_mutex_lock(&h->lock);
+        h->stage = 0;
+        h->hits = 0;
+        pthread_mutex_unlock(&h->lock);
+}
+
+static void hold_hit(struct hold *h)
+{
+        pthread_mutex_lock(&h->lock);
+        h->hits++;
+        pthread_cond_broadcast(&h->cond);
+        if (h->stage == 0) {
+                h->stage = 1;
+                pthread_cond_broadcast(&h->cond);
+                (void)stage_wait(&h->cond, &h->lock, &h->stage, 2);
+        }
+        pthread_mutex_unlock(&h->lock);
+}
+
+static void hold_release(struct hold *h)
+{
+        pthread_mutex_lock(&h->lock);
+        h->stage = 2;
+        pthread_cond_broadcast(&h->cond);
+        pthread_mutex_unlock(&h->lock);
+}
+
+/* The first cut, held (gt_test_cycle or gt_test_copied). */
+static struct hold cyc = HOLD_INIT;
 
 static void cycle_hook(uint64_t gen)
 {
         (void)gen;
-        pthread_mutex_lock(&cyc.lock);
-        cyc.cuts++;
-        pthread_cond_broadcast(&cyc.cond);
-        if (cyc.stage == 0) {
-                cyc.stage = 1;
-                pthread_cond_broadcast(&cyc.cond);
-                /* Bounded: a test that failed before letting go must not
-                 * hang the advancer (and gtrace_stop) for ever. */
-                (void)stage_wait(&cyc.cond, &cyc.lock, &cyc.stage, 2);
-        }
-        pthread_mutex_unlock(&cyc.lock);
+        hold_hit(&cyc);
 }
 
 static uint64_t generations_now(void)
@@ -576,8 +605,7 @@ static const char *start_small_pool(uint32_t nchunks)
  * once the hook holds the cut; *nlogs is how many logs it wrote. */
 static const char *hold_first_cut(void (**hook)(uint64_t), int *nlogs)
 {
-        cyc.stage = 0;
-        cyc.cuts = 0;
+        hold_arm(&cyc);
         const char *text = start_small_pool(16); /* the kick past 8 */
         *hook = cycle_hook;
         *nlogs = 0;
@@ -592,32 +620,14 @@ static const char *hold_first_cut(void (**hook)(uint64_t), int *nlogs)
         return text;
 }
 
-/* Lets the held cut go on. */
-static void cycle_release(void)
-{
-        pthread_mutex_lock(&cyc.lock);
-        cyc.stage = 2;
-        pthread_cond_broadcast(&cyc.cond);
-        pthread_mutex_unlock(&cyc.lock);
-}
-
 /* The advance thread held once a generation is finished, before it looks
  * for the next cycle to make: what it would do next is fixed by then. */
-static struct {
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        int finished; /* generations finished (the hook held at the first) */
-        int go;       /* 1: let it go on */
-} fin = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+static struct hold fin = HOLD_INIT;
 
 static void finished_hook(uint64_t gen)
 {
         (void)gen;
-        pthread_mutex_lock(&fin.lock);
-        fin.finished++;
-        pthread_cond_broadcast(&fin.cond);
-        (void)stage_wait(&fin.cond, &fin.lock, &fin.go, 1); /* bounded */
-        pthread_mutex_unlock(&fin.lock);
+        hold_hit(&fin);
 }
 
 START_TEST(test_empty_pool_cuts_at_once)
@@ -634,12 +644,12 @@ START_TEST(test_empty_pool_cuts_at_once)
          * request: it stands. */
         int kick = atomic_load(&gt.kick);
         ck_assert_int_eq(kick, 1);
-        cycle_release();
+        hold_release(&cyc);
         /* The held generation is pushed, then the one with the drops is
          * cut by the request the drop made: the hook sees that cut. */
         pthread_mutex_lock(&cyc.lock);
-        (void)stage_wait(&cyc.cond, &cyc.lock, &cyc.cuts, 2);
-        int cuts = cyc.cuts;
+        (void)stage_wait(&cyc.cond, &cyc.lock, &cyc.hits, 2);
+        int cuts = cyc.hits;
         pthread_mutex_unlock(&cyc.lock);
         gt_test_cycle = NULL;
         ck_assert_msg(cuts >= 2, "the generation that dropped was not cut (%d cuts)", cuts);
@@ -671,23 +681,22 @@ START_TEST(test_kick_counts_the_current_generation)
          * it answers before it began). */
         int kick = atomic_load(&gt.kick);
         ck_assert_int_eq(kick, 0);
-        fin.finished = fin.go = 0;
+        hold_arm(&fin);
         gt_test_finished = finished_hook;
-        cycle_release();
+        hold_release(&cyc);
         /* The held generation finished, the advance thread held before it
          * looks for another cycle: no request waits for one. */
         pthread_mutex_lock(&fin.lock);
-        (void)stage_wait(&fin.cond, &fin.lock, &fin.finished, 1);
+        (void)stage_wait(&fin.cond, &fin.lock, &fin.stage, 1);
+        pthread_mutex_unlock(&fin.lock);
         uint64_t n = generations_now();
         kick = atomic_load(&gt.kick);
         gt_test_cycle = NULL;
         gt_test_finished = NULL;
         uint64_t n_after = generations_now();
         /* Let go before asserting: a failed check must not leave the
-         * advance thread waiting on this lock. */
-        fin.go = 1;
-        pthread_cond_broadcast(&fin.cond);
-        pthread_mutex_unlock(&fin.lock);
+         * advance thread held. */
+        hold_release(&fin);
         ck_assert_int_eq(kick, 0);
         ck_assert_uint_eq(n, 1);
         ck_assert_uint_eq(n_after, 1);
@@ -713,7 +722,7 @@ START_TEST(test_copied_chunks_serve_before_drops)
                 gtrace_log("next", text);
         struct gt_slot *s = gt_self->cur;
         bool dropped = s->lossy;
-        cycle_release();
+        hold_release(&cyc);
         struct rt_summary sum;
         rt_dump_stop_read("copied-serve", &sum);
         gt_test_copied = NULL;
