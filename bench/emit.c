@@ -112,6 +112,24 @@ struct floor_buf {
 
 static __thread struct floor_buf *floor_self;
 
+/* Gives this thread an empty floor buffer (exits when memory runs out). */
+static void floor_open(void)
+{
+        floor_self = calloc(1, sizeof(*floor_self));
+        if (!floor_self) {
+                fprintf(stderr, "bench-emit: out of memory\n");
+                exit(1);
+        }
+        floor_self->pos = floor_self->data;
+        floor_self->end = floor_self->data + FLOOR_BYTES;
+}
+
+static void floor_close(void)
+{
+        free(floor_self); /* thread-local: this thread's own */
+        floor_self = NULL;
+}
+
 static inline uint8_t *floor_put(uint8_t *p, uint64_t v)
 {
         while (v >= 0x80) {
@@ -436,13 +454,7 @@ static struct run run;
 static void worker_init(struct worker *w)
 {
         (void)bench_pin(w->cpu);
-        floor_self = calloc(1, sizeof(*floor_self));
-        if (!floor_self) {
-                fprintf(stderr, "bench-emit: out of memory\n");
-                exit(1);
-        }
-        floor_self->pos = floor_self->data;
-        floor_self->end = floor_self->data + FLOOR_BYTES;
+        floor_open();
         pthread_attr_t attr;
         if (pthread_getattr_np(pthread_self(), &attr) == 0) {
                 void *addr;
@@ -506,8 +518,7 @@ static void *worker_main(void *arg)
                                 w->ns[v->results[i]][r - 1] = sample_ns(w, w->group[i], run.groups);
                 }
         }
-        free(floor_self); /* thread-local: this thread's own */
-        floor_self = NULL;
+        floor_close();
         return NULL;
 }
 
@@ -776,19 +787,17 @@ static __attribute__((noinline)) void cold_request(int kind)
 static int cold_mode(int cpu, uint32_t rounds)
 {
         (void)bench_pin(cpu);
-        floor_self = calloc(1, sizeof(*floor_self));
+        floor_open();
         uint8_t *evict = malloc(COLD_EVICT);
         double *samples[COLD_KINDS], *ratio = calloc(rounds, sizeof(double));
         double *t = calloc(COLD_REQUESTS, sizeof(double)); /* ticks of each request */
-        bool ok = floor_self && evict && ratio && t;
+        bool ok = evict && ratio && t;
         for (int k = 0; k < COLD_KINDS; k++)
                 ok = (samples[k] = calloc(rounds, sizeof(double))) != NULL && ok;
         if (!ok) {
                 fprintf(stderr, "bench-emit: out of memory\n");
                 return 1;
         }
-        floor_self->pos = floor_self->data;
-        floor_self->end = floor_self->data + FLOOR_BYTES;
         memset(evict, 1, COLD_EVICT);
         double tpn = bench_ticks_per_ns();
         for (uint32_t r = 0; r < rounds; r++) {
@@ -850,8 +859,7 @@ static int cold_mode(int cpu, uint32_t rounds)
         free(ratio);
         free(t);
         free(evict);
-        free(floor_self);
-        floor_self = NULL;
+        floor_close();
         return 0;
 }
 
