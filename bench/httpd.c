@@ -168,6 +168,40 @@ static __attribute__((noinline)) void probe_call(void)
         __asm__ volatile("" ::: "memory");
 }
 
+/* --probe's names: the one list parsing, --help and the error use. */
+static const struct {
+        const char *name;
+        enum probe probe;
+} probe_names[] = {
+        {"gtrace", PROBE_GTRACE},
+        {"floor", PROBE_FLOOR},
+        {"rdtsc", PROBE_RDTSC},
+        {"call", PROBE_CALL},
+        {"floor-data", PROBE_FLOOR_DATA},
+#if defined(HAVE_PROBE_FLOOR_CODE)
+        {"floor-code", PROBE_FLOOR_CODE},
+        {"floor-alu", PROBE_FLOOR_ALU},
+#endif
+};
+
+static void print_probe_names(FILE *f, const char *sep)
+{
+        for (size_t i = 0; i < sizeof(probe_names) / sizeof(probe_names[0]); i++)
+                fprintf(f, "%s%s", i ? sep : "", probe_names[i].name);
+        fputc('\n', f);
+}
+
+static bool parse_probe(const char *s)
+{
+        for (size_t i = 0; i < sizeof(probe_names) / sizeof(probe_names[0]); i++) {
+                if (!strcmp(s, probe_names[i].name)) {
+                        probe = probe_names[i].probe;
+                        return true;
+                }
+        }
+        return false;
+}
+
 static void stand_in(uint8_t type, uint64_t arg)
 {
         switch (probe) {
@@ -432,11 +466,7 @@ int main(int argc, char **argv)
                 "usage: bench-httpd [--trace] [--probe KIND] [--idle-thread]\n"
                 "                   [--port N]\n"
                 "                   [--warmup W --requests N]\n"
-                "KIND: gtrace (default), floor, rdtsc, call, floor-data"
-#if defined(HAVE_PROBE_FLOOR_CODE)
-                ", floor-code, floor-alu"
-#endif
-                "\n";
+                "KIND (default gtrace): ";
         bool trace = false, idle_thread = false;
         int port = 0;
         for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -447,33 +477,20 @@ int main(int argc, char **argv)
                 case 'n': limit = strtoull(optarg, NULL, 10); break;
                 case 'I': idle_thread = true; break;
                 case 'P':
-                        if (!strcmp(optarg, "gtrace"))
-                                probe = PROBE_GTRACE;
-                        else if (!strcmp(optarg, "floor"))
-                                probe = PROBE_FLOOR;
-                        else if (!strcmp(optarg, "rdtsc"))
-                                probe = PROBE_RDTSC;
-                        else if (!strcmp(optarg, "call"))
-                                probe = PROBE_CALL;
-                        else if (!strcmp(optarg, "floor-data"))
-                                probe = PROBE_FLOOR_DATA;
-#if defined(HAVE_PROBE_FLOOR_CODE)
-                        else if (!strcmp(optarg, "floor-code"))
-                                probe = PROBE_FLOOR_CODE;
-                        else if (!strcmp(optarg, "floor-alu"))
-                                probe = PROBE_FLOOR_ALU;
-#endif
-                        else {
-                                fprintf(stderr, "bench-httpd: --probe gtrace|floor|rdtsc|call|floor-data"
-#if defined(HAVE_PROBE_FLOOR_CODE)
-                                                "|floor-code|floor-alu"
-#endif
-                                                "\n");
+                        if (!parse_probe(optarg)) {
+                                fprintf(stderr, "bench-httpd: --probe ");
+                                print_probe_names(stderr, "|");
                                 return 2;
                         }
                         break;
-                case 'h': printf("%s", usage); return 0;
-                default: fprintf(stderr, "%s", usage); return 2;
+                case 'h':
+                        printf("%s", usage);
+                        print_probe_names(stdout, ", ");
+                        return 0;
+                default:
+                        fprintf(stderr, "%s", usage);
+                        print_probe_names(stderr, ", ");
+                        return 2;
                 }
         }
         if (port < 0 || port > 65535) {
