@@ -24,10 +24,11 @@
  * where the kernel runs between requests, is not a microbenchmark's):
  * "floor" (the timestamped thread-local append bench-emit calls the floor),
  * "rdtsc" (the cycle counter read alone) or "call" (an empty call).
- * Default "gtrace".  Two more set the floor beside itself grown, for what a
+ * Default "gtrace".  Four more set the floor beside itself grown, for what a
  * call's footprint costs here: "floor-data" reads eight more data lines
- * (the same eight) per call, "floor-code" (x86-64) first runs ten jumps,
- * each to the start of the next code line, "floor-alu" (x86-64) 24 adds
+ * (the same eight) per call, "floor-pages" eight lines on eight pages
+ * (the TLB's share), "floor-code" (x86-64) first runs ten jumps, each to
+ * the start of the next code line, "floor-alu" (x86-64) 24 adds
  * that depend on nothing (what gtrace's fast path has over the floor, in
  * instructions, without its branches or lines).
  * --idle-thread starts a thread that only sleeps, in a file table of its
@@ -88,6 +89,7 @@ enum probe {
         PROBE_RDTSC,
         PROBE_CALL,
         PROBE_FLOOR_DATA,
+        PROBE_FLOOR_PAGES,
         PROBE_FLOOR_CODE,
         PROBE_FLOOR_ALU
 };
@@ -129,6 +131,18 @@ static __attribute__((noinline)) void probe_floor_data(uint8_t type, uint64_t ar
         uint64_t x = 0;
         for (int i = 0; i < 8; i++)
                 x += lines[i][0];
+        floor_buf.sink += x;
+        probe_floor(type, arg);
+}
+
+/* The same, but the eight lines lie on eight pages: what a call's pages
+ * cost (the TLB), beside floor-data's lines of one page. */
+static __attribute__((noinline)) void probe_floor_pages(uint8_t type, uint64_t arg)
+{
+        static volatile uint64_t pages[8][4096 / 8] __attribute__((aligned(4096)));
+        uint64_t x = 0;
+        for (int i = 0; i < 8; i++)
+                x += pages[i][0];
         floor_buf.sink += x;
         probe_floor(type, arg);
 }
@@ -178,6 +192,7 @@ static const struct {
         {"rdtsc", PROBE_RDTSC},
         {"call", PROBE_CALL},
         {"floor-data", PROBE_FLOOR_DATA},
+        {"floor-pages", PROBE_FLOOR_PAGES},
 #if defined(HAVE_PROBE_FLOOR_CODE)
         {"floor-code", PROBE_FLOOR_CODE},
         {"floor-alu", PROBE_FLOOR_ALU},
@@ -208,6 +223,7 @@ static void stand_in(uint8_t type, uint64_t arg)
         case PROBE_FLOOR: probe_floor(type, arg); break;
         case PROBE_RDTSC: probe_rdtsc(); break;
         case PROBE_FLOOR_DATA: probe_floor_data(type, arg); break;
+        case PROBE_FLOOR_PAGES: probe_floor_pages(type, arg); break;
 #if defined(HAVE_PROBE_FLOOR_CODE)
         case PROBE_FLOOR_CODE: probe_floor_code(type, arg); break;
         case PROBE_FLOOR_ALU: probe_floor_alu(type, arg); break;
