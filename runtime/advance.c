@@ -1497,7 +1497,7 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
         r = -pthread_create(&gt.advancer, NULL, advancer_main, NULL);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r < 0) {
-                atomic_store(&gt.gen, 0);
+                gt_gen_publish(0);
                 gt_wait_writers();
                 gt_crash_uninstall();
                 gt_daemon_free(gt.daemon);

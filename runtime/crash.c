@@ -375,7 +375,7 @@ static bool advancer_freeze(unsigned max_ms)
 static void crash_cut(uint64_t gen, unsigned max_ms)
 {
         gt_clock_reference(&gt.crash_cut_ref);
-        gt_gen_publish(gen + 1);
+        gt_gen_publish_nolock(gen + 1);
         gt_writers_barrier();
         /* The lists change only under threads_lock, which the crashed thread
          * may hold: read without it (as gt_seal_current does). */

@@ -68,8 +68,10 @@ struct gt_quick_frame {
         _Alignas(16) uintptr_t next;
         uintptr_t ret;
 };
-#define GT_STRCACHE_BITS 8
-#define GT_STRCACHE_SIZE (1u << GT_STRCACHE_BITS) /* per-thread pointer -> string cache */
+/* Per-thread pointer -> string cache: 2-way sets, one cache line each. */
+#define GT_STRCACHE_SET_BITS 5
+#define GT_STRCACHE_WAYS 2
+#define GT_STRCACHE_SIZE (GT_STRCACHE_WAYS << GT_STRCACHE_SET_BITS)
 #define GT_DEFAULT_STRING_BYTES (4u << 20)
 #define GT_DEFAULT_MAX_STRINGS 65536u /* power of two */
 #define GT_DEFAULT_STACK_BYTES (4u << 20)
@@ -196,17 +198,21 @@ struct gt_strcache {
         uint32_t id;  /* e->id, kept here so that a fast path need not read e */
 };
 
+/* struct gt_thread is allocated at a page boundary, and everything a region,
+ * counter or log event reads or writes in it lies in that first page (static
+ * asserts in trace.c): between a server's requests the kernel runs, and each
+ * page an event touches then costs a TLB miss as well (docs/performance.md). */
+#define GT_THREAD_ALIGN 4096
+
 struct gt_fiber;
 
 struct gt_thread {
         /*
-         * The first cache line holds what an event of a thread in an
-         * even generation touches in this struct, but for the region stack
-         * (a line of its own for the first four levels); an odd
-         * generation's slot adds the third line.  Between a server's
-         * requests the kernel evicts most of L1: each line an event
-         * touches is then a miss (static asserts in trace.c keep this).
-         * The struct is allocated 64-byte aligned.
+         * The first cache line holds what an event of a thread in an even
+         * generation reads and writes in this struct, but for the region
+         * stack and its depth, and the string cache; an odd generation's
+         * slot adds the third line.  All of it lies in the struct's first
+         * page (GT_THREAD_ALIGN; static asserts in trace.c keep this).
          */
         /* Seqlock: odd while the owner is inside a write section (invariant 2). */
         _Atomic uint64_t seq;
@@ -217,10 +223,16 @@ struct gt_thread {
          * looked at (slot_fast). */
         struct gt_slot *cur;
         uint64_t cur_gen;
-        /* Region depth: a status field (below), here for its line. */
-        _Atomic uint32_t depth;      /* may exceed GT_MAX_REGION_DEPTH: extra levels untracked */
+        /* gt.gen as published to this thread (gt_gen_publish): what its
+         * events read, so that they touch no process-wide page. */
+        _Atomic uint64_t gen;
         struct gt_slot slot[2];      /* indexed by gen & 1 */
         uint64_t tid;
+        /* gt.clock_shift, copied when the fast paths are enabled for a slot
+         * (they read the cycle counter): an event reads its own page only. */
+        uint8_t clock_shift;
+        /* Region depth: a status field (below), here for its page. */
+        _Atomic uint32_t depth;      /* may exceed GT_MAX_REGION_DEPTH: extra levels untracked */
 
         /* State the advancer snapshots for status events: written only inside
          * the owner's write sections, read by the advancer as a seqlock reader. */
@@ -236,7 +248,7 @@ struct gt_thread {
         uintptr_t stack_lo, stack_last; /* for unwinding: see frame_ok() */
         struct gt_stack *last_stack;  /* the stack this thread interned last */
         uint64_t last_stack_gen;      /* generation it was last marked for */
-        struct gt_strcache strcache[GT_STRCACHE_SIZE];
+        struct gt_strcache strcache[GT_STRCACHE_SIZE] __attribute__((aligned(64)));
 
         /* Lists: protected by gt.threads_lock. */
         struct gt_thread *next;
@@ -399,12 +411,11 @@ extern struct gt_state gt;
  * parity's chunk count starts over first: no thread writes a generation of
  * that parity any more (the cut before waited for them), and none writes
  * gen before this store. */
-static inline void gt_gen_publish(uint64_t gen)
-{
-        if (gen)
-                atomic_store_explicit(&gt.gen_chunks[gen & 1], 0, memory_order_relaxed);
-        atomic_store_explicit(&gt.gen, gen, memory_order_seq_cst);
-}
+/* Makes gen the current generation (0: tracing stops): gt.gen and every
+ * registered thread's copy of it.  The lock-free variant is the crash
+ * handler's, which may have interrupted a holder of gt.threads_lock. */
+void gt_gen_publish(uint64_t gen);
+void gt_gen_publish_nolock(uint64_t gen);
 
 /* Bytes of complete events in c, one of s's chunks (the tail's length is
  * the slot's cursor; a full chunk's was recorded when it filled).  The crash

@@ -152,9 +152,12 @@
 #endif
 
 /* The lines an event touches (internal.h, struct gt_thread and gt_state). */
-_Static_assert(offsetof(struct gt_thread, depth) < 64 &&
+_Static_assert(offsetof(struct gt_thread, gen) < 64 &&
                        offsetof(struct gt_thread, slot[0].nevents) + 8 <= 64,
-               "an even generation's event touches the thread's first line only");
+               "an even generation's slot check and cursor are the thread's first line");
+_Static_assert(offsetof(struct gt_thread, depth) + 4 <= GT_THREAD_ALIGN &&
+                       offsetof(struct gt_thread, clock_shift) < GT_THREAD_ALIGN,
+               "depth and the clock's shift lie in the thread's first page");
 _Static_assert(offsetof(struct gt_thread, slot[1].pos) / 64 ==
                        (offsetof(struct gt_thread, slot[1].nevents) + 7) / 64,
                "an odd generation's slot fields share a line");
@@ -163,7 +166,13 @@ _Static_assert(offsetof(struct gt_thread, regions) % 64 == 0,
 _Static_assert(offsetof(struct gt_state, fiber_mask) + sizeof(gt.fiber_mask) <= 64 &&
                        offsetof(struct gt_state, pool) == 64,
                "gt's first line holds what every event reads, and nothing written");
-_Static_assert(sizeof(struct gt_strcache) == 32, "two string cache entries per line");
+_Static_assert(sizeof(struct gt_strcache) * GT_STRCACHE_WAYS == 64,
+               "a string cache set is one line");
+_Static_assert(offsetof(struct gt_thread, strcache) + sizeof(((struct gt_thread *)0)->strcache) <=
+                       GT_THREAD_ALIGN &&
+                       offsetof(struct gt_thread, regions) + 4 * sizeof(struct gt_region) <=
+                               GT_THREAD_ALIGN,
+               "what the fast paths touch in a thread lies in its first page");
 
 struct gt_state gt;
 __thread struct gt_thread *gt_self __attribute__((tls_model("initial-exec")));
@@ -283,11 +292,10 @@ static struct gt_thread *thread_register(void)
                         return NULL;
         }
         uint32_t cap = gt.stack_depth;
-        /* Aligned as its type asks (its hot lines, see internal.h). */
+        /* At a page boundary: its hot part is one page (internal.h). */
         size_t bytes = sizeof(struct gt_thread) + cap * sizeof(struct gt_quick_frame);
-        struct gt_thread *t = aligned_alloc(_Alignof(struct gt_thread),
-                                            (bytes + _Alignof(struct gt_thread) - 1) &
-                                                    ~(_Alignof(struct gt_thread) - 1));
+        struct gt_thread *t = aligned_alloc(GT_THREAD_ALIGN, (bytes + GT_THREAD_ALIGN - 1) &
+                                                                     ~(size_t)(GT_THREAD_ALIGN - 1));
         if (!t)
                 return NULL;
         memset(t, 0, bytes);
@@ -308,6 +316,10 @@ static struct gt_thread *thread_register(void)
         pthread_mutex_lock(&gt.threads_lock);
         t->next = gt.threads;
         gt.threads = t;
+        /* Under the lock: a publish either finds t on the list or stored
+         * gt.gen before this load (gt_gen_publish). */
+        atomic_store_explicit(&t->gen, atomic_load_explicit(&gt.gen, memory_order_seq_cst),
+                              memory_order_seq_cst);
         pthread_mutex_unlock(&gt.threads_lock);
         (void)pthread_setspecific(gt_key, t);
         gt_self = t;
@@ -445,6 +457,48 @@ bool gt_wait_sections(const struct gt_thread *skip, uint64_t deadline_ns)
         return true;
 }
 
+/*
+ * Publishes gen: gt.gen first (threads that register from now on read it,
+ * under the lock), then each registered thread's copy, which is what its
+ * events read (wr_enter_fast).  The copies are written before the caller's
+ * membarrier and seqlock scan, just as gt.gen was when events read it, so
+ * the ordering argument of the design notes holds unchanged.  Exited
+ * threads emit nothing: they need no copy.
+ */
+static void gen_publish_threads(uint64_t gen)
+{
+        for (struct gt_thread *t = gt.threads; t; t = t->next)
+                atomic_store_explicit(&t->gen, gen, memory_order_seq_cst);
+}
+
+static void gen_publish_global(uint64_t gen)
+{
+        if (gen)
+                atomic_store_explicit(&gt.gen_chunks[gen & 1], 0, memory_order_relaxed);
+        atomic_store_explicit(&gt.gen, gen, memory_order_seq_cst);
+}
+
+void gt_gen_publish(uint64_t gen)
+{
+        gen_publish_global(gen);
+        pthread_mutex_lock(&gt.threads_lock);
+        gen_publish_threads(gen);
+        pthread_mutex_unlock(&gt.threads_lock);
+}
+
+void gt_gen_publish_nolock(uint64_t gen)
+{
+        /* The crash handler's: the lock's holder may be the crashed thread.
+         * A thread registering right now may miss gen on its copy; it then
+         * writes on into the generation being sealed, which the crash reads
+         * up to the cursor it finds (a consistent prefix, as after a drop). */
+        gen_publish_global(gen);
+        bool locked = pthread_mutex_trylock(&gt.threads_lock) == 0;
+        gen_publish_threads(gen);
+        if (locked)
+                pthread_mutex_unlock(&gt.threads_lock);
+}
+
 void gt_wait_writers(void)
 {
         gt_writers_barrier();
@@ -511,11 +565,11 @@ static inline bool wr_enter_fast(struct gt_thread *t, uint64_t *gen)
                 return false;
 #if defined(GTRACE_TSAN)
         atomic_store_explicit(&t->seq, s + 1, memory_order_seq_cst);
-        *gen = atomic_load_explicit(&gt.gen, memory_order_seq_cst);
+        *gen = atomic_load_explicit(&t->gen, memory_order_seq_cst);
 #else
         seq_step(t);
         atomic_signal_fence(memory_order_seq_cst); /* paired with membarrier() */
-        *gen = atomic_load_explicit(&gt.gen, memory_order_acquire);
+        *gen = atomic_load_explicit(&t->gen, memory_order_acquire);
 #endif
         return true;
 }
@@ -691,41 +745,53 @@ static inline void copy_text(uint8_t *dst, const char *src, size_t len)
         }
 }
 
-/* The thread's cache entry for the string at s.  Multiplicative hash of the
- * whole pointer: the linker packs short literals a few bytes apart, so low
- * bits alone would collide. */
-static inline struct gt_strcache *strcache_at(struct gt_thread *t, const char *s)
+/* The thread's cache set for the string at s: two entries in one line.
+ * Multiplicative hash of the pointer: the linker packs short literals a few
+ * bytes apart, so low bits alone would collide. */
+static inline struct gt_strcache *strcache_set(struct gt_thread *t, const char *s)
 {
         /* Fibonacci hashing of the address's low 32 bits: a multiply by an
-         * immediate (a 64-bit constant needs a move of its own first).  Two
-         * names that collide only cost their events the general path. */
-        return &t->strcache[(uint32_t)((uint32_t)(uintptr_t)s * 0x9e3779b9u) >>
-                            (32 - GT_STRCACHE_BITS)];
+         * immediate (a 64-bit constant needs a move of its own first).  A
+         * name whose set holds two others costs its events the general
+         * path: three of a thread's names in one set thrash. */
+        uint32_t set = (uint32_t)((uint32_t)(uintptr_t)s * 0x9e3779b9u) >> (32 - GT_STRCACHE_SET_BITS);
+        return (struct gt_strcache *)((char *)t->strcache + (size_t)set * 64);
 }
 
-/* The interned string s, marked as used in gen, through the thread's cache. */
+/* Same pointer is not enough: the caller may reuse a buffer (but not the
+ * program's own read-only data; see GT_KEY_COPY). */
+static inline bool strcache_holds(const struct gt_strcache *c, const char *s)
+{
+        return c->e && (c->key == (uintptr_t)s || (c->key == GT_KEY_COPY(s) && str_same(c->e, s)));
+}
+
+/* The interned string s, marked as used in gen, through the thread's cache.
+ * A miss moves the set's first entry to the second (dropping that one) and
+ * fills the first. */
 static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_t gen)
 {
         if (unlikely(!s))
                 s = "";
-        struct gt_strcache *c = strcache_at(t, s);
-        struct gt_str *e = c->e;
-        /* Same pointer is not enough: the caller may reuse a buffer (but
-         * not the program's own read-only data; see GT_KEY_COPY). */
-        if (likely(e && (c->key == (uintptr_t)s ||
-                         (c->key == GT_KEY_COPY(s) && str_same(e, s))))) {
+        struct gt_strcache *set = strcache_set(t, s), *c = NULL;
+        for (unsigned w = 0; w < GT_STRCACHE_WAYS && !c; w++)
+                if (strcache_holds(&set[w], s))
+                        c = &set[w];
+        if (likely(c)) {
                 if (unlikely(c->gen != gen)) {
-                        gt_str_mark(e, gen);
+                        gt_str_mark(c->e, gen);
                         c->gen = gen;
                 }
-                return e;
+                return c->e;
         }
-        e = gt_str_intern(s, strnlen(s, 4096));
+        struct gt_str *e = gt_str_intern(s, strnlen(s, 4096));
         gt_str_mark(e, gen);
-        c->key = gt_str_fixed(s) ? (uintptr_t)s : GT_KEY_COPY(s);
-        c->e = e;
-        c->gen = gen;
-        c->id = e->id;
+        memmove(&set[1], &set[0], (GT_STRCACHE_WAYS - 1) * sizeof(set[0]));
+        set[0] = (struct gt_strcache){
+                .key = gt_str_fixed(s) ? (uintptr_t)s : GT_KEY_COPY(s),
+                .e = e,
+                .gen = gen,
+                .id = e->id,
+        };
         return e;
 }
 
@@ -786,6 +852,7 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                  * paths take gen without a fence, see wr_enter_fast), every
                  * event comes here, below. */
                 t->cur_gen = gt_clock_is_counter() && fast_fenced() ? gen : GT_NO_GEN;
+                t->clock_shift = gt.clock_shift;
                 /* The status handshake (see the design notes): CAS before any
                  * state of this generation changes -- even when this event is
                  * dropped below, for the change it stands for is not, and the
@@ -1379,6 +1446,18 @@ void gt_tasks_status(uint64_t gen)
 /* ---- public event functions -------------------------------------------------- */
 
 /*
+ * The API functions with a fast path share one page of code, as their data
+ * shares the thread's page: a server's kernel work between two requests
+ * leaves each page an event touches a TLB miss (docs/performance.md).  Their
+ * section starts a page; tests/unit/test-runtime-symbols.c checks that they
+ * fit in it.
+ */
+#define GT_FAST_TEXT __attribute__((section(".text.gtrace_fast")))
+__asm__(".pushsection .text.gtrace_fast,\"ax\",@progbits\n\t"
+        ".balign 4096\n\t"
+        ".popsection");
+
+/*
  * The fast paths.  The common event -- a known string, room in the current
  * chunk, the cycle counter as clock -- is checked for up front, and
  * anything else goes to the general code by a tail call, before any state
@@ -1396,23 +1475,30 @@ void gt_tasks_status(uint64_t gen)
 static inline bool str_cached(struct gt_thread *t, const char *s, uint64_t gen, uint32_t *id,
                               struct gt_str **e)
 {
-        const struct gt_strcache *c = strcache_at(t, s);
+        const struct gt_strcache *c = strcache_set(t, s);
+        /* A fixed string in either entry, or a copied one in the first (in
+         * the second it takes the general path: checking its text here too
+         * would cost every event registers). */
+        if (unlikely(c->key != (uintptr_t)s)) {
+                if (c[1].key == (uintptr_t)s)
+                        c++;
+                else if (c->key != GT_KEY_COPY(s) || str_same_short(c->e, s) != 1)
+                        return false;
+        }
         *id = c->id;
         if (e)
                 *e = c->e;
         /* An entry marked for gen (never 0 here) was filled by str_get,
          * which sets e with it: e needs no test of its own. */
-        return likely(c->gen == gen) &&
-               (likely(c->key == (uintptr_t)s) ||
-                (c->key == GT_KEY_COPY(s) && str_same_short(c->e, s) == 1));
+        return likely(c->gen == gen);
 }
 
 /* The cycle counter in clock units, for the fast paths (which know from
- * their slot check that it is the clock): the shift is read from gt's first
- * line, which every event reads anyway, instead of gt_clock's own. */
-static inline uint64_t counter_now(void)
+ * their slot check that it is the clock): the shift is t's copy, in the
+ * page of the thread's state the event touches anyway, instead of gt_clock's. */
+static inline uint64_t counter_now(const struct gt_thread *t)
 {
-        return gt_clock_raw() >> gt.clock_shift;
+        return gt_clock_raw() >> t->clock_shift;
 }
 
 
@@ -1446,7 +1532,7 @@ static __attribute__((noinline)) void region_begin_new(const char *name)
         region_begin_in(t, gen, name);
 }
 
-GTRACE_API void gtrace_region_begin(const char *name)
+GTRACE_API GT_FAST_TEXT void gtrace_region_begin(const char *name)
 {
         FAST_ENTER(t, gen, region_begin_new(name));
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
@@ -1456,7 +1542,7 @@ GTRACE_API void gtrace_region_begin(const char *name)
                      !str_cached(t, name, gen, &id, &e)))
                 FAST_SLOW(t, gen, region_begin_in(t, gen, name));
         struct gt_slot *s = t->cur;
-        uint64_t now = counter_now();
+        uint64_t now = counter_now(t);
         region_open(t, depth, e, now);
         put_region_begin_at(s, slot_pos(s), now, id);
         atomic_store_explicit(&t->depth, depth + 1, memory_order_relaxed);
@@ -1482,14 +1568,14 @@ static __attribute__((noinline)) void region_end_new(void)
         region_end_in(t, gen);
 }
 
-GTRACE_API void gtrace_region_end(void)
+GTRACE_API GT_FAST_TEXT void gtrace_region_end(void)
 {
         FAST_ENTER(t, gen, region_end_new());
         uint32_t depth = atomic_load_explicit(&t->depth, memory_order_relaxed);
         uint8_t *p;
         if (unlikely(depth - 1 >= GT_MAX_REGION_DEPTH || !slot_fast_at(t, gen, &p)))
                 FAST_SLOW(t, gen, region_end_in(t, gen));
-        put_region_end_at(t->cur, p, counter_now());
+        put_region_end_at(t->cur, p, counter_now(t));
         atomic_store_explicit(&t->depth, depth - 1, memory_order_relaxed);
         wr_exit(t);
 }
@@ -1511,14 +1597,14 @@ static __attribute__((noinline)) void counter_new(const char *name, int64_t valu
         counter_in(t, gen, name, value);
 }
 
-GTRACE_API void gtrace_counter(const char *name, int64_t value)
+GTRACE_API GT_FAST_TEXT void gtrace_counter(const char *name, int64_t value)
 {
         FAST_ENTER(t, gen, counter_new(name, value));
         uint32_t id;
         if (unlikely(!slot_fast(t, gen) || !str_cached(t, name, gen, &id, NULL)))
                 FAST_SLOW(t, gen, counter_in(t, gen, name, value));
         struct gt_slot *s = t->cur;
-        put_counter_at(s, slot_pos(s), counter_now(), id, value);
+        put_counter_at(s, slot_pos(s), counter_now(t), id, value);
         wr_exit(t);
 }
 
@@ -1651,7 +1737,7 @@ static __attribute__((noinline)) void log_stack_end(struct gt_thread *t, uint64_
  * own. */
 #define LOG_FRAME() ((uintptr_t)__builtin_frame_address(0))
 
-GTRACE_API void gtrace_log(const char *category, const char *message)
+GTRACE_API GT_FAST_TEXT void gtrace_log(const char *category, const char *message)
 {
         FAST_ENTER(t, gen, log_new(category, message, LOG_FRAME(), 0));
         /* The common case: a short text, room for it in the current chunk,
@@ -1666,7 +1752,7 @@ GTRACE_API void gtrace_log(const char *category, const char *message)
                      !str_cached(t, category, gen, &id, NULL)))
                 FAST_SLOW(t, gen, log_in(t, gen, category, message, LOG_FRAME(), 0));
         struct gt_slot *s = t->cur;
-        uint8_t *p = put_log_head_at(s, slot_pos(s), counter_now(), id, len);
+        uint8_t *p = put_log_head_at(s, slot_pos(s), counter_now(t), id, len);
         text32_store(p, &v);
         p += len;
         uint64_t stack = 0;
@@ -2009,7 +2095,7 @@ static __attribute__((noinline)) void fiber_run_new(uint64_t fiber)
         fiber_run_in(t, gen, fiber);
 }
 
-GTRACE_API void gtrace_fiber_run(uint64_t fiber)
+GTRACE_API GT_FAST_TEXT void gtrace_fiber_run(uint64_t fiber)
 {
         FAST_ENTER(t, gen, fiber_run_new(fiber));
         struct gt_fiber *f = fiber_home(fiber);
@@ -2022,7 +2108,7 @@ GTRACE_API void gtrace_fiber_run(uint64_t fiber)
         struct gt_slot *s = t->cur;
         if (unlikely(!fiber_plain(f, gen)))
                 return fiber_run_taken(t, gen, f, s);
-        uint64_t now = counter_now();
+        uint64_t now = counter_now(t);
         atomic_store_explicit(&t->fiber, f, memory_order_release); /* as fiber_run_taken */
         put_fiber_at(s, p, f, now, PROTO_EV_FIBER_RUN);
         wr_exit(t);
@@ -2080,7 +2166,7 @@ static __attribute__((noinline)) void fiber_yield_new(void)
         fiber_leave(PROTO_EV_FIBER_YIELD, PROTO_FIBER_RUNNABLE, NULL);
 }
 
-GTRACE_API void gtrace_fiber_yield(void)
+GTRACE_API GT_FAST_TEXT void gtrace_fiber_yield(void)
 {
         FAST_ENTER(t, gen, fiber_yield_new());
         struct gt_fiber *f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
@@ -2088,7 +2174,7 @@ GTRACE_API void gtrace_fiber_yield(void)
         uint8_t *p;
         if (unlikely(!f || !slot_fast_at(t, gen, &p) || !fiber_plain(f, gen)))
                 FAST_SLOW(t, gen, fiber_yield_in(t, gen));
-        put_fiber_at(t->cur, p, f, counter_now(), PROTO_EV_FIBER_YIELD);
+        put_fiber_at(t->cur, p, f, counter_now(t), PROTO_EV_FIBER_YIELD);
         atomic_store_explicit(&t->fiber, NULL, memory_order_relaxed);
         atomic_store_explicit(&f->reason, NULL, memory_order_relaxed);
         fiber_unlock(f, PROTO_FIBER_RUNNABLE);

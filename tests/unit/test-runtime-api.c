@@ -757,6 +757,96 @@ START_TEST(test_string_cache_long_names)
 }
 END_TEST
 
+/* 256 names in the program's read-only data: "n" and two characters. */
+#define POOL1(i) {'n', (char)('0' + ((i) >> 4)), (char)('0' + ((i) & 15)), 0}
+#define POOL4(i) POOL1(i), POOL1((i) + 1), POOL1((i) + 2), POOL1((i) + 3)
+#define POOL16(i) POOL4(i), POOL4((i) + 4), POOL4((i) + 8), POOL4((i) + 12)
+#define POOL64(i) POOL16(i), POOL16((i) + 16), POOL16((i) + 32), POOL16((i) + 48)
+static const char name_pool[256][4] = {POOL64(0), POOL64(64), POOL64(128), POOL64(192)};
+
+/* The way of the calling thread's string cache that holds s, or -1; *set
+ * its set when found. */
+static int cache_way(const char *s, unsigned *set)
+{
+        for (unsigned i = 0; i < GT_STRCACHE_SIZE; i++) {
+                if (gt_self->strcache[i].key == (uintptr_t)s) {
+                        if (set)
+                                *set = i / GT_STRCACHE_WAYS;
+                        return (int)(i % GT_STRCACHE_WAYS);
+                }
+        }
+        return -1;
+}
+
+static void region_named(const char *name)
+{
+        gtrace_region_begin(name);
+        gtrace_region_end();
+}
+
+/*
+ * The string cache has two ways per set: two names of one set both stay
+ * (the newer first), a hit in the second way moves nothing, and a third
+ * name drops the older of the two.  The events name the right strings
+ * throughout, whichever way their ids came from.
+ */
+START_TEST(test_string_cache_two_ways)
+{
+        const char *dir = rt_tmpdir();
+        struct gtrace_options o = opts(dir, 100000);
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        /* Which set each name falls in, for three of one set. */
+        unsigned set_of[256], count[GT_STRCACHE_SIZE / GT_STRCACHE_WAYS] = {0};
+        int pick[3] = {-1, -1, -1};
+        for (int i = 0; i < 256; i++) {
+                region_named(name_pool[i]);
+                ck_assert_int_eq(cache_way(name_pool[i], &set_of[i]), 0);
+                count[set_of[i]]++;
+        }
+        unsigned set = 0;
+        while (count[set] < 3)
+                set++; /* 256 names in 32 sets: some set has 8 */
+        for (int i = 0, n = 0; i < 256 && n < 3; i++)
+                if (set_of[i] == set)
+                        pick[n++] = i;
+        const char *a = name_pool[pick[0]], *b = name_pool[pick[1]], *c = name_pool[pick[2]];
+        /* A session of these three alone (a stop empties the cache; the
+         * set of an address stays). */
+        gtrace_stop();
+        ck_assert_int_eq(gtrace_start(&o), 0);
+        region_named(c);
+        region_named(a);
+        region_named(b);
+        ck_assert_int_eq(cache_way(b, NULL), 0);
+        ck_assert_int_eq(cache_way(a, NULL), 1);
+        for (int k = 0; k < 3; k++) {
+                region_named(a); /* the second way: the fast path */
+                region_named(b);
+                ck_assert_int_eq(cache_way(b, NULL), 0);
+                ck_assert_int_eq(cache_way(a, NULL), 1);
+        }
+        /* In a new generation the first use of a name takes the general
+         * path, which marks it: found in the second way, it stays there. */
+        ck_assert_int_eq(gtrace_flush(), 0);
+        region_named(a);
+        ck_assert_int_eq(cache_way(a, NULL), 1);
+        ck_assert_int_eq(cache_way(b, NULL), 0);
+        region_named(b);
+        region_named(c);
+        ck_assert_int_eq(cache_way(c, NULL), 0);
+        ck_assert_int_eq(cache_way(b, NULL), 1);
+        ck_assert_int_eq(cache_way(a, NULL), -1);
+        for (unsigned w = 0; w < GT_STRCACHE_WAYS; w++)
+                ck_assert_uint_eq(gt_self->strcache[set * GT_STRCACHE_WAYS + w].gen,
+                                  atomic_load(&gt.gen));
+        struct names nm = dump_stop_region_names("two ways");
+        const char *want[] = {c, a, b, a, b, a, b, a, b, a, b, c};
+        ck_assert_uint_eq(nm.n, 12);
+        for (unsigned i = 0; i < 12; i++)
+                ck_assert_str_eq(nm.text[i], want[i]);
+}
+END_TEST
+
 /* The table bounds are options: past max_strings a name reads as the
  * table-full marker, past max_stacks an event carries no stack, and the
  * events themselves are all there. */
@@ -1475,6 +1565,7 @@ int main(void)
         tcase_add_test(core, test_log_text_every_length);
         tcase_add_test(core, test_string_cache_rewritten_buffer);
         tcase_add_test(core, test_string_cache_long_names);
+        tcase_add_test(core, test_string_cache_two_ways);
         tcase_add_test(core, test_log_text_at_page_end);
         tcase_add_test(core, test_table_bounds_are_options);
         tcase_add_test(core, test_table_bounds_checked);

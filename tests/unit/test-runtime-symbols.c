@@ -145,14 +145,12 @@ static void read_header(struct names *s)
         fclose(f);
 }
 
-/* Runs nm (no shell: the path is passed as an argument) and collects the
- * defined dynamic symbols.  Version nodes (type 'A', "GTRACE_0") are not
- * symbols anyone can link against and are skipped; "@@VERSION" suffixes are
- * cut. */
-static void read_nm(struct names *s, struct names *not_functions)
+/* Starts nm on the library (no shell: the path is passed as an argument)
+ * with the defined dynamic symbols, their sizes too if `sizes`; returns its
+ * output, which nm_close() closes. */
+static FILE *nm_open(int sizes, pid_t *ret_pid)
 {
-        char line[MAX_LINE];
-        int fds[2], status;
+        int fds[2];
         pid_t pid;
         FILE *f;
 
@@ -163,12 +161,39 @@ static void read_nm(struct names *s, struct names *not_functions)
                 dup2(fds[1], STDOUT_FILENO);
                 close(fds[0]);
                 close(fds[1]);
-                execlp("nm", "nm", "-D", "--defined-only", GTRACE_SYMBOLS_LIB, (char *)NULL);
+                if (sizes)
+                        execlp("nm", "nm", "-D", "--defined-only", "-S", GTRACE_SYMBOLS_LIB,
+                               (char *)NULL);
+                else
+                        execlp("nm", "nm", "-D", "--defined-only", GTRACE_SYMBOLS_LIB, (char *)NULL);
                 _exit(127);
         }
         close(fds[1]);
         f = fdopen(fds[0], "r");
         ck_assert_ptr_nonnull(f);
+        *ret_pid = pid;
+        return f;
+}
+
+static void nm_close(FILE *f, pid_t pid)
+{
+        int status;
+
+        fclose(f);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nm -D --defined-only %s failed",
+                      GTRACE_SYMBOLS_LIB);
+}
+
+/* The defined dynamic symbols.  Version nodes (type 'A', "GTRACE_0") are not
+ * symbols anyone can link against and are skipped; "@@VERSION" suffixes are
+ * cut. */
+static void read_nm(struct names *s, struct names *not_functions)
+{
+        char line[MAX_LINE];
+        pid_t pid;
+        FILE *f = nm_open(0, &pid);
+
         while (fgets(line, sizeof(line), f)) {
                 char type, name[MAX_NAME];
                 size_t len;
@@ -183,10 +208,7 @@ static void read_nm(struct names *s, struct names *not_functions)
                 if (type != 'T')
                         names_add(not_functions, name, len);
         }
-        fclose(f);
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nm -D --defined-only %s failed",
-                      GTRACE_SYMBOLS_LIB);
+        nm_close(f, pid);
 }
 
 START_TEST(test_exports_match_allowlist)
@@ -230,6 +252,50 @@ START_TEST(test_allowlist_matches_header)
 }
 END_TEST
 
+/*
+ * The functions with an event fast path lie in one page of code (their
+ * section starts one: runtime/trace.c, GT_FAST_TEXT), so that a traced
+ * server's events touch one page of the library's code.  Sanitizer builds
+ * carry their instrumentation in the same functions and need not fit.
+ */
+START_TEST(test_fast_paths_share_a_page)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+        return;
+#endif
+        static const char *const fast[] = {
+                "gtrace_region_begin", "gtrace_region_end", "gtrace_counter",
+                "gtrace_log",          "gtrace_fiber_run",  "gtrace_fiber_yield",
+        };
+        unsigned long long lo = ~0ull, hi = 0;
+        unsigned found = 0;
+        char line[MAX_LINE];
+        pid_t pid;
+        FILE *f = nm_open(1, &pid);
+
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long long addr, size;
+                char type, name[MAX_NAME];
+
+                /* "000000000000f000 0000000000000254 T gtrace_region_begin" */
+                if (sscanf(line, "%llx %llx %c %127s", &addr, &size, &type, name) != 4)
+                        continue;
+                name[strcspn(name, "@")] = '\0';
+                for (size_t i = 0; i < sizeof(fast) / sizeof(fast[0]); i++) {
+                        if (strcmp(name, fast[i]) != 0)
+                                continue;
+                        found++;
+                        lo = addr < lo ? addr : lo;
+                        hi = addr + size > hi ? addr + size : hi;
+                }
+        }
+        nm_close(f, pid);
+        ck_assert_uint_eq(found, sizeof(fast) / sizeof(fast[0]));
+        ck_assert_msg(lo / 4096 == (hi - 1) / 4096,
+                      "the fast paths span %#llx..%#llx, more than one page", lo, hi);
+}
+END_TEST
+
 static Suite *symbols_suite(void)
 {
         Suite *s = suite_create("runtime-symbols");
@@ -237,6 +303,7 @@ static Suite *symbols_suite(void)
 
         tcase_add_test(tc, test_exports_match_allowlist);
         tcase_add_test(tc, test_allowlist_matches_header);
+        tcase_add_test(tc, test_fast_paths_share_a_page);
         suite_add_tcase(s, tc);
         return s;
 }
