@@ -20,10 +20,13 @@
  * either has left its write section or entered a new one that read the new
  * generation, so the old slot is the advancer's alone.
  *
- * That argument needs the thread's "counter := odd" store to be ordered
- * before its load of gt.gen, and the advancer's "gen := gen + 1" store
- * before its loads of the counters (both store->load orders, which x86 and
- * ARM both relax).  A fence on the event path would cost more than the rest
+ * The generation a thread reads is its own copy of gt.gen, t->gen, which
+ * the advancer writes for every registered thread when it publishes one
+ * (gt_gen_publish): an event then touches no process-wide memory at all.
+ * The argument needs the thread's "counter := odd" store to be ordered
+ * before its load of t->gen, and the advancer's stores of the new
+ * generation before its loads of the counters (both store->load orders,
+ * which x86 and ARM both relax).  A fence on the event path would cost more than the rest
  * of the event, so the thread uses only a compiler barrier and the advancer
  * calls membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) between its store and
  * its loads: that forces a full barrier on every CPU running one of our
@@ -36,11 +39,15 @@
  * The resulting fast path (a region, counter or log on a thread that already
  * has a buffer) takes no lock, makes no system call, allocates nothing and
  * performs no atomic read-modify-write: two plain stores to its own counter,
- * one load of gt.gen, a cycle-counter read and a few bytes of varints.
+ * one load of its generation, a cycle-counter read and a few bytes of
+ * varints.  What it reads and writes lies in three pages: the thread's own
+ * state (one page, see GT_THREAD_ALIGN), its buffer, and the library's code
+ * (one page, GT_FAST_TEXT).
  *
  * Strings are interned process-wide (strtab.c); a thread-local cache keyed
- * by pointer (checked against the content) makes a repeated name cost one
- * short compare.  Stacks likewise.
+ * by pointer (checked against the content; two entries a set, 64 in all, in
+ * the thread's page) makes a repeated name cost one short compare.  Stacks
+ * likewise.
  *
  * ### Self-contained generations
  *
