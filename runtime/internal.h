@@ -407,13 +407,12 @@ struct gt_state {
 
 extern struct gt_state gt;
 
-/* Makes gen the generation events go to (a cut; 0 stops tracing).  Its
- * parity's chunk count starts over first: no thread writes a generation of
- * that parity any more (the cut before waited for them), and none writes
- * gen before this store. */
-/* Makes gen the current generation (0: tracing stops): gt.gen and every
- * registered thread's copy of it.  The lock-free variant is the crash
- * handler's, which may have interrupted a holder of gt.threads_lock. */
+/* Makes gen the generation events go to (a cut; 0 stops tracing): gt.gen and
+ * every registered thread's copy of it (trace.c).  Its parity's chunk count
+ * starts over first: no thread writes a generation of that parity any more
+ * (the cut before waited for them), and none writes gen before these stores.
+ * The lock-free variant is the crash handler's, which may have interrupted a
+ * holder of gt.threads_lock. */
 void gt_gen_publish(uint64_t gen);
 void gt_gen_publish_nolock(uint64_t gen);
 
