@@ -1418,7 +1418,6 @@ GTRACE_API int gtrace_start(const struct gtrace_options *opts)
         gt.stack_depth = cfg.stack_depth;
 
         gt_clock_init();
-        gt.clock_shift = (uint8_t)gt_clock.shift;
 #if defined(GTRACE_TSAN)
         gt.use_membarrier = false;
 #else

@@ -83,8 +83,8 @@ static inline uint64_t gt_clock_raw(void)
 }
 
 /* The clock, where gt_clock_is_counter() holds.  (The fast paths know it
- * from their slot check, and shift by a copy of the shift that lies in the
- * line they read anyway: counter_now in trace.c.) */
+ * from their slot check, and shift by their thread's copy of the shift, in
+ * the page of its state they touch anyway: counter_now in trace.c.) */
 static inline uint64_t gt_clock_counter(void)
 {
         return gt_clock_raw() >> gt_clock.shift;

@@ -228,8 +228,8 @@ struct gt_thread {
         _Atomic uint64_t gen;
         struct gt_slot slot[2];      /* indexed by gen & 1 */
         uint64_t tid;
-        /* gt.clock_shift, copied when the fast paths are enabled for a slot
-         * (they read the cycle counter): an event reads its own page only. */
+        /* gt_clock.shift, copied when the fast paths are enabled for a slot
+         * (they read the cycle counter), so that they read it in this page. */
         uint8_t clock_shift;
         /* Region depth: a status field (below), here for its page. */
         _Atomic uint32_t depth;      /* may exceed GT_MAX_REGION_DEPTH: extra levels untracked */
@@ -321,10 +321,11 @@ struct gt_dump_req {
 
 /* Everything global, in one place. */
 struct gt_state {
-        /* Hot, read on every event: the current generation (0: not tracing). */
+        /* Read by the general paths and the fibers' fast paths (region,
+         * counter and log fast paths read their thread's copies instead):
+         * the current generation (0: not tracing). */
         _Atomic uint64_t gen __attribute__((aligned(64)));
         bool use_membarrier;
-        uint8_t clock_shift;   /* gt_clock.shift, copied into this line */
         uint32_t stack_mask;   /* kinds that record stacks */
         uint32_t stack_depth;
         /* The fiber table (below): its address and mask, here for the line. */

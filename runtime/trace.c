@@ -22,7 +22,9 @@
  *
  * The generation a thread reads is its own copy of gt.gen, t->gen, which
  * the advancer writes for every registered thread when it publishes one
- * (gt_gen_publish): an event then touches no process-wide memory at all.
+ * (gt_gen_publish): a region, counter or log on the fast path then touches
+ * no process-wide memory (a fiber transition reads the fiber table, a new
+ * stack the stack table).
  * The argument needs the thread's "counter := odd" store to be ordered
  * before its load of t->gen, and the advancer's stores of the new
  * generation before its loads of the counters (both store->load orders,
@@ -172,7 +174,7 @@ _Static_assert(offsetof(struct gt_thread, regions) % 64 == 0,
                "the first four region levels share a line");
 _Static_assert(offsetof(struct gt_state, fiber_mask) + sizeof(gt.fiber_mask) <= 64 &&
                        offsetof(struct gt_state, pool) == 64,
-               "gt's first line holds what every event reads, and nothing written");
+               "gt's first line holds what the general paths and fibers read, and nothing written");
 _Static_assert(sizeof(struct gt_strcache) * GT_STRCACHE_WAYS == 64,
                "a string cache set is one line");
 _Static_assert(offsetof(struct gt_thread, strcache) + sizeof(((struct gt_thread *)0)->strcache) <=
@@ -540,7 +542,7 @@ static inline void wr_exit(struct gt_thread *t)
 
 /*
  * Whether the fast paths' way into the write section orders the section's
- * first step before its load of gt.gen: with membarrier (the advancer's
+ * first step before its load of the generation (t->gen): with membarrier (the advancer's
  * barrier makes the compiler fence enough), or under TSan (seq_cst).
  * Without, slot_fast never passes (t->cur_gen stays GT_NO_GEN) and
  * FAST_SLOW fences before the general code reads gen again.
@@ -859,7 +861,7 @@ static __attribute__((noinline)) struct gt_slot *slot_room_slow(struct gt_thread
                  * paths take gen without a fence, see wr_enter_fast), every
                  * event comes here, below. */
                 t->cur_gen = gt_clock_is_counter() && fast_fenced() ? gen : GT_NO_GEN;
-                t->clock_shift = gt.clock_shift;
+                t->clock_shift = (uint8_t)gt_clock.shift;
                 /* The status handshake (see the design notes): CAS before any
                  * state of this generation changes -- even when this event is
                  * dropped below, for the change it stands for is not, and the
