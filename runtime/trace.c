@@ -175,8 +175,8 @@ _Static_assert(offsetof(struct gt_thread, regions) % 64 == 0,
 _Static_assert(offsetof(struct gt_state, fiber_mask) + sizeof(gt.fiber_mask) <= 64 &&
                        offsetof(struct gt_state, pool) == 64,
                "gt's first line holds what the general paths and fibers read, and nothing written");
-_Static_assert(sizeof(struct gt_strcache) * GT_STRCACHE_WAYS == 64,
-               "a string cache set is one line");
+_Static_assert(GT_STRCACHE_WAYS == 2 && sizeof(struct gt_strcache) * GT_STRCACHE_WAYS == 64,
+               "a string cache set is two entries, one line (str_get, str_cached)");
 _Static_assert(offsetof(struct gt_thread, strcache) + sizeof(((struct gt_thread *)0)->strcache) <=
                        GT_THREAD_ALIGN &&
                        offsetof(struct gt_thread, regions) + 4 * sizeof(struct gt_region) <=
@@ -781,10 +781,10 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
 {
         if (unlikely(!s))
                 s = "";
-        struct gt_strcache *set = strcache_set(t, s), *c = NULL;
-        for (unsigned w = 0; w < GT_STRCACHE_WAYS && !c; w++)
-                if (strcache_holds(&set[w], s))
-                        c = &set[w];
+        struct gt_strcache *set = strcache_set(t, s);
+        struct gt_strcache *c = strcache_holds(&set[0], s)   ? &set[0]
+                                : strcache_holds(&set[1], s) ? &set[1]
+                                                             : NULL;
         if (likely(c)) {
                 if (unlikely(c->gen != gen)) {
                         gt_str_mark(c->e, gen);
@@ -794,7 +794,7 @@ static inline struct gt_str *str_get(struct gt_thread *t, const char *s, uint64_
         }
         struct gt_str *e = gt_str_intern(s, strnlen(s, 4096));
         gt_str_mark(e, gen);
-        memmove(&set[1], &set[0], (GT_STRCACHE_WAYS - 1) * sizeof(set[0]));
+        set[1] = set[0];
         set[0] = (struct gt_strcache){
                 .key = gt_str_fixed(s) ? (uintptr_t)s : GT_KEY_COPY(s),
                 .e = e,
