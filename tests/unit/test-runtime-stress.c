@@ -547,13 +547,13 @@ static void hold_arm(struct hold *h)
 static void hold_hit(struct hold *h)
 {
         pthread_mutex_lock(&h->lock);
+        bool hold = h->stage == 0;
         h->hits++;
-        pthread_cond_broadcast(&h->cond);
-        if (h->stage == 0) {
+        if (hold)
                 h->stage = 1;
-                pthread_cond_broadcast(&h->cond);
+        pthread_cond_broadcast(&h->cond); /* hits and stage, at once */
+        if (hold)
                 (void)stage_wait(&h->cond, &h->lock, &h->stage, 2);
-        }
         pthread_mutex_unlock(&h->lock);
 }
 

@@ -256,13 +256,16 @@ END_TEST
  * The functions with an event fast path lie in one page of code (their
  * section starts one: runtime/trace.c, GT_FAST_TEXT), so that a traced
  * server's events touch one page of the library's code.  Sanitizer builds
- * carry their instrumentation in the same functions and need not fit.
+ * carry their instrumentation in the same functions and need not fit: the
+ * test is not registered there.
  */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define FAST_PAGE_CHECKED 0
+#else
+#define FAST_PAGE_CHECKED 1
+#endif
 START_TEST(test_fast_paths_share_a_page)
 {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-        return;
-#endif
         static const char *const fast[] = {
                 "gtrace_region_begin", "gtrace_region_end", "gtrace_counter",
                 "gtrace_log",          "gtrace_fiber_run",  "gtrace_fiber_yield",
@@ -303,7 +306,8 @@ static Suite *symbols_suite(void)
 
         tcase_add_test(tc, test_exports_match_allowlist);
         tcase_add_test(tc, test_allowlist_matches_header);
-        tcase_add_test(tc, test_fast_paths_share_a_page);
+        if (FAST_PAGE_CHECKED)
+                tcase_add_test(tc, test_fast_paths_share_a_page);
         suite_add_tcase(s, tc);
         return s;
 }
