@@ -835,12 +835,13 @@ static void dump_local(struct gt_dump_req *r)
  * handler holds it off as it does a cycle (advance): it reads the frame the
  * connection is in the middle of, to send it again whole, and that frame's
  * blob may go when the send completes. */
-static void daemon_service(struct gt_daemon_events *ev)
+/* may_read: see gt_daemon_service. */
+static void daemon_service(struct gt_daemon_events *ev, bool may_read)
 {
         if (!adv_enter())
                 return;
         pthread_mutex_lock(&gt.ring_lock);
-        gt_daemon_service(gt.daemon, &gt.ring, ev);
+        gt_daemon_service(gt.daemon, &gt.ring, ev, may_read);
         atomic_store_explicit(&gt.generations_sent, gt.ring.sent_total, memory_order_relaxed);
         pthread_mutex_unlock(&gt.ring_lock);
         adv_leave();
@@ -850,7 +851,7 @@ static void serve_dump(struct gt_dump_req *r)
 {
         if (gt.daemon && gt_daemon_connected(gt.daemon) && !dump_inflight) {
                 struct gt_daemon_events ev = {0};
-                daemon_service(&ev); /* push the new generation first */
+                daemon_service(&ev, true); /* push the new generation first */
                 if (gt_daemon_request_dump(gt.daemon, r->id, r->reason) == 0) {
                         dump_inflight = r;
                         dump_inflight_deadline = gt_mono_ns() + DAEMON_DUMP_MS * 1000000ull;
@@ -986,6 +987,11 @@ static void *advancer_main(void *arg)
                 int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, timeout);
                 if (n < 0 && errno != EINTR)
                         break;
+                /* Nothing to read unless the poll said so: a period's cut
+                 * then makes no recv() that finds nothing.  A socket not
+                 * polled (none yet, or held by a crash handler) is read. */
+                bool daemon_readable = pfd[1].fd < 0 || n < 0 ||
+                                       (pfd[1].revents & (POLLIN | POLLHUP | POLLERR));
                 if (pfd[0].revents & POLLIN) {
                         uint64_t v;
                         (void)!read(gt.wake_fd, &v, sizeof(v));
@@ -1008,13 +1014,13 @@ static void *advancer_main(void *arg)
                 }
                 if (gt.daemon) {
                         struct gt_daemon_events ev = {0};
-                        daemon_service(&ev);
+                        daemon_service(&ev, daemon_readable);
                         if (ev.flush_requested) {
                                 /* gtraced asks for a snapshot: cut now, push, confirm. */
                                 advance(true);
                                 next_cut = gt_mono_ns() + period_ns;
                                 struct gt_daemon_events ev2 = {0};
-                                daemon_service(&ev2);
+                                daemon_service(&ev2, true);
                                 gt_daemon_flush_done(gt.daemon, ev.flush_id,
                                                      atomic_load(&gt.gen) - 1);
                                 if (ev2.dump_done)

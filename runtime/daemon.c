@@ -393,7 +393,7 @@ static int parse_in(struct gt_daemon *d, struct gt_daemon_events *ret)
         return r;
 }
 
-static int pump_in(struct gt_daemon *d, struct gt_daemon_events *ret)
+static int pump_in(struct gt_daemon *d, struct gt_daemon_events *ret, bool may_read)
 {
         for (;;) {
                 if (d->stalled || d->rlen == sizeof(d->rbuf)) {
@@ -403,6 +403,8 @@ static int pump_in(struct gt_daemon *d, struct gt_daemon_events *ret)
                         if (d->stalled || d->rlen == sizeof(d->rbuf))
                                 return 0;
                 }
+                if (!may_read)
+                        return 0;
                 ssize_t n = recv(d->fd, d->rbuf + d->rlen, sizeof(d->rbuf) - d->rlen,
                                  MSG_DONTWAIT);
                 if (n == 0)
@@ -441,7 +443,8 @@ int gt_daemon_pollfd(struct gt_daemon *d, short *ret_events, int *ret_timeout_ms
         return d->fd;
 }
 
-void gt_daemon_service(struct gt_daemon *d, struct gt_ring *ring, struct gt_daemon_events *ret)
+void gt_daemon_service(struct gt_daemon *d, struct gt_ring *ring, struct gt_daemon_events *ret,
+                       bool may_read)
 {
         if (d->fd < 0) {
                 if (mono_ns() < d->next_attempt_ns)
@@ -450,7 +453,7 @@ void gt_daemon_service(struct gt_daemon *d, struct gt_ring *ring, struct gt_daem
                 if (d->fd < 0)
                         return;
         }
-        int r = pump_in(d, ret);
+        int r = pump_in(d, ret, may_read);
         if (r == 0) {
                 resolve_small(d, ring);
                 r = pump_out(d, ring);
@@ -508,7 +511,7 @@ void gt_daemon_close(struct gt_daemon *d, struct gt_ring *ring)
                 bool queued = n > 0 && queue_small(d, frame, (size_t)n, 0, true);
                 uint64_t deadline = mono_ns() + DAEMON_FREE_WAIT_MS * 1000000ull;
                 while (d->fd >= 0 && queued) {
-                        int r = pump_in(d, NULL);
+                        int r = pump_in(d, NULL, true);
                         if (r == 0) {
                                 resolve_small(d, ring);
                                 r = pump_out(d, ring);

@@ -16,6 +16,7 @@
 #ifndef GT_DAEMON_H
 #define GT_DAEMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -60,8 +61,13 @@ void gt_daemon_free(struct gt_daemon *d);
 int gt_daemon_pollfd(struct gt_daemon *d, short *ret_events, int *ret_timeout_ms);
 
 /* (Re)connects when due, reads incoming frames, sends unsent ring entries as
- * far as the socket accepts without blocking.  Fills *ret. */
-void gt_daemon_service(struct gt_daemon *d, struct gt_ring *ring, struct gt_daemon_events *ret);
+ * far as the socket accepts without blocking.  Fills *ret.  With may_read
+ * false the socket is not read (frames already buffered are still parsed):
+ * for a caller whose poll of the descriptor, since the last call, showed
+ * nothing to read -- what arrives after that poll wakes the next one.  It
+ * saves a generation's cycle a system call that would find nothing. */
+void gt_daemon_service(struct gt_daemon *d, struct gt_ring *ring, struct gt_daemon_events *ret,
+                       bool may_read);
 
 int gt_daemon_connected(const struct gt_daemon *d);
 
