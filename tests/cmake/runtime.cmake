@@ -7,6 +7,12 @@ gtrace_target(gtrace_rtcheck)
 
 gtrace_check_test(test-runtime-api SOURCES unit/test-runtime-api.c
   LIBS gtrace_static gtrace_rtcheck TIMEOUT 120)
+# Under TSan too (the concurrency label), but for the test cases tagged
+# no-tsan: forked children that start threads, and deliberate crashes.
+if(GTRACE_SANITIZE MATCHES "thread")
+  set_tests_properties(test-runtime-api PROPERTIES LABELS concurrency)
+  set_property(TEST test-runtime-api APPEND PROPERTY ENVIRONMENT "CK_EXCLUDE_TAGS=no-tsan")
+endif()
 gtrace_check_test(test-runtime-stress SOURCES unit/test-runtime-stress.c
   LIBS gtrace_static gtrace_rtcheck LABELS concurrency TIMEOUT 300)
 gtrace_check_test(test-runtime-fastpath SOURCES unit/test-runtime-fastpath.c
