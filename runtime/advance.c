@@ -834,8 +834,7 @@ static void dump_local(struct gt_dump_req *r)
 /* The daemon connection mutates the ring (marks entries sent).  A crash
  * handler holds it off as it does a cycle (advance): it reads the frame the
  * connection is in the middle of, to send it again whole, and that frame's
- * blob may go when the send completes. */
-/* may_read: see gt_daemon_service. */
+ * blob may go when the send completes.  may_read: as gt_daemon_service's. */
 static void daemon_service(struct gt_daemon_events *ev, bool may_read)
 {
         if (!adv_enter())
