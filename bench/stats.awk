@@ -36,3 +36,35 @@ function mean_ci(v, n,    i, ss) {
         for (i = 1; i <= n; i++) ss += (v[i] - ci_m) ^ 2
         ci_h = tq(n - 1) * sqrt(ss / (n - 1) / n)
 }
+
+# The means of a[1..n] by set of processes (window r in set set[r]) into
+# v[1..ns]; returns ns.  Each window counts in its own set, even when
+# another window of that set was left out.
+function set_means(a, n, set, v,    r, j, ns, sm, sc) {
+        delete v
+        for (r = 1; r <= n; r++) { sm[set[r]] += a[r]; sc[set[r]]++ }
+        ns = 0
+        for (j in sc) v[++ns] = sm[j] / sc[j]
+        return ns
+}
+
+# mean_ci over the set means of a[1..n], said as the table says it; the
+# number of sets is left in ci_n.
+function ci_text(a, n, set,    v) {
+        ci_n = set_means(a, n, set, v)
+        mean_ci(v, ci_n)
+        return (ci_h < 0) ? sprintf("mean %+.2f%% (one set)", ci_m) : sprintf("mean over %d sets %+.2f%% ± %.2f (95%% CI)", ci_n, ci_m, ci_h)
+}
+
+# The verdict on "under target (%)" for the set means of a[1..n]: the whole
+# 95% confidence interval of the mean must lie on one side of it.
+function ci_verdict(a, n, set, target,    v) {
+        mean_ci(v, set_means(a, n, set, v))
+        if (ci_h < 0)
+                return "inconclusive (one set of processes)"
+        if (ci_m + ci_h < target)
+                return "yes"
+        if (ci_m - ci_h >= target)
+                return "**NO**"
+        return sprintf("inconclusive (the 95%% CI, %+.2f–%+.2f, straddles %g%%)", ci_m - ci_h, ci_m + ci_h, target)
+}
