@@ -161,11 +161,13 @@ static FILE *nm_open(int sizes, pid_t *ret_pid)
                 dup2(fds[1], STDOUT_FILENO);
                 close(fds[0]);
                 close(fds[1]);
+                char *argv[6] = {"nm", "-D", "--defined-only"};
+                int n = 3;
                 if (sizes)
-                        execlp("nm", "nm", "-D", "--defined-only", "-S", GTRACE_SYMBOLS_LIB,
-                               (char *)NULL);
-                else
-                        execlp("nm", "nm", "-D", "--defined-only", GTRACE_SYMBOLS_LIB, (char *)NULL);
+                        argv[n++] = "-S";
+                argv[n++] = GTRACE_SYMBOLS_LIB;
+                argv[n] = NULL;
+                execvp("nm", argv);
                 _exit(127);
         }
         close(fds[1]);
